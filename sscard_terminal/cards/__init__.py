@@ -1,0 +1,1 @@
+"""Card applications: social security (SSSE), bank PAN, read authentication."""

@@ -1,0 +1,5 @@
+"""Client of the central system's terminal protocol (docs/central-protocol.md)."""
+
+from .models import Application, CardStatus, Channel, Entitlement
+
+__all__ = ["Application", "CardStatus", "Channel", "Entitlement"]

@@ -1,0 +1,1 @@
+"""The ``sscard`` technician CLI (composes the parts; nothing below imports it)."""

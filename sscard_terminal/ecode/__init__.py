@@ -1,0 +1,1 @@
+"""Electronic social security card codes: format, decoding and verification."""

@@ -1,0 +1,1 @@
+"""The durable SQLite journal of transactions and its forwarder to the central system."""
