@@ -13,7 +13,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import SscardError
-from . import card_commands, central_commands, ecode_commands, queue_commands
+from . import (
+    card_commands,
+    central_commands,
+    ecode_commands,
+    pin_commands,
+    queue_commands,
+    scan_commands,
+)
 from .exit_codes import ExitCode, exit_code_for
 
 __all__ = ["build_parser", "main"]
@@ -25,6 +32,8 @@ _GROUPS: tuple[Register, ...] = (
     central_commands.register,
     queue_commands.register,
     ecode_commands.register,
+    scan_commands.register,
+    pin_commands.register,
 )
 
 
