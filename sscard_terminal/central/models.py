@@ -6,9 +6,11 @@ Card and e-code have equal rights (卡码同权): both resolve to the same card 
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
 
-__all__ = ["Application", "CardStatus", "Channel", "Entitlement"]
+__all__ = ["Application", "CardStatus", "Channel", "Entitlement", "card_ref"]
 
 
 class CardStatus(enum.Enum):
@@ -59,3 +61,17 @@ class Entitlement(enum.Enum):
     VOLUNTEER = "volunteer"
     UNION_MEMBER = "union_member"
     CHILD = "child"
+
+
+def card_ref(card_identification_code: bytes) -> str:
+    """The pseudonymous reference of a card: the key that card taps, e-codes and the
+    denylist share (卡码同权) without carrying the ID number, name or card number.
+
+    It is derived from the card identification code (EF05 tag 01, readable freely even on
+    generation 3 cards), so a terminal computes it from a tap offline and finds it in an
+    e-code's payload and in denylist entries.
+    """
+    if len(card_identification_code) != 16:
+        raise ValueError("a card identification code is 16 bytes")
+    digest = hashlib.sha256(b"sscard-card-ref:v1:" + card_identification_code).digest()
+    return base64.b32encode(digest[:15]).decode("ascii").lower()
