@@ -1,0 +1,3 @@
+"""Shared pytest fixtures. Each part appends its own section; keep sections independent."""
+
+from __future__ import annotations
