@@ -32,18 +32,32 @@ them with :mod:`sscard_terminal.privacy`.
     ├── CardAuthenticationError          read authentication of a generation 3 card
     │   ├── ForgedCardError                  internal authentication mismatch: forged/cloned
     │   └── SecurityModuleError              PSAM/HSM missing, lacks key or algorithm
+    │       └── SecurityModuleUnavailableError   carries the unified ``code`` (-2201/-2202/-2203)
     ├── CentralError                     the central system
     │   ├── CentralUnreachableError          network down / deadline too short: decide offline
     │   ├── CentralRefusedError              auth refused (wrong secret, skewed clock, replay)
     │   └── CentralProtocolError             malformed, oversized or unexpected response
+    ├── DenylistError                    the local denylist file (decision)
     ├── JournalError                     the offline journal (offline_queue)
+    │   ├── JournalForeignFileError          the file at the journal's path is not a journal
+    │   ├── JournalNewerSchemaError          written by a newer version: upgrade, keep the file
+    │   ├── JournalCorruptError              truncated or malformed file: restore, keep the file
+    │   ├── JournalKeyError                  the key does not match or does not decrypt
+    │   ├── JournalFullError                 limits reached and the profile refuses new records
+    │   ├── JournalStorageError              disk full or read-only file system; nothing written
+    │   └── JournalTamperedError             the hash chain does not verify
     ├── ECodeError                       e-codes: scanner, camera, code format, verification
+    │   ├── ScannerUnavailableError          serial scanner port missing, busy or not permitted
+    │   ├── CameraUnavailableError           camera/video/RTSP source cannot be opened, no cv2
+    │   ├── MalformedECodeError              not a well-formed code: carries ``reason``
+    │   └── ECodeRefusedError                well-formed but refused (signature, expiry, replay…)
     └── DeadlineExceededError            the caller's budget ran out before an answer
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CameraUnavailableError",
     "CardApplicationError",
     "CardAuthenticationError",
     "CardCommunicationError",
@@ -56,10 +70,20 @@ __all__ = [
     "CentralUnreachableError",
     "ConfigError",
     "DeadlineExceededError",
+    "DenylistError",
     "ECodeError",
+    "ECodeRefusedError",
     "ForgedCardError",
     "IncompleteCardError",
+    "JournalCorruptError",
     "JournalError",
+    "JournalForeignFileError",
+    "JournalFullError",
+    "JournalKeyError",
+    "JournalNewerSchemaError",
+    "JournalStorageError",
+    "JournalTamperedError",
+    "MalformedECodeError",
     "MalformedResponseError",
     "NoCardError",
     "NoReaderError",
@@ -67,7 +91,9 @@ __all__ = [
     "PinError",
     "ReaderError",
     "ReaderUnavailableError",
+    "ScannerUnavailableError",
     "SecurityModuleError",
+    "SecurityModuleUnavailableError",
     "SecurityStatusNotSatisfiedError",
     "SscardError",
 ]
@@ -195,6 +221,16 @@ class SecurityModuleError(CardAuthenticationError):
     """No PSAM or HSM, or the module lacks the key or algorithm the card needs."""
 
 
+class SecurityModuleUnavailableError(SecurityModuleError):
+    """This module cannot serve the card; ``code`` is the unified interface's code
+    (-2201 no PSAM, -2202 no algorithm, -2203 no read key), which decides the fallback
+    to the central HSM."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 # --- central system ---------------------------------------------------------------------
 
 
@@ -221,9 +257,69 @@ class CentralProtocolError(CentralError):
 # --- other parts -----------------------------------------------------------------------
 
 
+class DenylistError(SscardError):
+    """The local denylist file cannot be opened or updated; the message names the file."""
+
+
 class JournalError(SscardError):
     """The offline journal cannot do what was asked; the message names the file and the fix."""
 
 
+class JournalForeignFileError(JournalError):
+    """The file at the journal's path is not an sscard journal; it is left untouched."""
+
+
+class JournalNewerSchemaError(JournalError):
+    """The journal was written by a newer schema version; upgrade the software, keep the file."""
+
+
+class JournalCorruptError(JournalError):
+    """The journal file is truncated or malformed; it is left untouched as evidence."""
+
+
+class JournalKeyError(JournalError):
+    """The journal key is missing, unreadable, too open, or does not match the journal."""
+
+
+class JournalFullError(JournalError):
+    """A journal limit is reached and the profile refuses new offline transactions."""
+
+
+class JournalStorageError(JournalError):
+    """The disk is full or the file system is read-only; the enqueue was not recorded."""
+
+
+class JournalTamperedError(JournalError):
+    """The hash chain does not verify: a record was deleted, reordered or edited."""
+
+
 class ECodeError(SscardError):
     """An e-code could not be read or verified; subclasses say why."""
+
+
+class ScannerUnavailableError(ECodeError):
+    """The serial scanner's port is missing, busy or not permitted; the message says which."""
+
+
+class CameraUnavailableError(ECodeError):
+    """The camera, video file or RTSP stream cannot be opened, or cv2 is not installed."""
+
+
+class MalformedECodeError(ECodeError):
+    """The text is not a well-formed e-code (length, base45, zlib, CBOR, COSE, payload).
+
+    ``reason`` is a stable machine-readable code (see :class:`sscard_terminal.ecode.Reason`).
+    """
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ECodeRefusedError(ECodeError):
+    """A well-formed e-code was refused (bad signature, expired, replayed, unknown or
+    revoked key, unknown kind, central unreachable); ``reason`` says which."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -9,8 +9,30 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-__all__ = ["Application", "CardStatus", "Channel", "Entitlement", "card_ref"]
+from ..privacy import mask_id_number, mask_name
+
+__all__ = [
+    "AckOutcome",
+    "Application",
+    "CardStatus",
+    "CardValidation",
+    "Channel",
+    "DenylistEntry",
+    "DenylistUpdate",
+    "ECodeCheck",
+    "Entitlement",
+    "HolderIdentity",
+    "PingResult",
+    "TransactionAck",
+    "TransactionUpload",
+    "TrustList",
+    "TrustedKey",
+    "card_ref",
+]
 
 
 class CardStatus(enum.Enum):
@@ -75,3 +97,149 @@ def card_ref(card_identification_code: bytes) -> str:
         raise ValueError("a card identification code is 16 bytes")
     digest = hashlib.sha256(b"sscard-card-ref:v1:" + card_identification_code).digest()
     return base64.b32encode(digest[:15]).decode("ascii").lower()
+
+
+# --- protocol values (docs/central-protocol.md) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class HolderIdentity:
+    """Who holds the card; only sent to terminals whose profile is entitled to it.
+
+    The repr masks both fields so that logging a validation never leaks them.
+    """
+
+    name: str
+    id_number: str
+
+    def __repr__(self) -> str:
+        return (f"HolderIdentity(name={mask_name(self.name)!r}, "
+                f"id_number={mask_id_number(self.id_number)!r})")
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class CardValidation:
+    """The central's answer about one card (tap or e-code: 卡码同权)."""
+
+    status: CardStatus
+    reason: str
+    """Machine-readable: ``ok``, ``unknown_card``, ``temporary_loss``, ``expired``, ..."""
+    card_ref: str | None = None
+    since: str | None = None
+    """RFC 3339 date the status began (None for ``unknown``)."""
+    until: str | None = None
+    """RFC 3339 date a temporary status ends by itself (15-day temporary loss)."""
+    expires_on: str | None = None
+    applications: frozenset[Application] = frozenset()
+    """Applications switched ON for this card."""
+    entitlements: frozenset[Entitlement] = frozenset()
+    holder: HolderIdentity | None = None
+    warning: str | None = None
+    """E.g. ``renew within 3 months`` in the last 3 months before expiry."""
+
+    @property
+    def usable(self) -> bool:
+        return self.status.usable
+
+
+@dataclass(frozen=True)
+class ECodeCheck:
+    """The central's verdict on an e-code text, with the card behind it when known."""
+
+    accepted: bool
+    reason: str
+    kind: str | None = None
+    card: CardValidation | None = None
+
+
+@dataclass(frozen=True)
+class PingResult:
+    latency_s: float
+    clock_offset_s: float
+    """Server time minus terminal time (positive: the terminal is behind)."""
+    auth_ok: bool
+    terminal_id: str
+    server_time: float
+
+
+@dataclass(frozen=True)
+class TransactionUpload:
+    """One journal record as the central receives it; ``idempotency_key`` makes a retry safe."""
+
+    idempotency_key: str
+    sequence: int
+    terminal_id: str
+    kind: str
+    occurred_at: str
+    payload: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "idempotency_key": self.idempotency_key,
+            "sequence": self.sequence,
+            "terminal_id": self.terminal_id,
+            "kind": self.kind,
+            "occurred_at": self.occurred_at,
+            "payload": dict(self.payload),
+        }
+
+    def __repr__(self) -> str:  # payloads may hold personal data
+        return (f"TransactionUpload(idempotency_key={self.idempotency_key!r}, "
+                f"sequence={self.sequence}, kind={self.kind!r}, "
+                f"payload=<{len(self.payload)} keys>)")
+
+
+AckOutcome = Literal["accepted", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True)
+class TransactionAck:
+    idempotency_key: str
+    outcome: AckOutcome
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DenylistEntry:
+    card_ref: str
+    status: CardStatus
+    until: str | None = None
+    """When set, the entry lapses by itself at this date (15-day temporary loss)."""
+
+
+@dataclass(frozen=True)
+class DenylistUpdate:
+    """A verified denylist delta (``full`` False) or snapshot (``full`` True).
+
+    Apply: a snapshot replaces everything; a delta adds ``added`` and drops ``removed``.
+    """
+
+    version: int
+    since_version: int
+    full: bool
+    added: tuple[DenylistEntry, ...]
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """An e-code signer key; ``public_key`` is DER SubjectPublicKeyInfo."""
+
+    kid: str
+    alg: Literal["ES256", "EdDSA"]
+    public_key: bytes
+    not_before: str
+    not_after: str
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class TrustList:
+    version: int
+    issued_at: str
+    keys: tuple[TrustedKey, ...]
+
+    def key(self, kid: str) -> TrustedKey | None:
+        return next((k for k in self.keys if k.kid == kid), None)

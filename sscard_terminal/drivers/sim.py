@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..errors import CardRemovedError
+from ..errors import CardRemovedError, NoReaderError
 from .transport import CardInterface, CardTransport
 
-__all__ = ["SimTransport", "SimulatedDevice"]
+__all__ = ["SIM_PREFIX", "SimTransport", "SimulatedDevice", "is_sim_reader", "open_sim_reader",
+           "sim_reader_names"]
+
+SIM_PREFIX = "sim:"
 
 
 class SimulatedDevice(Protocol):
@@ -57,9 +60,48 @@ class SimTransport(CardTransport):
     def transmit(self, apdu: bytes) -> bytes:
         if not self._open:
             raise CardRemovedError(f"{self._reader_name}: the card was released")
-        return self._device.transmit(apdu)
+        try:
+            return self._device.transmit(apdu)
+        except Exception as exc:
+            # The simulator signals "card left the field" with its own exception;
+            # match it by name so this module never imports the simulator package.
+            if type(exc).__name__ == "CardPulledError":
+                self._open = False
+                raise CardRemovedError(f"{self._reader_name}: the card was removed") from exc
+            raise
 
     def close(self) -> None:
         if self._open:
             self._open = False
             self._device.power_off()
+
+
+def is_sim_reader(name: str | None) -> bool:
+    return name is not None and name.startswith(SIM_PREFIX)
+
+
+def sim_reader_names() -> list[str]:
+    """``sim:<holder>`` for every synthetic holder, or [] without the simulator package."""
+    try:
+        from sscard_hardware_sim.virtual_card import holder_names
+    except ImportError:
+        return []
+    return [SIM_PREFIX + name for name in holder_names()]
+
+
+def open_sim_reader(name: str) -> SimTransport:
+    """A transport to the virtual card of ``sim:<holder>`` (e.g. ``sim:gen3-adult``)."""
+    holder = name[len(SIM_PREFIX):] if name.startswith(SIM_PREFIX) else name
+    try:
+        from sscard_hardware_sim.virtual_card import VirtualCard
+    except ImportError as exc:
+        raise NoReaderError(f"{name}: the simulator package sscard_hardware_sim is not "
+                            "installed") from exc
+    try:
+        card = VirtualCard.from_holder(holder)
+    except KeyError as exc:
+        raise NoReaderError(f"no simulated reader {name!r}",
+                            found=tuple(sim_reader_names())) from exc
+    interface = CardInterface(card.interface) if card.interface in ("contact", "contactless") \
+        else CardInterface.UNKNOWN
+    return SimTransport(card, reader_name=SIM_PREFIX + holder, interface=interface)

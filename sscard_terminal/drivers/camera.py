@@ -1,0 +1,332 @@
+"""Camera e-code input: the only module that imports cv2 and the QR decoding libraries.
+
+Validators with a camera read the e-code off the holder's phone. Frames come from
+``cv2.VideoCapture`` (a device index, a video file, or an RTSP URL); each frame goes
+through our decode path and every decoded text through the same :class:`CodeFilter` as a
+serial scanner's lines, so a camera delivers the same :class:`ScannedCode` values under
+the same duplicate and garbage rules.
+
+The decode path was chosen by measurement (docs/ecode-input.md, ``bench/_camera_decode``):
+zxing-cpp restricted to QR codes is both the fastest and the most successful library on
+our generated frames; we call it with fewer built-in retries, retry on a half-size frame
+when it finds nothing, and when it *finds* a symbol but cannot decode it (typically
+motion blur) retry once on an unsharp-masked frame (see :func:`decode_gray`).
+
+cv2, numpy, zxing-cpp and pyzbar are imported lazily, on first use: a terminal without a
+camera never loads them (a test checks ``sys.modules``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..deadline import Deadline
+from ..errors import CameraUnavailableError, ConfigError
+from .code_filter import CodeFilter, InputCounters, ScannedCode, ScannerEvent, ScannerState
+
+__all__ = ["CameraScanner", "decode_gray", "single_library_decoders", "to_gray"]
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[ScannerEvent], None]
+GrayDecoder = Callable[[Any], list[bytes]]
+
+# How long an RTSP/FFmpeg open or read may hang before cv2 gives up (milliseconds).
+_STREAM_TIMEOUT_MS = 3000
+
+
+def _import(name: str) -> Any:
+    """Import an optional camera library, turning its absence into our error."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise CameraUnavailableError(
+            f"{name} is not installed: install sscard-terminal[camera] for camera input"
+        ) from exc
+
+
+def to_gray(frame: Any) -> Any:
+    """A BGR frame (what VideoCapture yields) as an 8-bit grayscale image."""
+    cv2 = _import("cv2")
+    if getattr(frame, "ndim", 2) == 2:
+        return frame
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+
+
+def decode_gray(gray: Any) -> list[bytes]:
+    """The payload of every QR code in a grayscale frame, by our measured cascade.
+
+    Raw bytes, not the library's text: zxing renders control characters as ``<ESC>``
+    and guesses character sets, which would hide garbage from :class:`CodeFilter`.
+
+    1. zxing-cpp, QR only, full resolution, no rotation or downscale retries (a QR finder
+       pattern is rotation-invariant), reporting symbols it found but could not decode;
+    2. if it found a symbol it could not decode (blur, noise): once more on an
+       unsharp-masked frame;
+    3. if it found nothing: once on a half-size frame (what zxing's own downscale retry
+       would do, at a quarter of the pixels), then step 2 for a symbol found there.
+
+    An empty frame costs a full and a quarter-size pass: no more than zxing's default.
+    """
+    zxingcpp = _import("zxingcpp")
+    cv2 = _import("cv2")
+
+    def qr(image: Any, **options: Any) -> Any:
+        return zxingcpp.read_barcodes(
+            image, formats=zxingcpp.BarcodeFormat.QRCode, try_rotate=False, **options
+        )
+
+    found = qr(gray, try_downscale=False, return_errors=True)
+    if not found:
+        half = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        found = qr(half, try_downscale=False, return_errors=True)
+    payloads = [r.bytes for r in found if r.valid]
+    if payloads or not found:
+        return payloads
+    sharpened = cv2.addWeighted(gray, 1.8, cv2.GaussianBlur(gray, (0, 0), 3), -0.8, 0)
+    return [r.bytes for r in qr(sharpened) if r.valid]
+
+
+def single_library_decoders() -> dict[str, GrayDecoder]:
+    """Each candidate library on its own, as its documentation shows it used.
+
+    For the benchmark that justifies :func:`decode_gray`; a library that is not installed
+    is left out (its absence is reported by the benchmark, not hidden).
+    """
+    decoders: dict[str, GrayDecoder] = {}
+    try:
+        zxingcpp = importlib.import_module("zxingcpp")
+    except ImportError:
+        pass
+    else:
+
+        def zxing_all_formats(gray: Any) -> list[bytes]:
+            return [r.bytes for r in zxingcpp.read_barcodes(gray)]
+
+        def zxing_qr(gray: Any) -> list[bytes]:
+            return [
+                r.bytes
+                for r in zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode)
+            ]
+
+        decoders["zxing-cpp"] = zxing_all_formats
+        decoders["zxing-cpp (QR only)"] = zxing_qr
+    try:
+        pyzbar = importlib.import_module("pyzbar.pyzbar")
+    except ImportError:  # pyzbar also fails to import when libzbar0 is missing
+        pass
+    else:
+
+        def zbar_qr(gray: Any) -> list[bytes]:
+            symbols = pyzbar.decode(gray, symbols=[pyzbar.ZBarSymbol.QRCODE])
+            return [bytes(s.data) for s in symbols]
+
+        decoders["pyzbar (QR only)"] = zbar_qr
+    try:
+        cv2 = importlib.import_module("cv2")
+    except ImportError:
+        return decoders
+    detector = cv2.QRCodeDetector()
+
+    def opencv(gray: Any) -> list[bytes]:
+        text, _points, _straight = detector.detectAndDecode(gray)
+        return [text.encode("utf-8", "surrogateescape")] if text else []
+
+    decoders["opencv QRCodeDetector"] = opencv
+    if hasattr(cv2, "QRCodeDetectorAruco"):
+        aruco = cv2.QRCodeDetectorAruco()
+
+        def opencv_aruco(gray: Any) -> list[bytes]:
+            text, _points, _straight = aruco.detectAndDecode(gray)
+            return [text.encode("utf-8", "surrogateescape")] if text else []
+
+        decoders["opencv QRCodeDetectorAruco"] = opencv_aruco
+    return decoders
+
+
+def _parse_source(source: int | str) -> tuple[int | str, bool]:
+    """(what to hand VideoCapture, whether it is a live source that can come back)."""
+    if isinstance(source, int):
+        return source, True
+    if source.isdigit():
+        return int(source), True
+    if "://" in source:  # rtsp://, http:// MJPEG cameras
+        return source, True
+    return source, False
+
+
+class CameraScanner:
+    """Decoded codes from a camera, a video file or an RTSP stream.
+
+    Same contract as :class:`~sscard_terminal.drivers.serial_qr.SerialQrScanner`:
+    ``read(deadline)`` returns the next accepted code or ``None``; iteration yields codes
+    until :meth:`close` (or the end of a video file); live sources that fail are reported
+    ``scanner-lost`` and reopened every ``reconnect_interval`` seconds (``scanner-back``).
+    ``close()`` from another thread takes effect after the frame being read (cv2 cannot
+    abandon a read half way), so it returns within one frame time plus the stream timeout.
+    """
+
+    def __init__(
+        self,
+        source: int | str,
+        *,
+        dedup_window: float = 2.0,
+        max_length: int = 4096,
+        reconnect_interval: float = 1.0,
+        decoder: GrayDecoder | None = None,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        """Open ``source`` now; raises :class:`CameraUnavailableError` if it cannot be."""
+        if reconnect_interval <= 0:
+            raise ConfigError("reconnect_interval must be positive")
+        self._target, self.live = _parse_source(source)
+        self.reconnect_interval = reconnect_interval
+        self._decode = decoder or decode_gray
+        self._on_event = on_event
+        self._filter = CodeFilter(dedup_window=dedup_window, max_length=max_length)
+        self._ready: list[ScannedCode] = []
+        self._closed = threading.Event()
+        self._io_lock = threading.Lock()
+        self._capture: Any = None
+        self._state = ScannerState.LOST
+        self._ever_connected = False
+        self._next_attempt = 0.0
+        self.exhausted = False  # a video file reached its end
+        self.frames_read = 0
+        self._connect()
+
+    @property
+    def source(self) -> str:
+        return f"camera:{self._target}"
+
+    @property
+    def state(self) -> ScannerState:
+        return self._state
+
+    def counters(self) -> InputCounters:
+        return self._filter.counters()
+
+    def read(self, deadline: Deadline) -> ScannedCode | None:
+        """The next accepted code; ``None`` at the deadline, on close, or at end of file."""
+        with self._io_lock:
+            try:
+                while not self._closed.is_set():
+                    if self._ready:
+                        return self._ready.pop(0)
+                    if self.exhausted or deadline.expired:
+                        return None
+                    if self._capture is None:
+                        self._wait_and_reconnect(deadline)
+                        continue
+                    self._read_frame()
+                return None
+            finally:
+                if self._closed.is_set():
+                    self._release()
+
+    def __iter__(self) -> Iterator[ScannedCode]:
+        while not self._closed.is_set() and not (self.exhausted and not self._ready):
+            code = self.read(Deadline.never())
+            if code is not None:
+                yield code
+
+    def close(self) -> None:
+        """Stop reading and release the camera; safe from any thread, idempotent."""
+        self._closed.set()
+        # A reader inside cap.read() holds the lock; it releases the capture on its way out.
+        if self._io_lock.acquire(timeout=0.05):
+            try:
+                self._release()
+            finally:
+                self._io_lock.release()
+        if self._state is not ScannerState.CLOSED:
+            self._transition(ScannerState.CLOSED, "scanner-closed", "")
+
+    def __enter__(self) -> CameraScanner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CameraScanner({self._target!r}, state={self._state.value})"
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        cv2 = _import("cv2")
+        params: list[int] = []
+        if isinstance(self._target, str) and "://" in self._target:
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS,
+            ]  # fmt: skip
+        try:
+            capture = cv2.VideoCapture(self._target, cv2.CAP_ANY, params)
+            opened = bool(capture.isOpened())
+        except cv2.error as exc:
+            raise CameraUnavailableError(f"cannot open camera source {self._target!r}") from exc
+        if not opened:
+            capture.release()
+            raise CameraUnavailableError(
+                f"cannot open camera source {self._target!r} (no such device or file, "
+                "unsupported format, or no permission: is the user in the video group?)"
+            )
+        self._capture = capture
+        kind = "scanner-back" if self._ever_connected else "scanner-connected"
+        if self._ever_connected:
+            self._filter.count_event("back")
+        self._ever_connected = True
+        self._transition(ScannerState.CONNECTED, kind, "")
+
+    def _wait_and_reconnect(self, deadline: Deadline) -> None:
+        wait = self._next_attempt - time.monotonic()
+        if wait > 0:
+            self._closed.wait(min(wait, deadline.remaining()))
+            return
+        self._next_attempt = time.monotonic() + self.reconnect_interval
+        try:
+            self._connect()
+        except CameraUnavailableError as exc:
+            log.debug("camera %s still unavailable: %s", self._target, exc)
+
+    def _read_frame(self) -> None:
+        cv2 = _import("cv2")
+        try:
+            ok, frame = self._capture.read()
+        except cv2.error as exc:
+            ok, frame = False, None
+            log.debug("camera %s read failed: %s", self._target, exc)
+        if not ok or frame is None:
+            self._release()
+            if self.live:
+                self._filter.count_event("lost")
+                self._next_attempt = time.monotonic() + self.reconnect_interval
+                self._transition(ScannerState.LOST, "scanner-lost", "no frame from source")
+            else:
+                self.exhausted = True
+            return
+        self.frames_read += 1
+        for payload in self._decode(to_gray(frame)):
+            code = self._filter.accept(bytes(payload), self.source)
+            if code is not None:
+                self._ready.append(code)
+
+    def _release(self) -> None:
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.release()
+
+    def _transition(self, state: ScannerState, kind: str, detail: str) -> None:
+        previous, self._state = self._state, state
+        log.info("camera %s: %s -> %s (%s) %s", self._target, previous, state, kind, detail)
+        if self._on_event is not None:
+            try:
+                self._on_event(ScannerEvent(kind, self.source, time.monotonic(), detail))
+            except Exception:
+                log.exception("camera event listener failed on %s", kind)

@@ -1,0 +1,94 @@
+"""Cutting a serial scanner's byte stream into lines, in bounded memory.
+
+Scanners end each code with CR, LF or CRLF depending on how they were configured at the
+factory (or by scanning a setup barcode). A scanner that was set to send no terminator
+at all, or a line with noise on it, must not make the buffer grow without limit: once a
+line exceeds the cap the framer drops what it has and skips to the next terminator,
+reporting the dropped line once.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = ["Frame", "LineFramer", "Terminator"]
+
+
+class Terminator(enum.StrEnum):
+    """How the scanner ends a code. ``AUTO`` takes any of CR, LF or CRLF."""
+
+    CR = "CR"
+    LF = "LF"
+    CRLF = "CRLF"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One line (without terminator), or the marker of an oversized line that was dropped."""
+
+    data: bytes = b""
+    oversized: bool = False
+
+
+@dataclass
+class LineFramer:
+    """Feed bytes in, get complete lines out; holds at most ``max_length`` bytes."""
+
+    terminator: Terminator
+    max_length: int
+    _buffer: bytearray = field(default_factory=bytearray)
+    _skipping: bool = False
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Every line completed by ``data``; empty lines (e.g. CRLF in auto mode) are dropped."""
+        frames: list[Frame] = []
+        for piece, ended in self._split(data):
+            if self._skipping:
+                if ended:
+                    self._skipping = False
+                continue
+            if len(self._buffer) + len(piece) > self.max_length:
+                self._buffer.clear()
+                frames.append(Frame(oversized=True))
+                self._skipping = not ended
+                continue
+            self._buffer += piece
+            if ended:
+                if self._buffer:
+                    frames.append(Frame(data=bytes(self._buffer)))
+                self._buffer.clear()
+        return frames
+
+    def reset(self) -> None:
+        """Forget a partial line (the device went away mid-code)."""
+        self._buffer.clear()
+        self._skipping = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished line held right now."""
+        return len(self._buffer)
+
+    def _split(self, data: bytes) -> list[tuple[bytes, bool]]:
+        """``data`` as (piece, ended-by-terminator) pairs; the last piece may be open."""
+        if self.terminator is Terminator.CRLF:
+            # A CRLF split across two reads: join the CR held back from the last read.
+            if self._buffer.endswith(b"\r") and data.startswith(b"\n"):
+                del self._buffer[-1]
+                pieces = [(b"", True)]
+                data = data[1:]
+            else:
+                pieces = []
+            parts = data.split(b"\r\n")
+            pieces += [(p, True) for p in parts[:-1]]
+            pieces.append((parts[-1], False))
+            return pieces
+        if self.terminator is Terminator.AUTO:
+            # CR, LF and CRLF all end a line; the empty line between CR and LF is dropped.
+            parts = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        else:
+            sep = b"\r" if self.terminator is Terminator.CR else b"\n"
+            parts = data.split(sep)
+        return [(p, True) for p in parts[:-1]] + [(parts[-1], False)]

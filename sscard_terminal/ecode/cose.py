@@ -1,0 +1,107 @@
+"""A minimal COSE_Sign1 (RFC 9052 §4.2): exactly what our e-code needs, strictly checked.
+
+Structure: ``18([protected: bstr .cbor {1: alg, 4: kid}, unprotected: {}, payload: bstr,
+signature: bstr])``. The key id must sit in the protected header, so it is covered by the
+signature; anything else in either header is refused rather than ignored, because an
+attacker controls every byte of the input.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+from ..errors import MalformedECodeError
+
+__all__ = [
+    "CoseSign1", "decode_sign1", "encode_sign1", "int_keyed", "sig_structure",
+    "strict_cbor_loads",
+]
+
+_COSE_SIGN1_TAG = 18
+_HEADER_ALG = 1
+_HEADER_KID = 4
+_MAX_KID = 32
+
+
+def strict_cbor_loads(data: bytes, what: str) -> Any:
+    """cbor2.loads, with every failure (bad bytes, nesting bombs, trailing data) turned
+    into :class:`MalformedECodeError` so no cbor2 exception leaves this package."""
+    stream = io.BytesIO(data)
+    try:
+        obj = cbor2.CBORDecoder(stream).decode()
+    except Exception as exc:  # hostile input: cbor2's semantic tags
+        # (datetime, regex, MIME, decimal...) can fail in ways its docs do not list; any
+        # failure means "not our code", and none may escape to the gate.
+        raise MalformedECodeError(f"{what} is not valid CBOR", "malformed") from exc
+    if stream.tell() != len(data):
+        raise MalformedECodeError(f"{what} has trailing bytes", "malformed")
+    return obj
+
+
+@dataclass(frozen=True)
+class CoseSign1:
+    """A decoded, structurally valid COSE_Sign1 (signature NOT yet verified)."""
+
+    protected: bytes
+    alg: int
+    kid: bytes
+    payload: bytes
+    signature: bytes
+
+    def to_be_signed(self) -> bytes:
+        """The Sig_structure bytes the signature covers."""
+        return sig_structure(self.protected, self.payload)
+
+
+def sig_structure(protected: bytes, payload: bytes) -> bytes:
+    """``["Signature1", protected, external_aad = h'', payload]`` in CBOR (RFC 9052 §4.4)."""
+    return cbor2.dumps(["Signature1", protected, b"", payload])
+
+
+def _exact_int(value: object) -> bool:
+    return type(value) is int
+
+
+def int_keyed(obj: object) -> bool:
+    """A map whose keys are all true integers (``True`` and ``1.0`` compare equal to 1)."""
+    return isinstance(obj, dict) and all(type(key) is int for key in obj)
+
+
+def decode_sign1(data: bytes) -> CoseSign1:
+    """Parse COSE_Sign1 bytes; raise :class:`MalformedECodeError` on any deviation."""
+    obj = strict_cbor_loads(data, "the COSE message")
+    if isinstance(obj, cbor2.CBORTag):
+        if obj.tag != _COSE_SIGN1_TAG:
+            raise MalformedECodeError("the COSE message has the wrong tag", "malformed")
+        obj = obj.value
+    # cbor2 hands back the content of a tag as immutable containers (tuple, frozendict).
+    if not isinstance(obj, list | tuple) or len(obj) != 4:
+        raise MalformedECodeError("a COSE_Sign1 is an array of four", "malformed")
+    protected, unprotected, payload, signature = obj
+    if not (type(protected) is bytes and type(payload) is bytes and type(signature) is bytes):
+        raise MalformedECodeError("COSE_Sign1 fields have the wrong types", "malformed")
+    if not isinstance(unprotected, Mapping) or unprotected:
+        raise MalformedECodeError("the unprotected header must be empty", "malformed")
+    header = strict_cbor_loads(protected, "the protected header")
+    if not int_keyed(header) or set(header) != {_HEADER_ALG, _HEADER_KID}:
+        raise MalformedECodeError("the protected header must hold exactly alg and kid",
+                                  "malformed")
+    alg, kid = header[_HEADER_ALG], header[_HEADER_KID]
+    if not _exact_int(alg) or not -65536 <= alg <= 65535:
+        raise MalformedECodeError("the algorithm id is not a small integer", "malformed")
+    if type(kid) is not bytes or not 1 <= len(kid) <= _MAX_KID:
+        raise MalformedECodeError("the key id is not a short byte string", "malformed")
+    return CoseSign1(protected, alg, kid, payload, signature)
+
+
+def encode_sign1(alg: int, kid: bytes, payload: bytes,
+                 sign: Callable[[bytes], bytes]) -> bytes:
+    """Build a tagged COSE_Sign1; ``sign`` maps the Sig_structure to the COSE signature."""
+    protected = cbor2.dumps({_HEADER_ALG: alg, _HEADER_KID: kid})
+    signature = sign(sig_structure(protected, payload))
+    return cbor2.dumps(cbor2.CBORTag(_COSE_SIGN1_TAG, [protected, {}, payload, signature]))

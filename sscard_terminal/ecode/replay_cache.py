@@ -1,0 +1,112 @@
+"""Remember which codes this terminal has accepted, so the same code is refused next time.
+
+An entry lives only until its code expires (plus the clock skew): after that the validity
+window refuses the code anyway, so the cache stays small on its own. It is also bounded:
+when full, the entries closest to expiry go first (they are the least useful to keep).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import sqlite3
+import threading
+from typing import Protocol
+
+from ..errors import JournalError
+
+__all__ = ["MemoryReplayCache", "ReplayCache", "SqliteReplayCache"]
+
+
+class ReplayCache(Protocol):
+    """The verifier's view of a replay cache."""
+
+    def remember_once(self, key: bytes, keep_until: float, now: float) -> bool:
+        """Record ``key`` until ``keep_until``; return False if it was already recorded
+        (a replay). ``now`` is the verifier's clock, used to prune expired entries."""
+        ...
+
+
+class MemoryReplayCache:
+    """In-process cache (lost on restart: a daemon that must survive restarts uses SQLite)."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._max = max_entries
+        self._until: dict[bytes, float] = {}
+        self._heap: list[tuple[float, bytes]] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def remember_once(self, key: bytes, keep_until: float, now: float) -> bool:
+        with self._lock:
+            self._prune(now)
+            if key in self._until:
+                return False
+            self._until[key] = keep_until
+            heapq.heappush(self._heap, (keep_until, key))
+            while len(self._until) > self._max:
+                _, oldest = heapq.heappop(self._heap)
+                self._until.pop(oldest, None)
+            return True
+
+    def _prune(self, now: float) -> None:
+        while self._heap and self._heap[0][0] < now:
+            _, key = heapq.heappop(self._heap)
+            self._until.pop(key, None)
+
+
+class SqliteReplayCache:
+    """Replay cache in a SQLite file, so a restart does not reopen accepted codes.
+
+    One transaction per insert (``INSERT`` on a primary key decides atomically, also
+    across processes sharing the file); WAL with ``synchronous=NORMAL``: a power cut may
+    lose the last accepted code, which then expires within a minute anyway.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], max_entries: int = 100_000) -> None:
+        self._max = max_entries
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(os.fspath(path), isolation_level=None,
+                                       check_same_thread=False, timeout=2.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS ecode_replay ("
+                             "key BLOB PRIMARY KEY, keep_until REAL NOT NULL)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS ecode_replay_until "
+                             "ON ecode_replay(keep_until)")
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open the e-code replay cache {path}: {exc}") from exc
+
+    def remember_once(self, key: bytes, keep_until: float, now: float) -> bool:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute("DELETE FROM ecode_replay WHERE keep_until < ?", (now,))
+                    inserted = self._db.execute(
+                        "INSERT OR IGNORE INTO ecode_replay(key, keep_until) VALUES (?, ?)",
+                        (key, keep_until)).rowcount == 1
+                    if inserted:
+                        self._db.execute(
+                            "DELETE FROM ecode_replay WHERE key IN (SELECT key FROM "
+                            "ecode_replay ORDER BY keep_until LIMIT max(0, "
+                            "(SELECT count(*) FROM ecode_replay) - ?))", (self._max,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise JournalError(f"e-code replay cache failed: {exc}") from exc
+            return inserted
+
+    def __len__(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT count(*) FROM ecode_replay").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,217 @@
+"""Opening the journal file safely: identify it, check its version, migrate, never clobber.
+
+A journal is an SQLite database in WAL mode whose ``application_id`` says "sscard
+journal" and whose ``schema_versions`` table lists the migrations applied. Before
+anything is written, the file at the path is checked: something that is not SQLite,
+an SQLite file of another application, a file shorter than its own header says, or a
+journal from a newer version is refused with an error that names the file and what to
+do, and the file is left byte for byte as it was (it is evidence).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import (
+    JournalCorruptError,
+    JournalError,
+    JournalForeignFileError,
+    JournalNewerSchemaError,
+    JournalStorageError,
+)
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "storage_error"]
+
+APPLICATION_ID = 0x53534A4C  # "SSJL"
+SCHEMA_VERSION = 1
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_V1 = """
+CREATE TABLE schema_versions (
+    version    INTEGER PRIMARY KEY,
+    applied_at TEXT NOT NULL
+);
+CREATE TABLE journal_meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE records (
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    terminal_id TEXT NOT NULL,
+    wall_time   TEXT NOT NULL,
+    mono_ns     INTEGER NOT NULL,
+    boot_id     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    personal    BLOB,
+    prev_hash   BLOB NOT NULL,
+    hash        BLOB NOT NULL,
+    acked_at    TEXT,
+    ack_outcome TEXT,
+    ack_reason  TEXT,
+    ack_mac     BLOB
+);
+CREATE INDEX records_pending ON records(seq) WHERE acked_at IS NULL;
+"""
+
+# version -> SQL that brings the previous version to it.
+_MIGRATIONS: dict[int, str] = {1: _V1}
+
+
+def storage_error(path: Path, exc: sqlite3.Error) -> JournalError:
+    """Translate an SQLite write failure into the error a technician can act on."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if code == sqlite3.SQLITE_FULL or name.startswith("SQLITE_FULL"):
+        return JournalStorageError(
+            f"journal {path}: disk full, nothing was recorded; free space on its file system")
+    if name.startswith("SQLITE_READONLY") or name == "SQLITE_CANTOPEN":
+        return JournalStorageError(
+            f"journal {path}: file system or file is read-only, nothing was recorded; "
+            f"remount it read-write or fix the permissions")
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return JournalCorruptError(
+            f"journal {path} is malformed ({exc}); keep the file and restore from backup")
+    return JournalError(f"journal {path}: {exc}")
+
+
+def _check_header(path: Path) -> bool:
+    """True if the file has journal content to check; False if it is new (absent/empty)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    if size == 0:
+        # Created but its first transaction never committed (the schema is written in
+        # rollback mode before the switch to WAL, so a journal is never empty on disk).
+        return False
+    with path.open("rb") as handle:
+        header = handle.read(100)
+    if not header.startswith(_SQLITE_MAGIC[: len(header)]) or len(header) < 100:
+        if header.startswith(_SQLITE_MAGIC[: min(len(header), 16)]) and len(header) < 100:
+            raise JournalCorruptError(
+                f"journal {path} is truncated ({size} bytes); keep the file, restore from backup")
+        raise JournalForeignFileError(
+            f"{path} is not an sscard journal (not an SQLite file); it was left untouched: "
+            f"move it away or point --db/the profile at the right file")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if page_size < 512 or size % page_size or size < pages * page_size:
+        raise JournalCorruptError(
+            f"journal {path} is truncated ({size} bytes, header says {pages} pages of "
+            f"{page_size}); it was left untouched: keep it and restore from backup")
+    return True
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT max(version) FROM schema_versions").fetchone()
+    return int(row[0] or 0)
+
+
+def connect(
+    path: Path,
+    *,
+    synchronous: str,
+    on_new: Callable[[sqlite3.Connection], None],
+    check_existing: Callable[[sqlite3.Connection], None],
+) -> sqlite3.Connection:
+    """Open (or create) the journal at ``path`` and bring it to :data:`SCHEMA_VERSION`.
+
+    ``on_new`` runs inside the creating transaction (to store the key check);
+    ``check_existing`` runs on an existing journal before anything is written.
+    """
+    if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+        raise JournalError(f"journal {path}: synchronous must be FULL, EXTRA or NORMAL")
+    existing = _check_header(path)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                               timeout=10.0)
+    except sqlite3.Error as exc:
+        raise storage_error(path, exc) from exc
+    try:
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        if existing:
+            _check_existing(path, conn)
+            check_existing(conn)
+        else:
+            _create(path, conn, on_new)
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise storage_error(path, exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_existing(path: Path, conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA query_only=ON")
+    try:
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        if app_id != APPLICATION_ID:
+            raise JournalForeignFileError(
+                f"{path} is an SQLite file of another application (application_id "
+                f"{app_id:#x}); it was left untouched: move it away or fix the journal path")
+        result = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise JournalCorruptError(
+                f"journal {path} fails its integrity check ({result}); it was left "
+                f"untouched: keep it and restore from backup")
+        try:
+            version = _version(conn)
+        except sqlite3.OperationalError as exc:
+            raise JournalCorruptError(
+                f"journal {path} has no schema_versions table; it was left untouched: "
+                f"keep it and restore from backup") from exc
+        if version > SCHEMA_VERSION:
+            raise JournalNewerSchemaError(
+                f"journal {path} has schema version {version}, this software knows up to "
+                f"{SCHEMA_VERSION}; upgrade sscard-terminal (the file was left untouched)")
+    except sqlite3.DatabaseError as exc:
+        raise JournalCorruptError(
+            f"journal {path} is malformed ({exc}); it was left untouched: keep it and "
+            f"restore from backup") from exc
+    finally:
+        conn.execute("PRAGMA query_only=OFF")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        _apply(conn, target)
+
+
+def _apply(conn: sqlite3.Connection, version: int) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _MIGRATIONS[version].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_versions VALUES (?, ?)",
+                     (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _create(path: Path, conn: sqlite3.Connection,
+            on_new: Callable[[sqlite3.Connection], None]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        for version in range(1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_versions VALUES (?, ?)",
+                         (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        on_new(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    os.chmod(path, 0o600)

@@ -1,0 +1,269 @@
+"""The card lifecycle the regulations describe (policy.md; Hainan §16-§28, §42).
+
+- normal;
+- temporary loss: 15 days, then it lapses by itself (the card works again), or
+  open-ended until unlocked;
+- formal loss: locked;
+- unlock: back to normal, refused once a replacement was applied for;
+- replacement: the old card is void from the moment the application is accepted; a new
+  card is issued;
+- renewal: the old card is handed back and cancelled; a new card is issued;
+- cancellation on death: every card of the holder, and the e-code, are void;
+- expiry 10 years after issue, with a "renew within 3 months" warning before it;
+- suspension for misuse (and its reinstatement);
+- applications switched on and off per card.
+
+Time-driven states (lapse, expiry) are computed when asked, from ``today``, so the
+stored row never needs a background job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from sscard_terminal.central.models import Application, CardStatus
+
+from .central_store import CardRow, CentralStore, card_number_check
+
+__all__ = [
+    "LifecycleError",
+    "apply_replacement",
+    "cancel_holder",
+    "denylist_document",
+    "effective_status",
+    "renew",
+    "report_formal_loss",
+    "report_temporary_loss",
+    "set_application",
+    "set_status",
+    "suspend",
+    "unlock",
+    "validation_document",
+]
+
+TEMPORARY_LOSS_DAYS = 15
+RENEWAL_WARNING_DAYS = 92
+"""About 3 months: the window in which a holder should renew."""
+MAX_DELTA = 500
+"""A terminal further behind than this many changes gets a full snapshot."""
+
+_VOID = {CardStatus.REPLACED, CardStatus.RENEWED, CardStatus.CANCELLED}
+
+
+class LifecycleError(Exception):
+    """A transition the regulations do not allow (e.g. unlock after replacement)."""
+
+
+def effective_status(card: CardRow, today: dt.date) -> tuple[CardStatus, str, str | None]:
+    """(status, reason, until) as of ``today``: lapsed temporary loss and expiry applied."""
+    status, reason, until = card.status, card.reason, card.until
+    if status is CardStatus.TEMPORARY_LOSS and until is not None and (
+            dt.date.fromisoformat(until) <= today):
+        status, reason, until = CardStatus.NORMAL, "ok", None
+    if status is CardStatus.NORMAL and dt.date.fromisoformat(card.expires_on) <= today:
+        status, reason = CardStatus.EXPIRED, "expired"
+    return status, reason, until
+
+
+def validation_document(store: CentralStore, card: CardRow | None, *, card_number: str,
+                        identity_entitled: bool, today: dt.date) -> dict[str, Any]:
+    """The JSON answer of card validation (docs/central-protocol.md)."""
+    if card is None:
+        return {"status": CardStatus.UNKNOWN.value, "reason": "unknown_card"}
+    if card.card_number != card_number:
+        return {"status": CardStatus.UNKNOWN.value, "reason": "card_number_mismatch"}
+    status, reason, until = effective_status(card, today)
+    since = card.since if status is card.status else (
+        card.expires_on if status is CardStatus.EXPIRED else card.until)
+    doc: dict[str, Any] = {
+        "status": status.value, "reason": reason, "card_ref": card.card_ref,
+        "since": since, "until": until, "expires_on": card.expires_on,
+        "applications": store.enabled_applications(card.card_number),
+        "entitlements": store.entitlements(card.holder_id),
+    }
+    expires = dt.date.fromisoformat(card.expires_on)
+    if status is CardStatus.NORMAL and (expires - today).days <= RENEWAL_WARNING_DAYS:
+        doc["warning"] = "renew within 3 months"
+    if identity_entitled and status is not CardStatus.UNKNOWN:
+        name, id_number = store.holder(card.holder_id)
+        doc["holder"] = {"name": name, "id_number": id_number}
+    return doc
+
+
+def _require(store: CentralStore, card_number: str) -> CardRow:
+    card = store.card_by_number(card_number)
+    if card is None:
+        raise LifecycleError(f"no card {card_number}")
+    return card
+
+
+def _update(store: CentralStore, card: CardRow, status: CardStatus, reason: str,
+            today: dt.date, *, until: str | None = None, **extra: int | str) -> None:
+    """Write a status and log the denylist change in the same transaction."""
+    sets = ", ".join(f"{k} = ?" for k in extra)
+    with store.atomic() as conn:
+        conn.execute(
+            "UPDATE cards SET status = ?, reason = ?, since = ?, until = ?"
+            + (", " + sets if sets else "") + " WHERE card_number = ?",
+            (status.value, reason, today.isoformat(), until, *extra.values(), card.card_number))
+        was_usable = effective_status(card, today)[0].usable
+        if status.usable and not was_usable:
+            store.log_denylist(conn, card.card_ref, "remove", None, None, today)
+        elif not status.usable:
+            store.log_denylist(conn, card.card_ref, "add", status, until, today)
+
+
+def _not_void(card: CardRow) -> None:
+    if card.status in _VOID:
+        raise LifecycleError(f"card is void ({card.status.value})")
+
+
+def report_temporary_loss(store: CentralStore, card_number: str, today: dt.date, *,
+                          open_ended: bool = False, until: dt.date | None = None) -> None:
+    card = _require(store, card_number)
+    _not_void(card)
+    end = None if open_ended else (until or today + dt.timedelta(days=TEMPORARY_LOSS_DAYS))
+    _update(store, card, CardStatus.TEMPORARY_LOSS, "temporary_loss", today,
+            until=None if end is None else end.isoformat())
+
+
+def report_formal_loss(store: CentralStore, card_number: str, today: dt.date) -> None:
+    card = _require(store, card_number)
+    _not_void(card)
+    _update(store, card, CardStatus.FORMAL_LOSS, "formal_loss", today)
+
+
+def unlock(store: CentralStore, card_number: str, today: dt.date) -> None:
+    """解挂: refused once a replacement was applied for, and for void cards."""
+    card = _require(store, card_number)
+    if card.replacement_pending or card.status is CardStatus.REPLACED:
+        raise LifecycleError("unlock refused: a replacement was applied for")
+    _not_void(card)
+    _update(store, card, CardStatus.NORMAL, "ok", today)
+
+
+def suspend(store: CentralStore, card_number: str, today: dt.date, *,
+            reason: str = "suspended") -> None:
+    card = _require(store, card_number)
+    _not_void(card)
+    _update(store, card, CardStatus.SUSPENDED, reason, today)
+
+
+def _successor_number(card_number: str, tag: str) -> str:
+    digest = hashlib.sha256(f"{card_number}:{tag}".encode()).hexdigest().upper()
+    body = "R" + "".join(c for c in digest if c.isdigit())[:7].ljust(7, "0")
+    return body + card_number_check(body)
+
+
+def _issue_successor(store: CentralStore, card: CardRow, today: dt.date, tag: str) -> str:
+    number = _successor_number(card.card_number, tag)
+    issuer = hashlib.sha256(f"{card.identification_code}:{tag}".encode()).hexdigest()
+    idcode = f"{card.region}D156000005{issuer[:16].upper()}"
+    apps_off = tuple(a for a in Application
+                     if a.value not in store.enabled_applications(card.card_number))
+    with store.atomic() as conn:
+        store.insert_card(conn, holder_id=card.holder_id, card_number=number,
+                          identification_code=idcode, region=card.region,
+                          status=CardStatus.NORMAL, reason="ok", since=today.isoformat(),
+                          until=None, issued_on=today, apps_off=apps_off)
+    return number
+
+
+def apply_replacement(store: CentralStore, card_number: str, today: dt.date) -> str:
+    """补领: the old card is void at once; returns the new card's number."""
+    card = _require(store, card_number)
+    _not_void(card)
+    new = _issue_successor(store, card, today, "replacement")
+    _update(store, card, CardStatus.REPLACED, "replaced", today, replacement_pending=1,
+            successor=new)
+    return new
+
+
+def renew(store: CentralStore, card_number: str, today: dt.date) -> str:
+    """换领: the old card is handed back and void; returns the new card's number."""
+    card = _require(store, card_number)
+    _not_void(card)
+    new = _issue_successor(store, card, today, "renewal")
+    _update(store, card, CardStatus.RENEWED, "renewed", today, successor=new)
+    return new
+
+
+def cancel_holder(store: CentralStore, card_number: str, today: dt.date) -> None:
+    """注销 (death): every card of the holder is void, and with it the e-code."""
+    card = _require(store, card_number)
+    rows = store.conn.execute("SELECT card_number FROM cards WHERE holder_id = ?",
+                              (card.holder_id,)).fetchall()
+    for (number,) in rows:
+        other = _require(store, str(number))
+        if other.status is not CardStatus.CANCELLED:
+            _update(store, other, CardStatus.CANCELLED, "cancelled", today, ecode_void=1)
+
+
+def set_application(store: CentralStore, card_number: str, application: Application,
+                    enabled: bool) -> None:
+    _require(store, card_number)
+    with store.atomic() as conn:
+        conn.execute("UPDATE card_applications SET enabled = ? WHERE card_number = ?"
+                     " AND application = ?", (int(enabled), card_number, application.value))
+
+
+def set_status(store: CentralStore, card_number: str, status: CardStatus, today: dt.date, *,
+               until: dt.date | None = None, open_ended: bool = False) -> str | None:
+    """The admin command's entry: maps a target status onto the lifecycle transition.
+
+    Returns the new card number for replacement and renewal.
+    """
+    if status is CardStatus.NORMAL:
+        unlock(store, card_number, today)
+    elif status is CardStatus.TEMPORARY_LOSS:
+        report_temporary_loss(store, card_number, today, open_ended=open_ended, until=until)
+    elif status is CardStatus.FORMAL_LOSS:
+        report_formal_loss(store, card_number, today)
+    elif status is CardStatus.SUSPENDED:
+        suspend(store, card_number, today)
+    elif status is CardStatus.REPLACED:
+        return apply_replacement(store, card_number, today)
+    elif status is CardStatus.RENEWED:
+        return renew(store, card_number, today)
+    elif status is CardStatus.CANCELLED:
+        cancel_holder(store, card_number, today)
+    elif status is CardStatus.EXPIRED:
+        card = _require(store, card_number)
+        with store.atomic() as conn:
+            conn.execute("UPDATE cards SET expires_on = ? WHERE card_number = ?",
+                         ((until or today).isoformat(), card.card_number))
+            store.log_denylist(conn, card.card_ref, "add", CardStatus.EXPIRED, None, today)
+    else:
+        raise LifecycleError(f"cannot set a card to {status.value}")
+    return None
+
+
+def denylist_document(store: CentralStore, since_version: int, today: dt.date) -> dict[str, Any]:
+    """A delta since ``since_version``, or a full snapshot when too far behind (or 0)."""
+    current = int(store.conn.execute(
+        "SELECT coalesce(max(version), 0) FROM denylist_changes").fetchone()[0])
+    since_version = min(since_version, current)
+    if since_version <= 0 or current - since_version > MAX_DELTA:
+        entries = []
+        for (ref,) in store.conn.execute("SELECT card_ref FROM cards ORDER BY card_ref"):
+            card = store.card_by_ref(str(ref))
+            if card is None:
+                continue
+            status, _, until = effective_status(card, today)
+            if not status.usable:
+                entries.append({"card_ref": card.card_ref, "status": status.value,
+                                "until": until})
+        return {"type": "denylist", "version": current, "since_version": since_version,
+                "full": True, "added": entries, "removed": []}
+    latest: dict[str, tuple[str, str | None, str | None]] = {}
+    for ref, action, status_text, until in store.conn.execute(
+            "SELECT card_ref, action, status, until FROM denylist_changes WHERE version > ?"
+            " ORDER BY version", (since_version,)):
+        latest[str(ref)] = (str(action), status_text, until)
+    added = [{"card_ref": ref, "status": s, "until": u}
+             for ref, (a, s, u) in sorted(latest.items()) if a == "add"]
+    removed = sorted(ref for ref, (a, _, _) in latest.items() if a == "remove")
+    return {"type": "denylist", "version": current, "since_version": since_version,
+            "full": False, "added": added, "removed": removed}

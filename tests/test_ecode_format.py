@@ -1,0 +1,177 @@
+"""The code format: base45, COSE_Sign1, payload and text, and refusals of hostile input."""
+
+from __future__ import annotations
+
+import zlib
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sscard_terminal.ecode import (
+    PREFIX,
+    ECodePayload,
+    b45decode,
+    b45encode,
+    decode_sign1,
+    decode_text,
+    encode_text,
+)
+from sscard_terminal.ecode.format import MAX_COSE_BYTES
+from sscard_terminal.errors import ECodeError, MalformedECodeError
+
+from .ecode_helpers import CARD_REF, REGION, eddsa_issuer, es256_issuer
+
+
+def test_base45_matches_the_rfc_9285_examples() -> None:
+    assert b45encode(b"AB") == "BB8"
+    assert b45encode(b"Hello!!") == "%69 VD92EX0"
+    assert b45encode(b"base-45") == "UJCLQE7W581"
+    assert b45decode("QED8WEX0") == b"ietf!"
+
+
+@pytest.mark.parametrize("bad", ["GGW", ":::", "A", "ABCD", "ab", "AB\u00e9", "A\x00B"])
+def test_base45_refuses_bad_characters_lengths_and_overflowing_chunks(bad: str) -> None:
+    with pytest.raises(MalformedECodeError) as info:
+        b45decode(bad)
+    assert info.value.reason == "malformed"
+
+
+@given(st.binary(max_size=300))
+def test_base45_round_trips_any_bytes(data: bytes) -> None:
+    assert b45decode(b45encode(data)) == data
+
+
+@pytest.mark.parametrize("make_issuer", [es256_issuer, eddsa_issuer])
+def test_issued_code_decodes_to_its_payload(make_issuer) -> None:  # type: ignore[no-untyped-def]
+    issuer = make_issuer()
+    text = issuer.issue(CARD_REF, REGION, now=1_700_000_000, nonce=b"n" * 16)
+    assert text.startswith(PREFIX)
+    sign1 = decode_sign1(decode_text(text))
+    assert sign1.kid == issuer.kid and sign1.alg == issuer.alg
+    payload = ECodePayload.from_cbor(sign1.payload)
+    assert payload == ECodePayload(CARD_REF, REGION, 1_700_000_000, 1_700_000_060, b"n" * 16)
+
+
+def test_code_text_holds_no_identity_only_the_pseudonymous_reference() -> None:
+    text = es256_issuer().issue(CARD_REF, REGION, now=1_700_000_000)
+    raw = decode_text(text)
+    assert CARD_REF.encode() in raw
+    assert b"D15600000500" not in raw.upper()
+
+
+def test_compressed_code_is_accepted_and_zlib_bomb_refused() -> None:
+    cose = decode_text(es256_issuer().issue(CARD_REF, REGION, now=1_700_000_000))
+    assert decode_text(PREFIX + b45encode(zlib.compress(cose))) == cose
+    bomb = PREFIX + b45encode(zlib.compress(b"\x00" * 400_000, 9))
+    with pytest.raises(MalformedECodeError, match="size limit"):
+        decode_text(bomb)
+    truncated = PREFIX + b45encode(zlib.compress(cose)[:-5])
+    with pytest.raises(MalformedECodeError):
+        decode_text(truncated)
+
+
+def _sign1_bytes(protected: object, unprotected: object, payload: object,
+                 signature: object) -> bytes:
+    return cbor2.dumps(cbor2.CBORTag(18, [protected, unprotected, payload, signature]))
+
+
+HOSTILE_COSE = {
+    "nesting bomb": b"\x81" * (MAX_COSE_BYTES - 1) + b"\x00",
+    "map nesting bomb": b"\xa1\x00" * 500 + b"\x00",
+    "huge declared array": b"\x9b\x00\xff\xff\xff\xff\xff\xff\xff",
+    "huge declared bytes": b"\x5b\x00\xff\xff\xff\xff\xff\xff\xff",
+    "wrong tag": cbor2.dumps(cbor2.CBORTag(98, [b"", {}, b"", b""])),
+    "three fields": cbor2.dumps([b"", {}, b""]),
+    "payload not bytes": _sign1_bytes(cbor2.dumps({1: -7, 4: b"k"}), {}, "text", b"s"),
+    "kid unprotected": _sign1_bytes(cbor2.dumps({1: -7}), {4: b"k"}, b"", b"s"),
+    "extra header": _sign1_bytes(cbor2.dumps({1: -7, 4: b"k", 3: 0}), {}, b"", b"s"),
+    "alg as bool": _sign1_bytes(cbor2.dumps({1: True, 4: b"k"}), {}, b"", b"s"),
+    "huge alg": _sign1_bytes(cbor2.dumps({1: 2**200, 4: b"k"}), {}, b"", b"s"),
+    "kid as text": _sign1_bytes(cbor2.dumps({1: -7, 4: "k"}), {}, b"", b"s"),
+    "protected not cbor": _sign1_bytes(b"\xff\xff", {}, b"", b"s"),
+    "trailing garbage": _sign1_bytes(cbor2.dumps({1: -7, 4: b"k"}), {}, b"", b"s") + b"\x00",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_COSE))
+def test_hostile_cose_structures_are_refused_as_malformed(name: str) -> None:
+    with pytest.raises(MalformedECodeError):
+        decode_sign1(HOSTILE_COSE[name])
+
+
+def _payload_map(**changes: object) -> dict[object, object]:
+    base: dict[object, object] = {1: 1, 2: CARD_REF, 3: REGION, 4: 1_700_000_000,
+                                  5: 1_700_000_060, 6: b"n" * 16}
+    for key, value in changes.items():
+        index = int(key[1:])
+        if value is KeyError:
+            del base[index]
+        else:
+            base[index] = value
+    return base
+
+
+HOSTILE_PAYLOADS = {
+    "version 2": _payload_map(k1=2),
+    "version as bool": _payload_map(k1=True),
+    "card ref is an ID number": _payload_map(k2="330102199001011234"),
+    "card ref as bytes": _payload_map(k2=CARD_REF.encode()),
+    "region nested": _payload_map(k3=[REGION]),
+    "issued_at as float": _payload_map(k4=1_700_000_000.0),
+    "issued_at huge": _payload_map(k4=2**70, k5=2**70 + 60),
+    "negative time": _payload_map(k4=-100, k5=-40),
+    "expiry before issue": _payload_map(k5=1_699_999_000),
+    "lives a day": _payload_map(k5=1_700_086_400),
+    "short nonce": _payload_map(k6=b"n"),
+    "nonce as text": _payload_map(k6="n" * 16),
+    "missing nonce": _payload_map(k6=KeyError),
+    "extra key": {**_payload_map(), 7: "name"},
+    "text keys": {"v": 1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_PAYLOADS))
+def test_payloads_of_the_wrong_structure_are_refused(name: str) -> None:
+    with pytest.raises(MalformedECodeError) as info:
+        ECodePayload.from_cbor(cbor2.dumps(HOSTILE_PAYLOADS[name]))
+    assert info.value.reason == "bad_payload"
+
+
+@pytest.mark.parametrize("text", [
+    "", PREFIX, "SC1", PREFIX + "A", PREFIX + "a" * 30, PREFIX + "9" * 99_996,
+    "X" * 100_000, PREFIX + "00", PREFIX + b45encode(b"\xd2"),
+])
+def test_hostile_texts_are_refused_with_a_reason(text: str) -> None:
+    with pytest.raises(MalformedECodeError) as info:
+        decode_sign1(decode_text(text))
+    assert info.value.reason == "malformed"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_decoder_raises_only_ecode_errors_for_any_text(text: str) -> None:
+    try:
+        sign1 = decode_sign1(decode_text(PREFIX + text))
+        ECodePayload.from_cbor(sign1.payload)
+    except ECodeError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_decoder_raises_only_ecode_errors_for_any_bytes(data: bytes) -> None:
+    try:
+        sign1 = decode_sign1(decode_text(encode_text(data)))
+        ECodePayload.from_cbor(sign1.payload)
+    except ECodeError:
+        pass
+
+
+def test_payload_keys_must_be_true_integers_not_bools_or_floats() -> None:
+    good = _payload_map()
+    sneaky = {float(k) if k == 4 else k: v for k, v in good.items()}
+    with pytest.raises(MalformedECodeError):
+        ECodePayload.from_cbor(cbor2.dumps(sneaky))
+    ECodePayload.from_cbor(cbor2.dumps(good))

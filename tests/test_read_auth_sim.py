@@ -1,0 +1,206 @@
+"""Generation 3 read authentication through the in-process ``sim:`` link.
+
+Real parts: A's VirtualCard (access conditions, diversified keys, cloned card), the
+virtual PSAM, the HSM handler behind a real HTTP server on 127.0.0.1, A's read path.
+The pcscd+vpcd variants are in test_read_auth_pcsc.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from sscard_hardware_sim.central_hsm import read_auth_key
+from sscard_hardware_sim.virtual_card import VirtualCard
+from sscard_hardware_sim.virtual_psam import (
+    VirtualPsam,
+    full_psam,
+    psam_without_read_key,
+    psam_without_sm4,
+)
+from sscard_terminal.apdu.processors import ApduProcessor
+from sscard_terminal.cards.hsm import HsmTwoStepAuthenticator, hsm_step1, hsm_step2, parse_hsm_key
+from sscard_terminal.cards.psam import ForgeryRecord, PsamAuthenticator, read_terminal_number
+from sscard_terminal.cards.read_auth import CardAuthContext
+from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
+from sscard_terminal.cards.ssse import read_card_info
+from sscard_terminal.deadline import Deadline
+from sscard_terminal.drivers.sim import SimTransport
+from sscard_terminal.errors import (
+    CentralProtocolError,
+    ForgedCardError,
+    SecurityModuleUnavailableError,
+)
+
+
+class _HsmServer:
+    """The central HSM route on a real HTTP server (127.0.0.1, ephemeral port)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.override_key: str | None = None
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                status, answer = read_auth_key(body)
+                if outer.override_key is not None:
+                    answer = {"key": outer.override_key}
+                raw = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def post_json(self, path: str, body: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
+        answer = httpx.post(self.base + path, json=body, timeout=deadline.remaining())
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=3)
+
+
+@pytest.fixture
+def hsm() -> Iterator[_HsmServer]:
+    server = _HsmServer()
+    yield server
+    server.close()
+
+
+def _card(holder: str) -> SimTransport:
+    return SimTransport(VirtualCard.from_holder(holder), reader_name="sim:card")
+
+
+def _psam(device: VirtualPsam) -> SimTransport:
+    return SimTransport(device, reader_name="sim:psam")
+
+
+@pytest.mark.parametrize("holder", ["gen3-adult", "gen3-3des"])
+def test_gen3_read_with_psam_is_complete(holder: str) -> None:
+    psam = PsamAuthenticator(_psam(full_psam()))
+    info = read_card_info(_card(holder), authenticator=psam)
+    assert info.complete
+    assert info.authenticated_by == "psam:sim:psam"
+    assert info.name and info.social_security_number
+
+
+def test_gen3_without_module_is_incomplete_with_reason() -> None:
+    info = read_card_info(_card("gen3-adult"))
+    assert not info.complete
+    assert info.incomplete_reason == (
+        "generation 3 card: holder data needs a PSAM or the central HSM")
+    assert info.name == ""
+
+
+@pytest.mark.parametrize("holder", ["gen2-adult", "gen1-adult"])
+def test_gen1_gen2_read_without_module(holder: str) -> None:
+    info = read_card_info(_card(holder))
+    assert info.complete and info.authenticated_by is None and info.name
+
+
+def test_cloned_card_is_refused_counted_and_recorded_without_personal_data() -> None:
+    records: list[ForgeryRecord] = []
+    psam = PsamAuthenticator(_psam(full_psam()), recorder=records.append)
+    card = VirtualCard.from_holder("gen3-cloned")
+    with pytest.raises(ForgedCardError) as caught:
+        read_card_info(SimTransport(card), authenticator=psam)
+    assert psam.forgeries_detected == 1
+    assert len(records) == 1
+    record = records[0]
+    assert record.module == "psam:sim:psam"
+    assert record.card_identification_code == card.ef05[0][1].hex().upper()
+    text = repr(record) + str(caught.value)
+    ef06 = dict(card.ef06)
+    for personal in (ef06[0x08], ef06[0x09]):  # ID number, name
+        assert personal.hex().upper() not in text.upper()
+        assert personal.decode("latin-1").strip() not in text
+    # No external authentication was attempted: the card stayed closed.
+    assert card.ext_tries == 3
+
+
+def test_psam_lacking_read_key_or_sm4_reports_unified_codes() -> None:
+    card_info = read_card_info(_card("gen3-adult"))
+    context = CardAuthContext(bytes.fromhex(card_info.card_identification_code), 0x03,
+                              card_info.atr, card_info.region)
+    for device, code in ((psam_without_read_key(), -2203), (psam_without_sm4(), -2202)):
+        with pytest.raises(SecurityModuleUnavailableError) as caught:
+            PsamAuthenticator(_psam(device)).check(context)
+        assert caught.value.code == code
+    not_a_psam = SimTransport(VirtualCard.from_holder("gen2-adult"), reader_name="sim:x")
+    with pytest.raises(SecurityModuleUnavailableError) as caught:
+        PsamAuthenticator(not_a_psam).check(context)
+    assert caught.value.code == -2201
+
+
+def test_psam_terminal_number() -> None:
+    assert read_terminal_number(_psam(full_psam())) == "410100813475"
+
+
+@pytest.mark.parametrize("device", [psam_without_read_key(), psam_without_sm4()])
+def test_chain_falls_back_to_hsm(device: VirtualPsam, hsm: _HsmServer) -> None:
+    chain = find_authenticator(psam_transport=_psam(device), central=hsm)
+    assert isinstance(chain, ModuleChain)
+    info = read_card_info(_card("gen3-adult"), authenticator=chain)
+    assert info.complete and info.authenticated_by == "hsm:central"
+    assert chain.last_fallback_code in (-2202, -2203)
+    assert len(hsm.requests) == 1
+    chain.close()
+
+
+def test_chain_prefers_psam(hsm: _HsmServer) -> None:
+    chain = find_authenticator(psam_transport=_psam(full_psam()), central=hsm)
+    assert chain is not None
+    info = read_card_info(_card("gen3-adult"), authenticator=chain)
+    assert info.authenticated_by == "psam:sim:psam" and hsm.requests == []
+
+
+def test_hsm_alone_reads_and_refuses_clone(hsm: _HsmServer) -> None:
+    records: list[ForgeryRecord] = []
+    auth = HsmTwoStepAuthenticator(hsm, recorder=records.append)
+    assert read_card_info(_card("gen3-3des"), authenticator=auth).complete
+    with pytest.raises(ForgedCardError):
+        read_card_info(_card("gen3-cloned"), authenticator=auth)
+    assert auth.forgeries_detected == 1 and records[0].module == "hsm:central"
+
+
+def test_hsm_step2_compares_all_32_hex() -> None:
+    card = VirtualCard.from_holder("gen3-adult")
+    processor = ApduProcessor(SimTransport(card))
+    info = read_card_info(SimTransport(VirtualCard.from_holder("gen3-adult")))
+    context = CardAuthContext(bytes.fromhex(info.card_identification_code), 0x03,
+                              info.atr, info.region)
+    processor.send_raw(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF"))
+    step1 = hsm_step1(processor, context)
+    _status, answer = read_auth_key(step1.request_body())
+    good = parse_hsm_key(answer["key"])
+    # Same first 16 hex characters, different tail: deployed DLLs would accept it.
+    tampered = bytearray(good.expected_internal)
+    tampered[-1] ^= 0x01
+    bad = parse_hsm_key(tampered.hex() + "|" + good.external_cryptogram.hex())
+    with pytest.raises(ForgedCardError):
+        hsm_step2(processor, step1, bad)
+    assert card.ext_tries == 3
+    hsm_step2(processor, step1, good)
+    with pytest.raises(CentralProtocolError):
+        parse_hsm_key("1234|")

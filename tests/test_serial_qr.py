@@ -1,0 +1,270 @@
+"""SerialQrScanner over a real pseudo-terminal pair that pyserial opens through a symlink."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sscard_hardware_sim.virtual_scanner import VirtualScanner
+
+from sscard_terminal.deadline import Deadline
+from sscard_terminal.drivers.code_filter import ScannerEvent, ScannerState
+from sscard_terminal.drivers.line_framer import LineFramer, Terminator
+from sscard_terminal.drivers.serial_qr import SerialQrScanner
+from sscard_terminal.errors import ConfigError, ScannerUnavailableError
+
+pytestmark = pytest.mark.timeout(60)
+
+CODE_A = "SC1:6BFOXN*TS0BI$ZD4N9:9S6RCVN5+O30K3/XIV0W23NTDEPWK G2EP4J0B"
+CODE_B = "SC1:NCFOXN%TS3DH0YOJ58S S-W5HDC *M0II5XHC9B5G2+$N IOP-IA%NFQGRJPC%OQHIZC4.OI1RM8ZA"
+
+
+@pytest.fixture
+def link(tmp_path: Path) -> Path:
+    return tmp_path / "serial" / "by-id" / "usb-Virtual_QR_Scanner_0001-if00"
+
+
+def _read_all(scanner: SerialQrScanner, seconds: float) -> list[str]:
+    """Every code delivered until ``seconds`` of silence."""
+    texts = []
+    while (code := scanner.read(Deadline.after(seconds))) is not None:
+        texts.append(code.text)
+    return texts
+
+
+@pytest.mark.parametrize("terminator", ["CR", "LF", "CRLF"])
+def test_codes_are_read_line_by_line_with_each_terminator(link: Path, terminator: str) -> None:
+    with VirtualScanner(link, terminator=terminator) as device, SerialQrScanner(
+        str(link), terminator=terminator
+    ) as scanner:
+        device.scan(CODE_A)
+        device.scan(CODE_B)
+        code = scanner.read(Deadline.after(5))
+        assert code is not None
+        assert code.text == CODE_A
+        assert code.source == f"serial:{link}"
+        assert abs(code.at_monotonic - time.monotonic()) < 5
+        assert _read_all(scanner, 0.5) == [CODE_B]
+        assert scanner.counters().accepted == 2
+        assert scanner.counters().discarded == 0
+
+
+def test_auto_terminator_takes_cr_lf_and_crlf_mixed(link: Path) -> None:
+    with VirtualScanner(link) as device, SerialQrScanner(str(link), terminator="auto") as scanner:
+        device.send_raw(b"one\rtwo\nthree\r\nfour\r")
+        assert _read_all(scanner, 0.5) == ["one", "two", "three", "four"]
+
+
+def test_a_line_split_across_writes_is_reassembled(link: Path) -> None:
+    with VirtualScanner(link, terminator="CRLF") as device, SerialQrScanner(
+        str(link), terminator="CRLF"
+    ) as scanner:
+        device.send_raw(CODE_A[:10].encode() + b"")
+        device.drain()
+        assert scanner.read(Deadline.after(0.3)) is None  # no terminator yet: nothing
+        device.send_raw(CODE_A[10:].encode() + b"\r")
+        device.drain()
+        time.sleep(0.1)
+        device.send_raw(b"\n")
+        assert _read_all(scanner, 0.5) == [CODE_A]
+
+
+def test_prefix_and_suffix_added_by_the_scanner_are_stripped(link: Path) -> None:
+    with VirtualScanner(link, prefix=b"]Q1", suffix=b"#") as device, SerialQrScanner(
+        str(link), terminator="CR", strip_prefix=b"]Q1", strip_suffix=b"#"
+    ) as scanner:
+        device.scan(CODE_A)
+        assert _read_all(scanner, 0.5) == [CODE_A]
+
+
+def test_repeats_within_the_window_collapse_to_one(link: Path) -> None:
+    with VirtualScanner(link) as device, SerialQrScanner(
+        str(link), terminator="CR", dedup_window=0.6
+    ) as scanner:
+        for _ in range(5):
+            device.scan(CODE_A)
+        device.scan(CODE_B)
+        assert _read_all(scanner, 0.3) == [CODE_A, CODE_B]
+        assert scanner.counters().duplicates == 4
+        time.sleep(0.7)  # the window has passed: the same phone again is a new read
+        device.scan(CODE_A)
+        assert _read_all(scanner, 0.3) == [CODE_A]
+
+
+def test_garbled_binary_and_oversized_input_is_discarded_and_counted(link: Path) -> None:
+    with VirtualScanner(link) as device, SerialQrScanner(
+        str(link), terminator="CR", max_length=512
+    ) as scanner:
+        device.send_raw(b"\xff\xfe\xc3(garbled utf-8\r")  # invalid UTF-8
+        device.send_raw(b"abc\x00def\r")  # NUL
+        device.send_raw(b"\x1b[2Jescape\r")  # control characters
+        device.send_raw(b"A" * 513 + b"\r")  # one byte too long
+        device.send_raw(b"B" * 100_000)  # never terminated: must not grow the buffer
+        device.send_raw(b"tail-of-the-flood\r")  # ends the flood: part of the same bad line
+        device.scan(CODE_A)  # a good code right after is still read
+        texts = _read_all(scanner, 1.0)
+        assert texts == [CODE_A]
+        counters = scanner.counters()
+        assert counters.invalid_utf8 == 1
+        assert counters.non_printable == 2
+        assert counters.oversized == 2
+        assert counters.accepted == 1
+
+
+def test_a_code_of_exactly_max_length_is_accepted(link: Path) -> None:
+    text = "C" * 512
+    with VirtualScanner(link) as device, SerialQrScanner(
+        str(link), terminator="CR", max_length=512
+    ) as scanner:
+        device.scan(text)
+        assert _read_all(scanner, 0.5) == [text]
+
+
+def test_unplug_and_replug_reports_lost_and_back_and_reads_again(link: Path) -> None:
+    events: list[ScannerEvent] = []
+    with VirtualScanner(link) as device, SerialQrScanner(
+        str(link), terminator="CR", reconnect_interval=0.05, on_event=events.append
+    ) as scanner:
+        device.scan(CODE_A)
+        assert _read_all(scanner, 0.3) == [CODE_A]
+        device.send_raw(b"half-a-co")  # cut mid-code: must never be completed later
+        device.drain()
+        device.unplug()
+        assert scanner.read(Deadline.after(0.5)) is None
+        assert scanner.state is ScannerState.LOST
+        assert not link.exists()
+        device.replug()
+        assert link.exists()  # the same stable path, possibly a new tty behind it
+        assert scanner.read(Deadline.after(0.5)) is None  # reconnects while waiting
+        assert scanner.state is ScannerState.CONNECTED
+        device.send_raw(b"de\r")
+        device.scan(CODE_B)
+        assert _read_all(scanner, 0.5) == ["de", CODE_B]
+    kinds = [e.kind for e in events]
+    assert kinds == ["scanner-connected", "scanner-lost", "scanner-back", "scanner-closed"]
+    assert scanner.counters().lost == 1
+    assert scanner.counters().back == 1
+
+
+def test_a_scanner_plugged_in_after_start_is_waited_for(link: Path) -> None:
+    events: list[str] = []
+    scanner = SerialQrScanner(
+        str(link),
+        wait_for_device=True,
+        reconnect_interval=0.05,
+        on_event=lambda e: events.append(e.kind),
+    )
+    assert scanner.state is ScannerState.LOST
+    with scanner, VirtualScanner(link) as device:
+        assert scanner.read(Deadline.after(0.3)) is None  # finds the port while waiting
+        assert scanner.state is ScannerState.CONNECTED
+        device.scan(CODE_A)
+        assert _read_all(scanner, 0.5) == [CODE_A]
+    assert events[0] == "scanner-connected"
+
+
+def test_a_missing_port_is_a_clear_error(link: Path) -> None:
+    with pytest.raises(ScannerUnavailableError, match="does not exist"):
+        SerialQrScanner(str(link))
+
+
+def test_a_port_held_by_another_reader_is_busy(link: Path) -> None:
+    with VirtualScanner(link), SerialQrScanner(str(link)):
+        with pytest.raises(ScannerUnavailableError, match="is busy"):
+            SerialQrScanner(str(link))
+
+
+def test_bad_settings_are_config_errors(link: Path) -> None:
+    with pytest.raises(ConfigError):
+        SerialQrScanner(str(link), terminator="NUL")
+    with pytest.raises(ConfigError):
+        SerialQrScanner(str(link), parity="X")  # type: ignore[arg-type]
+
+
+def test_close_from_another_thread_unblocks_a_reader(link: Path) -> None:
+    with VirtualScanner(link):
+        scanner = SerialQrScanner(str(link))
+        result: list[object] = []
+        started = threading.Event()
+
+        def reader() -> None:
+            started.set()
+            result.append(scanner.read(Deadline.never()))
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        started.wait()
+        time.sleep(0.2)  # let it block inside select()
+        began = time.monotonic()
+        scanner.close()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+        assert time.monotonic() - began < 2.0
+        assert result == [None]
+        assert scanner.state is ScannerState.CLOSED
+
+
+def test_close_unblocks_iteration_while_the_scanner_is_unplugged(link: Path) -> None:
+    device = VirtualScanner(link)
+    scanner = SerialQrScanner(str(link), reconnect_interval=30)
+    seen: list[str] = []
+    thread = threading.Thread(target=lambda: seen.extend(c.text for c in scanner))
+    thread.start()
+    device.scan(CODE_A)
+    device.drain()
+    time.sleep(0.3)
+    device.unplug()
+    time.sleep(0.3)  # now waiting out a 30 s reconnect interval
+    scanner.close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert seen == [CODE_A]
+
+
+def test_repr_of_a_code_does_not_carry_the_whole_code(link: Path) -> None:
+    with VirtualScanner(link) as device, SerialQrScanner(str(link), terminator="CR") as scanner:
+        device.scan(CODE_B)
+        code = scanner.read(Deadline.after(2))
+        assert code is not None
+        assert CODE_B not in repr(code)
+        assert f"[{len(CODE_B)} chars]" in repr(code)
+
+
+# --- the line framer on its own: any chunking, bounded memory ------------------------
+
+_line = st.binary(min_size=1, max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(_line, max_size=12),
+    terminator=st.sampled_from(list(Terminator)),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=10),
+)
+def test_framer_output_does_not_depend_on_how_the_stream_is_chunked(
+    lines: list[bytes], terminator: Terminator, cuts: list[int]
+) -> None:
+    end = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "auto": b"\r\n"}[terminator.value]
+    stream = b"".join(line + end for line in lines)
+    framer = LineFramer(terminator, max_length=64)
+    out: list[bytes] = []
+    previous = 0
+    for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
+        out += [f.data for f in framer.feed(stream[previous:cut])]
+        previous = cut
+    assert out == lines
+    assert framer.pending == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(chunks=st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=30))
+def test_framer_never_holds_more_than_max_length(chunks: list[bytes]) -> None:
+    framer = LineFramer(Terminator.AUTO, max_length=128)
+    for chunk in chunks:
+        frames = framer.feed(chunk)
+        assert framer.pending <= 128
+        assert all(len(f.data) <= 128 for f in frames)
