@@ -6,6 +6,7 @@ and may change.
 
 from . import errors
 from .deadline import Deadline
+from .sdk import CardInfo, format_basic_info, read_card
 
-__all__ = ["Deadline", "errors"]
+__all__ = ["CardInfo", "Deadline", "errors", "format_basic_info", "read_card"]
 __version__ = "0.1.0"

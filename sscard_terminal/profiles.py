@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from .central.models import Application, Entitlement
 from .errors import ConfigError
+from .offline_queue.records import FullBehaviour, JournalLimits
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -68,6 +69,15 @@ class JournalSettings:
     max_disk_mb: int
     when_full: JournalFullBehaviour
     synchronous: str   # "FULL" (default, survives power loss) or "NORMAL" (may lose the tail)
+
+    def limits(self) -> JournalLimits:
+        """The offline journal's limits as :meth:`Journal.open` takes them."""
+        return JournalLimits(
+            max_records=self.max_records,
+            max_age_s=self.max_age_hours * 3600.0,
+            max_disk_bytes=self.max_disk_mb * 1024 * 1024,
+            when_full=FullBehaviour(self.when_full.value),
+        )
 
 
 @dataclass(frozen=True)

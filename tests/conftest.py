@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-
 # --- card path (task A): real pcscd + vpcd ---------------------------------------------
+import os as _os
+from collections.abc import Callable as _Callable
+from collections.abc import Iterator as _Iterator
+from pathlib import Path as _Path
 
-import os as _os  # noqa: E402
-from collections.abc import Callable as _Callable  # noqa: E402
-from collections.abc import Iterator as _Iterator  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from sscard_hardware_sim.device import VirtualDevice  # noqa: E402
-from sscard_hardware_sim.pcscd_runner import PcscdRunner  # noqa: E402
-from sscard_hardware_sim.vpcd_link import VpcdLink  # noqa: E402
+import pytest
+from sscard_hardware_sim.device import VirtualDevice
+from sscard_hardware_sim.pcscd_runner import (
+    VPCD_READER_0,
+    VPCD_READER_1,
+    PcscdRunner,
+    wait_card_state,
+)
+from sscard_hardware_sim.vpcd_link import VpcdLink
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +49,26 @@ def vpcd_slot(pcscd: PcscdRunner) -> _Iterator[_Callable[..., VpcdLink]]:
     yield insert
     for link in links:
         link.close()
+        # pcscd notices a removal only after ~400 ms: wait, so the next test never
+        # mistakes this card for its own.
+        wait_card_state(VPCD_READER_0 if link.slot == 0 else VPCD_READER_1, False)
+
+
+# --- central system (task B): the simulator as a real subprocess -----------------------
+from sscard_hardware_sim.central_harness import CentralSim  # noqa: E402 - per-part section
+
+
+@pytest.fixture
+def central_sim(tmp_path: _Path) -> _Iterator[CentralSim]:
+    """``sscard central-sim serve`` on 127.0.0.1 (a free port) with a fresh seeded database.
+
+    Yields a :class:`CentralSim`: ``base_url``, ``db``, ``store`` (the same SQLite file,
+    for admin changes), ``terminal_id``/``secret`` (bus terminal, no identity),
+    ``identity_terminal_id``/``identity_secret`` (hospital terminal, sees identity),
+    ``central_public_key``, ``make_client(identity=False, **kw)``, ``set_faults(**plan)``.
+    """
+    sim = CentralSim(tmp_path / "central.db")
+    try:
+        yield sim
+    finally:
+        sim.stop()

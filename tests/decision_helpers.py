@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sscard_terminal.central.models import Channel, DenylistEntry, DenylistUpdate, CardStatus
+from sscard_hardware_sim.virtual_card import VirtualCard, load_holder
+
+from sscard_terminal.cards.ssse import read_card_info
+from sscard_terminal.central.models import CardStatus, Channel, DenylistEntry, DenylistUpdate
 from sscard_terminal.decision import PresentedCredential
+from sscard_terminal.drivers.sim import SimTransport
 
 
 @dataclass
@@ -45,3 +50,30 @@ def snapshot(version: int, *entries: tuple[str, CardStatus]) -> DenylistUpdate:
     return DenylistUpdate(version=version, since_version=0, full=True,
                           added=tuple(DenylistEntry(ref, status) for ref, status in entries),
                           removed=())
+
+
+def virtual_card_for(store: Any, card_number: str, *, contactless: bool = False) -> VirtualCard:
+    """A generation 2 virtual card carrying exactly the simulator's card: same card
+    identification code, card number and dates, so a real read of it (EF05 through the
+    `sim` transport) yields what the central knows."""
+    row = store.card_by_number(card_number)
+    assert row is not None, card_number
+    data = load_holder("gen2-adult")
+    ef05 = dict((tag, value) for tag, value in data["ef05"])
+    ef05["01"] = row.identification_code
+    ef05["05"] = row.issued_on.replace("-", "")
+    ef05["06"] = row.expires_on.replace("-", "")
+    ef05["07"] = row.card_number.encode("ascii").hex().upper()
+    data["ef05"] = [[tag, value] for tag, value in ef05.items()]
+    data["interface"] = "contactless" if contactless else "contact"
+    return VirtualCard(data)
+
+
+def read_tap(store: Any, card_number: str) -> PresentedCredential:
+    """Read the virtual card through the `sim` transport and the real SSSE reader."""
+    transport = SimTransport(virtual_card_for(store, card_number))
+    try:
+        info = read_card_info(transport)
+    finally:
+        transport.close()
+    return PresentedCredential.from_card_info(info)

@@ -44,7 +44,9 @@ def decide(engine: DecisionEngine, credential: PresentedCredential) -> Decision:
     return engine.decide(credential, deadline=Deadline.after(1.0))
 
 
-def test_clean_card_is_accepted_offline_at_full_fare(denylist: Denylist, clock: ManualClock) -> None:
+def test_clean_card_is_accepted_offline_at_full_fare(
+    denylist: Denylist, clock: ManualClock
+) -> None:
     decision = decide(engine_for("bus-validator", denylist, clock), tap(1))
     assert decision.outcome is Outcome.ACCEPT
     assert decision.reason is Reason.ACCEPTED

@@ -7,24 +7,33 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sscard_terminal.central import models
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.ecode import (
+    DEFAULT_ALGORITHMS,
     PREFIX,
     SIMULATOR_SHAPES,
+    CachedTrustListFile,
+    CentralTrustListProvider,
     CodeKind,
+    ECodePayload,
     ECodeVerifier,
-    FileTrustListProvider,
     Reason,
     RecognitionProfile,
+    SignerKey,
     SqliteReplayCache,
+    StaticTrustListProvider,
+    TrustList,
     encode_sign1,
     encode_text,
-    encode_trust_list,
-    load_signed_trust_list,
+    trust_list_from_central,
 )
 from sscard_terminal.ecode.algorithms import EDDSA
-from sscard_terminal.errors import ConfigError, ECodeRefusedError
+from sscard_terminal.errors import CentralUnreachableError, ConfigError, ECodeRefusedError
 
 from .ecode_helpers import (
     CARD_REF,
@@ -40,7 +49,8 @@ NOW = 1_700_000_000.0
 
 
 def _verifier(*keys, clock=lambda: NOW, cache=None, **kw) -> ECodeVerifier:  # type: ignore[no-untyped-def]
-    return ECodeVerifier(trust_provider(*keys), cache if cache is not None else memory_cache(), clock=clock, **kw)
+    replay = cache if cache is not None else memory_cache()
+    return ECodeVerifier(trust_provider(*keys), replay, clock=clock, **kw)
 
 
 def _deadline() -> Deadline:
@@ -126,7 +136,7 @@ def test_unknown_and_revoked_key_ids_are_refused_with_their_reason() -> None:
     known, other = es256_issuer(b"es-1"), es256_issuer(b"es-9")
     verifier = _verifier(signer_key(known))
     unknown = verifier.verify(other.issue(CARD_REF, REGION, now=NOW), deadline=_deadline())
-    assert unknown.reason is Reason.UNKNOWN_KID and "6573" in unknown.message
+    assert unknown.reason is Reason.UNKNOWN_KID and "'es-9'" in unknown.message
     revoked = _verifier(signer_key(known, revoked=True)).verify(
         known.issue(CARD_REF, REGION, now=NOW), deadline=_deadline())
     assert revoked.reason is Reason.REVOKED_KID
@@ -191,45 +201,110 @@ def test_opaque_codes_without_a_central_are_refused_or_deferred_as_configured(
     assert result.kind is CodeKind.EVOUCHER and result.deferred == (policy == "defer")
 
 
-def _root():  # type: ignore[no-untyped-def]
-    root = eddsa_issuer(b"root-1")
-    return root, {root.kid: (EDDSA, signer_key(root).public_key)}
+def _central_trust_list(*keys: tuple[object, bool], not_after: str = "2099-12-31"):  # type: ignore[no-untyped-def]
+    entries = []
+    for issuer, revoked in keys:
+        der = issuer.private_key.public_key().public_bytes(  # type: ignore[attr-defined]
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        alg = "ES256" if issuer.alg == -7 else "EdDSA"  # type: ignore[attr-defined]
+        entries.append(models.TrustedKey(issuer.kid.decode(), alg, der,  # type: ignore[attr-defined]
+                                         "2020-01-01", not_after, revoked))
+    return models.TrustList(1, "2026-11-22T00:00:00Z", tuple(entries))
 
 
-def test_signed_trust_list_file_is_verified_and_reloaded_when_it_changes(tmp_path: Path) -> None:
-    root, roots = _root()
-    a, b = es256_issuer(b"es-a"), eddsa_issuer(b"ed-b")
-    path = tmp_path / "trust.cose"
-    path.write_bytes(encode_trust_list([signer_key(a)], 1, root.kid, EDDSA, root.sign))
-    provider = FileTrustListProvider(path, roots)
-    verifier = ECodeVerifier(provider, memory_cache(), clock=lambda: NOW)
+def test_the_centrals_trust_list_converts_with_key_validity_and_revocation() -> None:
+    a, b = es256_issuer(b"sim-es256-1"), eddsa_issuer(b"sim-ed25519-1")
+    trust = trust_list_from_central(_central_trust_list((a, False), (b, True)))
+    verifier = ECodeVerifier(StaticTrustListProvider(trust), memory_cache(), clock=lambda: NOW)
     assert verifier.verify(a.issue(CARD_REF, REGION, now=NOW), deadline=_deadline()).accepted
-    code_b = b.issue(CARD_REF, REGION, now=NOW)
-    assert verifier.verify(code_b, deadline=_deadline()).reason is Reason.UNKNOWN_KID
-    path.write_bytes(encode_trust_list([signer_key(a, revoked=True), signer_key(b)], 2,
-                                       root.kid, EDDSA, root.sign) + b"")
-    import os
-    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
-    assert verifier.verify(code_b, deadline=_deadline()).accepted
-    assert verifier.verify(a.issue(CARD_REF, REGION, now=NOW),
+    assert verifier.verify(b.issue(CARD_REF, REGION, now=NOW),
                            deadline=_deadline()).reason is Reason.REVOKED_KID
+    old = trust_list_from_central(_central_trust_list((a, False), not_after="2023-11-13"))
+    verifier = ECodeVerifier(StaticTrustListProvider(old), memory_cache(), clock=lambda: NOW)
+    late = verifier.verify(a.issue(CARD_REF, REGION, now=NOW), deadline=_deadline())
+    assert late.reason is Reason.KEY_OUT_OF_VALIDITY and "sim-es256-1" in late.message
 
 
-def test_a_trust_list_not_signed_by_the_pinned_root_is_refused(tmp_path: Path) -> None:
-    _, roots = _root()
-    impostor = eddsa_issuer(b"root-1")  # same kid, other key
-    impostor = type(impostor)(b"root-1", eddsa_issuer(b"impostor").private_key)
-    doc = encode_trust_list([signer_key(es256_issuer())], 1, impostor.kid, EDDSA,
-                            impostor.sign)
-    with pytest.raises(ConfigError, match="signature"):
-        load_signed_trust_list(doc, roots)
-    with pytest.raises(ConfigError, match="unknown root"):
-        load_signed_trust_list(doc, {})
-    with pytest.raises(ConfigError):
-        load_signed_trust_list(b"\x00garbage", roots)
-    path = tmp_path / "missing.cose"
-    verifier = ECodeVerifier(FileTrustListProvider(path, roots), memory_cache(),
-                             clock=lambda: NOW)
-    issuer = es256_issuer()
-    result = verifier.verify(issuer.issue(CARD_REF, REGION, now=NOW), deadline=_deadline())
-    assert result.reason is Reason.NO_TRUST_LIST
+class _FlakySource:
+    """Stands in for the central client's trust_list(); the real client is exercised in
+    test_ecode_online.py against the simulator."""
+
+    def __init__(self, trust: models.TrustList) -> None:
+        self.trust, self.down, self.calls = trust, False, 0
+
+    def trust_list(self, deadline: Deadline) -> models.TrustList:
+        self.calls += 1
+        if self.down:
+            raise CentralUnreachableError("central down")
+        return self.trust
+
+
+def test_trust_list_is_cached_in_memory_and_on_disk_for_a_restart_while_central_is_down(
+        tmp_path: Path) -> None:
+    a = es256_issuer(b"sim-es256-1")
+    source = _FlakySource(_central_trust_list((a, False)))
+    ticks = [0.0]
+    cache = CachedTrustListFile(tmp_path / "trust.json")
+    provider = CentralTrustListProvider(source, cache=cache, refresh_after=300,
+                                        retry_after=30, clock=lambda: ticks[0])
+    assert a.kid in provider.trust_list(_deadline()).keys
+    provider.trust_list(_deadline())
+    assert source.calls == 1
+    source.down = True
+    ticks[0] = 400.0
+    assert a.kid in provider.trust_list(_deadline()).keys  # stale copy while down
+    provider.trust_list(_deadline())
+    assert source.calls == 2  # no retry before retry_after
+    restarted = CentralTrustListProvider(source, cache=cache)
+    verifier = ECodeVerifier(restarted, memory_cache(), clock=lambda: NOW)
+    assert verifier.verify(a.issue(CARD_REF, REGION, now=NOW), deadline=_deadline()).accepted
+    nothing = CentralTrustListProvider(source, cache=CachedTrustListFile(tmp_path / "no.json"))
+    refused = ECodeVerifier(nothing, memory_cache(), clock=lambda: NOW).verify(
+        a.issue(CARD_REF, REGION, now=NOW), deadline=_deadline())
+    assert refused.reason is Reason.NO_TRUST_LIST
+
+
+def test_a_damaged_trust_list_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "trust.json"
+    path.write_text('{"keys": [{"kid": "zz"}]}')
+    with pytest.raises(ConfigError, match="damaged"):
+        CachedTrustListFile(path).load()
+
+
+class _PluggedAlgorithm:
+    """A stand-in for an SM2 plug-in under a private-use COSE id: the verifier only knows
+    it through the algorithm table it is given."""
+
+    cose_id = -70_000
+    name = "plugged"
+
+    def load_public_key(self, raw: bytes) -> object:
+        return DEFAULT_ALGORITHMS[EDDSA].load_public_key(raw)
+
+    def verify(self, key: object, signature: bytes, message: bytes) -> bool:
+        return DEFAULT_ALGORITHMS[EDDSA].verify(key, signature, message)
+
+
+def test_the_algorithm_table_is_pluggable_and_unknown_algorithms_are_refused() -> None:
+    issuer = eddsa_issuer(b"plug-1")
+    raw = signer_key(issuer).public_key
+    payload = ECodePayload(CARD_REF, REGION, int(NOW), int(NOW) + 60, b"p" * 16).to_cbor()
+    text = encode_text(encode_sign1(-70_000, issuer.kid, payload, issuer.sign))
+    table = {**DEFAULT_ALGORITHMS, -70_000: _PluggedAlgorithm()}
+    key = SignerKey(issuer.kid, -70_000, raw)
+    plugged = ECodeVerifier(StaticTrustListProvider(TrustList.build([key], algorithms=table)),
+                            memory_cache(), clock=lambda: NOW, algorithms=table)
+    assert plugged.verify(text, deadline=_deadline()).accepted
+    plain = ECodeVerifier(StaticTrustListProvider(TrustList.build([key])), memory_cache(),
+                          clock=lambda: NOW)
+    assert plain.verify(text, deadline=_deadline()).reason is Reason.UNSUPPORTED_ALGORITHM
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.text(alphabet=st.sampled_from(
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"), max_size=300).map(lambda t: PREFIX + t)))
+def test_any_text_gets_a_verdict_and_never_an_exception(text: str) -> None:
+    verifier = _verifier(signer_key(es256_issuer()),
+                         recognition=RecognitionProfile.from_mapping(SIMULATOR_SHAPES))
+    result = verifier.verify(text, deadline=_deadline())
+    assert not result.accepted and isinstance(result.reason, Reason)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sscard_terminal.central.models import Application, Entitlement
-from sscard_terminal.errors import ConfigError
+from sscard_terminal.errors import ConfigError, JournalFullError
+from sscard_terminal.offline_queue.journal import Journal
 from sscard_terminal.profiles import (
     BUILTIN_PROFILES,
     ECodeKind,
@@ -113,3 +115,25 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 def test_unknown_profile_name_lists_the_shipped_ones() -> None:
     with pytest.raises(ConfigError, match="bus-validator"):
         load_profile("tram-validator")
+
+
+@pytest.mark.parametrize(("name", "refuses"), [("library-gate", True), ("bus-validator", False)])
+def test_journal_settings_drive_a_real_journal(tmp_path: Path, name: str, refuses: bool) -> None:
+    settings = replace(load_profile(name).journal, max_records=2)
+    limits = settings.limits()
+    assert limits.max_age_s == settings.max_age_hours * 3600
+    journal = Journal.open(tmp_path / "journal.db", terminal_id="T-TEST-0001",
+                           keys=bytes(range(32)), synchronous=settings.synchronous,
+                           limits=limits)
+    try:
+        journal.enqueue("tap", {"reason": "accepted"})
+        journal.enqueue("tap", {"reason": "accepted"})
+        if refuses:
+            with pytest.raises(JournalFullError):
+                journal.enqueue("tap", {"reason": "accepted"})
+            assert journal.status().queued == 2
+        else:
+            journal.enqueue("tap", {"reason": "accepted"})
+            assert journal.status().queued == 3
+    finally:
+        journal.close()

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from sscard_hardware_sim.central_hsm import read_auth_key
 from sscard_hardware_sim.virtual_card import VirtualCard
 from sscard_hardware_sim.virtual_psam import (
@@ -24,15 +23,18 @@ from sscard_hardware_sim.virtual_psam import (
     psam_without_read_key,
     psam_without_sm4,
 )
+
 from sscard_terminal.apdu.processors import ApduProcessor
 from sscard_terminal.cards.hsm import HsmTwoStepAuthenticator, hsm_step1, hsm_step2, parse_hsm_key
 from sscard_terminal.cards.psam import ForgeryRecord, PsamAuthenticator, read_terminal_number
 from sscard_terminal.cards.read_auth import CardAuthContext
 from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
 from sscard_terminal.cards.ssse import read_card_info
+from sscard_terminal.cards.unified_hsm import HsmTwoStepSession, unified_auth_code_for
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import SimTransport
 from sscard_terminal.errors import (
+    CardRefusedError,
     CentralProtocolError,
     ForgedCardError,
     SecurityModuleUnavailableError,
@@ -48,7 +50,7 @@ class _HsmServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 status, answer = read_auth_key(body)
@@ -204,3 +206,78 @@ def test_hsm_step2_compares_all_32_hex() -> None:
     hsm_step2(processor, step1, good)
     with pytest.raises(CentralProtocolError):
         parse_hsm_key("1234|")
+
+
+def _hsm_from_step1_string(step1: str) -> str:
+    """What a HIS does with the step-1 string: hand it to its HSM, get the key string."""
+    fields = step1.split("|")
+    body = {"algorithm": int(fields[2], 16), "card_identification_code": fields[3],
+            "internal_random": fields[5], "external_challenge": fields[7]}
+    status, answer = read_auth_key(body)
+    assert status == 200
+    key: str = answer["key"]
+    return key
+
+
+@pytest.mark.parametrize("holder", ["gen3-adult", "gen3-3des", "gen2-adult"])
+def test_unified_two_step_strings(holder: str) -> None:
+    card = VirtualCard.from_holder(holder)
+    session = HsmTwoStepSession(SimTransport(card), terminal_number="410100813475",
+                                device_number="MT170701000006")
+    code, step1 = session.step1()
+    assert code == 0
+    fields = step1.split("|")
+    assert len(fields) == 9 and fields[-1] == ""
+    idcode = card.ef05[0][1].hex().upper()
+    assert fields[0] == idcode[:6] and fields[3] == idcode and fields[4] == idcode
+    assert fields[2] == f"{card.algorithm:02X}" and len(fields[5]) == 32
+    if holder.startswith("gen3"):
+        assert fields[6] == idcode and len(fields[7]) == 32 and fields[7].endswith("0" * 16)
+    else:
+        assert fields[6] == fields[7] == ""
+    code, basic = session.step2(_hsm_from_step1_string(step1))
+    assert code == 0
+    out = basic.split("|")
+    assert out[3] == idcode and out[4] and out[9] == "410100813475"
+
+
+def test_unified_two_step_mismatch_is_minus_25() -> None:
+    session = HsmTwoStepSession(SimTransport(VirtualCard.from_holder("gen3-cloned")))
+    code, step1 = session.step1()
+    assert code == 0
+    assert session.step2(_hsm_from_step1_string(step1)) == (-25, "")
+    # A fresh step 1 is needed: step 2 cannot be replayed.
+    assert session.step2(_hsm_from_step1_string(step1))[0] == -23
+
+
+def test_unified_codes_for_module_errors() -> None:
+    assert unified_auth_code_for(SecurityModuleUnavailableError("x", code=-2203)) == -2203
+    assert unified_auth_code_for(ForgedCardError("x")) == -21
+    assert unified_auth_code_for(ForgedCardError("x"), hsm=True) == -25
+    assert unified_auth_code_for(CardRefusedError("ext", 0x63C1)) == -25537
+    assert unified_auth_code_for(CardRefusedError("ext", 0x63C2)) == -25538
+
+
+def test_psam_reset_between_reads_and_psam_gone() -> None:
+    device = full_psam()
+    transport = _psam(device)
+    psam = PsamAuthenticator(transport)
+    assert read_card_info(_card("gen3-adult"), authenticator=psam).complete
+    before = device.commands
+    assert read_card_info(_card("gen3-adult"), authenticator=psam).complete
+    assert device.commands - before == 4  # proven PSAM: derive+encrypt twice, no re-check
+    device.power_on()  # PSAM reset: DF01 no longer selected
+    assert read_card_info(_card("gen3-adult"), authenticator=psam).complete
+    transport.close()  # PSAM pulled
+    with pytest.raises(SecurityModuleUnavailableError) as caught:
+        read_card_info(_card("gen3-adult"), authenticator=psam)
+    assert caught.value.code == -2201
+
+
+def test_chain_uses_hsm_when_psam_is_gone(hsm: _HsmServer) -> None:
+    transport = _psam(full_psam())
+    chain = find_authenticator(psam_transport=transport, central=hsm)
+    assert chain is not None
+    transport.close()
+    info = read_card_info(_card("gen3-adult"), authenticator=chain)
+    assert info.authenticated_by == "hsm:central"

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..drivers.transport import CardInterface
 from ..privacy import mask_card_number, mask_id_number, mask_name, mask_pan
+from .atr import decode_atr
 from .checksums import CheckResult, check_card_number, check_id_number
 
 __all__ = [
@@ -34,7 +35,8 @@ ETHNICITY = {
     "31": "达斡尔族", "32": "仫佬族", "33": "羌族", "34": "布朗族", "35": "撒拉族", "36": "毛南族",
     "37": "仡佬族", "38": "锡伯族", "39": "阿昌族", "40": "普米族", "41": "塔吉克族", "42": "怒族",
     "43": "乌孜别克族", "44": "俄罗斯族", "45": "鄂温克族", "46": "德昂族", "47": "保安族",
-    "48": "裕固族", "49": "京族", "50": "塔塔尔族", "51": "独龙族", "52": "鄂伦春族", "53": "赫哲族",
+    "48": "裕固族", "49": "京族", "50": "塔塔尔族", "51": "独龙族", "52": "鄂伦春族",
+    "53": "赫哲族",
     "54": "门巴族", "55": "珞巴族", "56": "基诺族", "97": "其他", "98": "外国血统中国籍人士",
 }
 
@@ -133,8 +135,6 @@ class CardInfo:
 
     @property
     def historical_bytes(self) -> bytes:
-        from .atr import decode_atr
-
         try:
             return decode_atr(self.atr).historical
         except ValueError:

@@ -6,7 +6,8 @@
 A PIN is a secret of the holder: it is never logged (the APDUs go straight to the
 transport, around the processor's hex trace), never put in an exception message, and
 kept only in bytearrays that are overwritten before the call returns. Python's ``str``
-cannot be wiped, so callers that care pass a ``bytearray`` (the CLI does).
+cannot be wiped, so callers that care pass a ``bytearray`` (the CLI does); such a
+bytearray is consumed: it is zeroed as soon as the PIN has been encoded.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ PinInput = str | bytes | bytearray
 def _wipe(buffer: bytearray) -> None:
     for index in range(len(buffer)):
         buffer[index] = 0
+
+
+def _consume(pin: PinInput) -> None:
+    """A PIN passed as a bytearray is the caller's copy: it is wiped once encoded."""
+    if isinstance(pin, bytearray):
+        _wipe(pin)
 
 
 def _encode(pin: PinInput, which: str) -> bytearray:
@@ -83,7 +90,10 @@ def verify_pin(
     Raises :class:`PinError` (``tries_left``, ``locked``) when the card refuses,
     :class:`ConfigError` when the PIN is not 6 digits (nothing is sent then).
     """
-    bcd = _encode(pin, "PIN")
+    try:
+        bcd = _encode(pin, "PIN")
+    finally:
+        _consume(pin)
     if select_application:
         _select(transport, bcd)
     try:
@@ -101,9 +111,18 @@ def change_pin(
     select_application: bool = True,
 ) -> None:
     """Change the PIN from ``old_pin`` to ``new_pin``; errors as :func:`verify_pin`."""
-    old = _encode(old_pin, "current PIN")
     try:
-        new = _encode(new_pin, "new PIN")
+        old = _encode(old_pin, "current PIN")
+    except BaseException:
+        _consume(new_pin)
+        raise
+    finally:
+        _consume(old_pin)
+    try:
+        try:
+            new = _encode(new_pin, "new PIN")
+        finally:
+            _consume(new_pin)
         try:
             if select_application:
                 _select(transport, old, new)

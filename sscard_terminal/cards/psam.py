@@ -26,11 +26,14 @@ from datetime import UTC, datetime
 
 from ..apdu.command import CommandApdu
 from ..apdu.processors import ApduProcessor
+from ..apdu.response import ResponseApdu
 from ..drivers.transport import CardTransport
 from ..errors import (
+    CardCommunicationError,
     CardRefusedError,
     ForgedCardError,
     MalformedResponseError,
+    ReaderError,
     SecurityModuleUnavailableError,
 )
 from .read_auth import CardAuthContext
@@ -112,14 +115,26 @@ class PsamAuthenticator:
         self._psam = ApduProcessor(transport)
         self._reader = transport.reader_name
         self._recorder = recorder
+        self._ready: set[int] = set()
+        """Algorithms this PSAM session has proven to hold both keys for."""
         self.forgeries_detected = 0
 
     @property
     def name(self) -> str:
         return f"psam:{self._reader}"
 
+    def _exchange(self, command: CommandApdu) -> ResponseApdu:
+        """One PSAM exchange; a PSAM that went away is "no PSAM", not a card problem."""
+        try:
+            return self._psam.send(command)
+        except (CardCommunicationError, ReaderError) as exc:
+            self._ready.clear()
+            raise SecurityModuleUnavailableError(
+                f"{self.name}: the PSAM stopped answering: {exc}", code=CODE_NO_PSAM
+            ) from exc
+
     def _psam_send(self, command: CommandApdu, what: str) -> bytes:
-        response = self._psam.send(command)
+        response = self._exchange(command)
         if response.sw == _SW_OK:
             return response.data
         if response.sw == _SW_KEY_NOT_FOUND:
@@ -137,7 +152,7 @@ class PsamAuthenticator:
         )
 
     def _select(self) -> None:
-        response = self._psam.send(_SELECT_DF01)
+        response = self._exchange(_SELECT_DF01)
         if response.sw != _SW_OK and response.sw1 != 0x61:
             raise SecurityModuleUnavailableError(
                 f"{self._reader}: no PSAM (SELECT DF01 answered {response.sw:04X})",
@@ -164,20 +179,39 @@ class PsamAuthenticator:
 
     def check(self, card: CardAuthContext) -> None:
         """Raise :class:`SecurityModuleUnavailableError` (-2201/-2202/-2203) unless the
-        PSAM can serve this card; does not touch the card."""
+        PSAM can serve this card; does not touch the card.
+
+        Once the PSAM has shown it holds both keys of an algorithm, later cards of
+        that algorithm skip the check (3 APDUs per read); a PSAM reset is noticed by
+        :meth:`_derive_ready`, which then checks again.
+        """
         _p2_for(card.algorithm)
+        if card.algorithm in self._ready:
+            return
         self._select()
         self._derive(USAGE_EXTERNAL, card)
         self._derive(USAGE_INTERNAL, card)
+        self._ready.add(card.algorithm)
+
+    def _derive_ready(self, usage: int, card: CardAuthContext) -> None:
+        try:
+            self._derive(usage, card)
+        except SecurityModuleUnavailableError:
+            if card.algorithm not in self._ready:  # not proven, or the PSAM went away
+                raise
+            # Proven before, refused now: the PSAM was reset (DF01 no longer selected).
+            self._ready.discard(card.algorithm)
+            self.check(card)
+            self._derive(usage, card)
 
     def internal_answer(self, card: CardAuthContext, random: bytes) -> bytes:
         """``ENC(K_int, R)`` as the PSAM computes it."""
-        self._derive(USAGE_INTERNAL, card)
+        self._derive_ready(USAGE_INTERNAL, card)
         return self._encrypt(random)
 
     def external_cryptogram(self, card: CardAuthContext, challenge: bytes) -> bytes:
         """``ENC(K_ext, C || 00*8)`` as the PSAM computes it."""
-        self._derive(USAGE_EXTERNAL, card)
+        self._derive_ready(USAGE_EXTERNAL, card)
         return self._encrypt(challenge.ljust(16, b"\x00"))
 
     def authenticate(self, processor: ApduProcessor, card: CardAuthContext) -> None:

@@ -25,6 +25,7 @@ from ..errors import (
     NotSocialSecurityCardError,
     SecurityStatusNotSatisfiedError,
 )
+from .bank import read_pan as read_bank_pan
 from .card_info import CardInfo, decode_bcd_date, decode_gb18030, decode_region
 from .read_auth import CardAuthContext, ReadAuthenticator
 
@@ -290,8 +291,6 @@ def _mark_incomplete(info: CardInfo) -> None:
 
 def _with_pan(transport: CardTransport, info: CardInfo, read_pan: bool) -> CardInfo:
     if read_pan:
-        from .bank import read_pan as read_bank_pan
-
         try:
             info.pan = read_bank_pan(transport)
         except CardApplicationError:

@@ -20,6 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from email.message import Message
 
 from ..errors import CentralRefusedError
 
@@ -127,7 +128,7 @@ def _refuse(reason: str, message: str) -> CentralRefusedError:
 def verify_request(
     method: str,
     target: str,
-    headers: Mapping[str, str],
+    headers: Mapping[str, str] | Message[str, str],
     body: bytes,
     *,
     secret_for: Callable[[str], str | None],

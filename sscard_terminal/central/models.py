@@ -162,6 +162,8 @@ class PingResult:
     auth_ok: bool
     terminal_id: str
     server_time: float
+    refusal_reason: str | None = None
+    """Why the central refused this terminal (``bad_signature``, ``clock_skew``, ...)."""
 
 
 @dataclass(frozen=True)

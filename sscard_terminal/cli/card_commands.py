@@ -1,9 +1,195 @@
-"""``sscard`` commands of the card part (filled by its issue)."""
+"""``sscard`` commands of the card path: readers, atr, apdu, read, watch."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import time
+from typing import Any
+
+from ..apdu import ApduProcessor, describe_sw
+from ..cards.atr import decode_atr, identify_atr
+from ..cards.security_modules import find_authenticator
+from ..cards.ssse import read_card_info
+from ..cards.unified import format_basic_info
+from ..deadline import Deadline
+from ..drivers.pcsc import ReaderMonitor, list_readers
+from ..drivers.sim import sim_reader_names
+from ..errors import ConfigError, ReaderUnavailableError
+from ..sdk import open_card
+from .exit_codes import ExitCode
+
+_log = logging.getLogger("sscard_terminal.cli.card")
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+
+def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str,
+         description: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_, description=description,
+                          epilog=f"Example: {example}", formatter_class=_FMT)
+
+
+def _reader_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reader", metavar="NAME",
+                        help="reader name, unique prefix, or sim:<holder> (default: first "
+                        "reader with a card)")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds to wait for a card (default 5)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this group's commands to the CLI."""
+    p = _add(sub, "readers", "list card readers and their state",
+             "List the PC/SC readers pcscd knows, with card state and ATR, and the "
+             "simulated sim: readers. Exit code 18 when pcscd cannot be reached.", "sscard readers")
+    p.set_defaults(func=_readers)
+
+    p = _add(sub, "atr", "show and decode the card's ATR",
+             "Connect to the card and decode its answer to reset (TS, T0, interface bytes, "
+             "protocols, historical bytes, TCK), with what our ATR table knows of it.",
+             "sscard atr --reader 'Virtual PCD 00 00'")
+    _reader_arg(p)
+    p.set_defaults(func=_atr)
+
+    p = _add(sub, "apdu", "send one raw APDU and show the answer",
+             "Send a hex APDU to the card (61XX/6CXX handled) and print the response data "
+             "and the status word with its meaning. The answer may hold personal data.",
+             "sscard apdu 00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
+    p.add_argument("hex", help="the command APDU in hex (spaces allowed)")
+    _reader_arg(p)
+    p.set_defaults(func=_apdu)
+
+    p = _add(sub, "read", "read the social security card (masked by default)",
+             "Read EF05/EF06 of the social security application. Personal data is masked "
+             "unless --unmask is given (logged at WARNING). Generation 3 cards need a "
+             "security module (PSAM or central HSM); without one the free items are shown "
+             "and the read is marked incomplete (exit code 10).",
+             "sscard read --reader sim:gen2-adult --json")
+    _reader_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--unmask", action="store_true",
+                   help="show personal data in clear (logged as a technician's opt-in)")
+    p.add_argument("--psam", metavar="READER", help="reader holding the PSAM")
+    p.add_argument("--no-security-module", action="store_true",
+                   help="do not look for a PSAM or HSM (generation 3: free items only)")
+    p.add_argument("--unified", action="store_true",
+                   help="print the unified interface's iReadCardBas string (implies "
+                   "--unmask: HIS software needs it in clear)")
+    p.add_argument("--pan", action="store_true", help="also read the bank PAN")
+    p.add_argument("--terminal-number", default="", help="终端机编号 for --unified")
+    p.add_argument("--device-number", default="", help="终端设备号 for --unified")
+    p.set_defaults(func=_read)
+
+    p = _add(sub, "watch", "show reader and card events live",
+             "Print reader added/removed, card inserted/removed and pcscd lost/back events "
+             "as they happen, until Ctrl-C, --count events or --seconds.",
+             "sscard watch --seconds 10")
+    p.add_argument("--count", type=int, default=0, help="stop after N events")
+    p.add_argument("--seconds", type=float, default=0.0, help="stop after S seconds")
+    p.set_defaults(func=_watch)
+
+
+def _readers(args: argparse.Namespace) -> int:
+    pcscd_down = False
+    try:
+        readers = list_readers()
+    except ReaderUnavailableError as exc:
+        print(f"pcscd: {exc}")
+        readers = []
+        pcscd_down = True
+    for reader in readers:
+        atr = f"  ATR {reader.atr.hex(' ').upper()}" if reader.atr else ""
+        print(f"{reader.name}\t{reader.state}{atr}")
+    if not readers:
+        print("no PC/SC readers")
+    for name in sim_reader_names():
+        print(f"{name}\tsimulated card present")
+    return ExitCode.READER_UNAVAILABLE if pcscd_down else ExitCode.OK
+
+
+def _atr(args: argparse.Namespace) -> int:
+    with open_card(args.reader, Deadline.after(args.timeout)) as transport:
+        atr = transport.atr
+        print(f"reader     {transport.reader_name}")
+        print(f"interface  {transport.interface.value}")
+    try:
+        for line in decode_atr(atr).describe():
+            print(line)
+    except ValueError as exc:
+        print(f"ATR        {atr.hex(' ').upper()} (cannot decode: {exc})")
+    known = identify_atr(atr)
+    if known is None:
+        print("known as   not in our ATR table")
+    else:
+        print(f"known as   {known.description}; vendor {known.vendor or 'unknown'}; "
+              f"generation {known.generation or 'unknown'}")
+    return 0
+
+
+def _apdu(args: argparse.Namespace) -> int:
+    try:
+        raw = bytes.fromhex(args.hex.replace(" ", ""))
+    except ValueError as exc:
+        raise ConfigError(f"not a hex APDU: {args.hex!r}") from exc
+    with open_card(args.reader, Deadline.after(args.timeout)) as transport:
+        response = ApduProcessor(transport).send_raw(raw)
+    print(f"data {response.data.hex(' ').upper() or '-'}")
+    print(f"SW   {response.sw:04X} {describe_sw(response.sw)}")
+    return 0
+
+
+def _read(args: argparse.Namespace) -> int:
+    unmask = bool(args.unmask or args.unified)
+    if unmask:
+        _log.warning("personal data shown unmasked at the operator's request (--%s)",
+                     "unified" if args.unified else "unmask")
+    exclude = (args.psam,) if args.psam else ()
+    with open_card(args.reader, Deadline.after(args.timeout), exclude=exclude) as transport:
+        authenticator = None
+        if not args.no_security_module:
+            authenticator = find_authenticator(psam_reader=args.psam,
+                                               exclude_reader=transport.reader_name)
+        info = read_card_info(transport, authenticator=authenticator, read_pan=args.pan)
+    if args.unified:
+        print(format_basic_info(info, terminal_number=args.terminal_number,
+                                device_number=args.device_number))
+    elif args.json:
+        print(json.dumps(info.to_dict(unmask=unmask), ensure_ascii=False, indent=2))
+    else:
+        _print_info(info.to_dict(unmask=unmask))
+    # The free items were printed, but a script must be able to tell a partial read.
+    return ExitCode.OK if info.complete else ExitCode.INCOMPLETE_READ
+
+
+def _print_info(data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        if value in (None, "", []):
+            continue
+        shown = value
+        if isinstance(value, dict):
+            verdict = {True: "ok", False: "WRONG", None: "n/a"}[value["valid"]]
+            shown = f"{value['rule']} {verdict}"
+        print(f"{key:<28} {shown}")
+    if not data["complete"]:
+        print(f"INCOMPLETE: {data['incomplete_reason']}")
+    else:
+        print(f"security module              {data['authenticated_by'] or 'none needed'}")
+
+
+def _watch(args: argparse.Namespace) -> int:
+    end = time.monotonic() + args.seconds if args.seconds > 0 else None
+    seen = 0
+    with ReaderMonitor() as monitor:
+        while end is None or time.monotonic() < end:
+            wait = 0.5 if end is None else max(0.0, min(0.5, end - time.monotonic()))
+            event = monitor.get(wait)
+            if event is None:
+                continue
+            atr = f" ATR {event.atr.hex().upper()}" if event.atr else ""
+            print(f"{event.kind.value}\t{event.reader}{atr}", flush=True)
+            seen += 1
+            if args.count and seen >= args.count:
+                break
+    return 0

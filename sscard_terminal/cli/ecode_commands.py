@@ -1,9 +1,144 @@
-"""``sscard`` commands of the ecode part (filled by its issue)."""
+"""``sscard verify``: judge one e-code offline and, if a central answers, online.
+
+The verification options are shared with ``sscard scan`` (scan_commands.py), which
+verifies every code it reads the same way.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..central.client import CentralClient, TerminalConfig
+from ..deadline import Deadline
+from ..ecode import (
+    SIMULATOR_SHAPES,
+    CachedTrustListFile,
+    CentralTrustListProvider,
+    ECodeVerification,
+    ECodeVerifier,
+    MemoryReplayCache,
+    RecognitionProfile,
+    TrustList,
+    TrustListProvider,
+)
+from ..errors import ConfigError, ECodeRefusedError
+
+__all__ = ["add_verification_options", "build_verifier", "describe", "register",
+           "shorten"]
+
+_RAW = argparse.RawDescriptionHelpFormatter
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this group's commands to the CLI."""
+    verify = sub.add_parser(
+        "verify", help="verify one e-code (offline, and online if a central answers)",
+        description="Verify one e-code. Our signed codes (SC1:...) are checked offline "
+        "against the trust list (signature, validity window, key revocation) and, when "
+        "--central is given and answers, online for the card's status (the same status "
+        "as a tap of the card). National e-card and e-voucher codes are online only. "
+        "Output is masked; exit 0 when accepted, 16 when refused or deferred.",
+        epilog="Example: sscard verify 'SC1:6BFOXN*TS0...' --central terminal.json "
+        "--trust-list /var/lib/sscard/trust.json",
+        formatter_class=_RAW)
+    verify.add_argument("code", metavar="CODE", help="the code text as scanned")
+    add_verification_options(verify)
+    verify.set_defaults(func=_verify)
+
+
+def add_verification_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say how codes are verified (also used by ``sscard scan``)."""
+    parser.add_argument("--central", type=Path, metavar="CONFIG",
+                        help="terminal config JSON (base_url, terminal_id, secret, "
+                        "central_public_key) for the trust list and online checks")
+    parser.add_argument("--trust-list", type=Path, metavar="FILE",
+                        help="cached trust list file: read when offline, refreshed from "
+                        "--central when it answers")
+    parser.add_argument("--shape", action="append", default=[], metavar="KIND=REGEX",
+                        help="shape of an opaque code kind (national, evoucher); repeatable")
+    parser.add_argument("--sim-shapes", action="store_true",
+                        help="recognise the central simulator's test national/e-voucher codes")
+    parser.add_argument("--opaque", choices=("refuse", "defer"), default="refuse",
+                        help="online-only codes when the central is down (default refuse)")
+    parser.add_argument("--skew", type=float, default=30.0, metavar="S",
+                        help="clock-skew tolerance in seconds (default 30)")
+    parser.add_argument("--timeout", type=float, default=3.0, metavar="S",
+                        help="budget per code in seconds (default 3)")
+
+
+class _NoTrustList:
+    """Used when neither --central nor --trust-list is given: every SC1 code is refused
+    with reason no_trust_list, which says exactly what is missing."""
+
+    def trust_list(self, deadline: Deadline) -> TrustList:
+        raise ConfigError("no trust list: give --central CONFIG or --trust-list FILE")
+
+
+def build_verifier(args: argparse.Namespace) -> tuple[ECodeVerifier, CentralClient | None]:
+    """The verifier the options describe, and the central client to close afterwards."""
+    shapes = dict(SIMULATOR_SHAPES) if args.sim_shapes else {}
+    for item in args.shape:
+        kind, sep, pattern = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--shape wants KIND=REGEX, not {item!r}")
+        shapes[kind] = pattern
+    recognition = RecognitionProfile.from_mapping(shapes)
+    cache = CachedTrustListFile(args.trust_list) if args.trust_list else None
+    client: CentralClient | None = None
+    trust: TrustListProvider
+    if args.central is not None:
+        config = TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
+        client = CentralClient.from_config(config)
+        trust = CentralTrustListProvider(client, cache=cache)
+    elif cache is not None:
+        trust = cache
+    else:
+        trust = _NoTrustList()
+    verifier = ECodeVerifier(trust, MemoryReplayCache(), clock_skew=args.skew,
+                             central=client, opaque_policy=args.opaque,
+                             recognition=recognition)
+    return verifier, client
+
+
+def shorten(text: str, keep: int = 12) -> str:
+    """A code for display: its head and length (a code is a bearer credential)."""
+    return text if len(text) <= keep else f"{text[:keep]}…[{len(text)} chars]"
+
+
+def describe(result: ECodeVerification) -> list[str]:
+    """Masked, human-readable lines for one verification."""
+    verdict = "ACCEPTED" if result.accepted else ("DEFERRED" if result.deferred
+                                                  else "REFUSED")
+    lines = [f"{verdict} ({result.reason.value}): {result.message}",
+             f"  kind: {result.kind.value}; verified {'online' if result.online else 'offline'}"]
+    if result.card_ref:
+        lines.append(f"  card_ref: {result.card_ref}  region: {result.region or '-'}")
+    card = result.validation
+    if card is not None:
+        lines.append(f"  card status: {card.status.value} ({card.reason})")
+        if card.applications:
+            lines.append("  applications: " + ", ".join(sorted(a.value
+                                                                for a in card.applications)))
+        if card.entitlements:
+            lines.append("  entitlements: " + ", ".join(sorted(e.value
+                                                                for e in card.entitlements)))
+        if card.holder is not None:
+            lines.append(f"  holder: {card.holder}")  # HolderIdentity masks itself
+    return lines
+
+
+def _verify(args: argparse.Namespace) -> int:
+    verifier, client = build_verifier(args)
+    try:
+        result = verifier.verify(args.code, deadline=Deadline.after(args.timeout))
+    finally:
+        if client is not None:
+            client.close()
+    print(f"code: {shorten(args.code.strip())}")
+    for line in describe(result):
+        print(line)
+    if not result.accepted:
+        raise ECodeRefusedError(f"e-code {result.reason.value}: {result.message}",
+                                result.reason.value)
+    return 0

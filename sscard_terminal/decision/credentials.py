@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
+from ..cards.card_info import CardInfo
 from ..central.models import (
     Application,
     CardStatus,
@@ -22,6 +23,7 @@ from ..central.models import (
     Entitlement,
     card_ref,
 )
+from ..drivers.transport import CardInterface
 from ..ecode.reasons import Reason as ECodeReason
 from ..ecode.recognise import CodeKind
 from ..ecode.verifier import ECodeVerification
@@ -125,6 +127,21 @@ class PresentedCredential:
             card_number=card_number,
             card_identification_code=card_identification_code.upper(),
             chip_expiry=chip_expiry,
+        )
+
+    @classmethod
+    def from_card_info(cls, info: CardInfo) -> PresentedCredential:
+        """A card as the card reader read it. Only free EF05 items are needed, so a
+        generation 3 card without a security module still decides (its chip expiry is
+        then unknown and the offline path cannot check it)."""
+        if len(info.card_identification_code) != 32 or not info.card_number:
+            raise ValueError("the card read has no identification code or card number")
+        contactless = info.interface is CardInterface.CONTACTLESS
+        return cls.from_card(
+            Channel.CONTACTLESS if contactless else Channel.CONTACT,
+            card_identification_code=info.card_identification_code,
+            card_number=info.card_number,
+            chip_expiry=info.expiry_date,
         )
 
     @classmethod

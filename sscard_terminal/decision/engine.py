@@ -124,6 +124,8 @@ class DecisionEngine:
         self._denylist = denylist
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
+        self._card_done = threading.Condition(self._lock)
+        self._in_flight: set[str] = set()
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._learnt: OrderedDict[str, _Learnt] = OrderedDict()
         self._offline_accepts_in_row = 0
@@ -140,6 +142,49 @@ class DecisionEngine:
         """
         started = time.monotonic()
         budget = deadline.capped(self.profile.budget_ms / 1000.0)
+        ref = credential.card_ref
+        self._claim(ref, budget)
+        try:
+            return self._decide_claimed(credential, budget, started)
+        finally:
+            self._release(ref)
+
+    def complete(self, decision: Decision) -> None:
+        """The transaction behind ``decision`` finished (journaled, holder informed): a
+        re-tap is now a new presentation (and meets anti-passback), not a replay."""
+        with self._lock:
+            recent = self._recent.get(decision.card_ref)
+            if recent is not None and recent.decision.transaction_id == decision.transaction_id:
+                recent.completed = True
+
+    def status(self) -> EngineStatus:
+        with self._lock:
+            return EngineStatus(self._last_online_ok, self._offline_accepts_in_row,
+                                len(self._learnt))
+
+    # --- pipeline steps ----------------------------------------------------------------
+
+    def _claim(self, ref: str, budget: Deadline) -> None:
+        """One decision per card at a time: the same card on two readers of this terminal
+        (or a card and its code at once) must not both pass anti-passback. A second
+        presentation waits for the first, then sees its result (a replay or anti-passback)."""
+        if not ref:
+            return
+        with self._card_done:
+            while ref in self._in_flight:
+                if not self._card_done.wait(timeout=budget.remaining()):
+                    break     # out of time: decide anyway rather than hang the gate
+            self._in_flight.add(ref)
+
+    def _release(self, ref: str) -> None:
+        if not ref:
+            return
+        with self._card_done:
+            self._in_flight.discard(ref)
+            self._card_done.notify_all()
+
+    def _decide_claimed(self, credential: PresentedCredential, budget: Deadline,
+                        started: float) -> Decision:
         now = self._clock.monotonic()
         replay = self._torn_replay(credential.card_ref, now)
         if replay is not None:
@@ -162,21 +207,6 @@ class DecisionEngine:
         )
         self._remember(decision, now)
         return self._finish(decision, started, credential)
-
-    def complete(self, decision: Decision) -> None:
-        """The transaction behind ``decision`` finished (journaled, holder informed): a
-        re-tap is now a new presentation (and meets anti-passback), not a replay."""
-        with self._lock:
-            recent = self._recent.get(decision.card_ref)
-            if recent is not None and recent.decision.transaction_id == decision.transaction_id:
-                recent.completed = True
-
-    def status(self) -> EngineStatus:
-        with self._lock:
-            return EngineStatus(self._last_online_ok, self._offline_accepts_in_row,
-                                len(self._learnt))
-
-    # --- pipeline steps ----------------------------------------------------------------
 
     def _torn_replay(self, ref: str, now: float) -> Decision | None:
         """The earlier, unfinished accept for this card within the torn window (field notes:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import importlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -36,6 +38,7 @@ from .transport import CardInterface, CardTransport
 
 __all__ = [
     "PNP_NOTIFICATION",
+    "CardWaiter",
     "PcscTransport",
     "ReaderEvent",
     "ReaderEventKind",
@@ -56,10 +59,9 @@ _CONTACTLESS_HINTS = ("contactless", "picc", "nfc", "rfid", "cl ", "acr122", "pn
 
 def _scard() -> ModuleType:
     try:
-        from smartcard import scard
+        return importlib.import_module("smartcard.scard")
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise ReaderUnavailableError(f"pyscard is not installed: {exc}") from exc
-    return scard
 
 
 def _message(scard: ModuleType, code: int) -> str:
@@ -77,7 +79,7 @@ def _translate(scard: ModuleType, code: int, what: str, reader: str | None = Non
                 scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_W_UNPOWERED_CARD,
                 scard.SCARD_E_INVALID_HANDLE):
         return CardRemovedError(text)
-    if code == scard.SCARD_W_UNRESPONSIVE_CARD or code == scard.SCARD_E_TIMEOUT:
+    if code in (scard.SCARD_W_UNRESPONSIVE_CARD, scard.SCARD_E_TIMEOUT):
         return CardTimeoutError(text)
     if code == scard.SCARD_E_NO_SMARTCARD:
         return NoCardError(text)
@@ -176,16 +178,52 @@ def detect_interface(atr: bytes, reader_name: str = "") -> CardInterface:
     return CardInterface.UNKNOWN
 
 
-def wait_for_card(reader: str | None, deadline: Deadline) -> str:
+def wait_for_card(reader: str | None, deadline: Deadline, *,
+                  exclude: Sequence[str] = ()) -> str:
     """The name of a reader with a card, waiting until ``deadline`` for one to arrive.
 
     ``reader`` None means any reader; a name must match exactly or be a unique prefix.
-    Raises NoReaderError (with ``found``) or NoCardError when time runs out.
+    Raises NoReaderError (with ``found``) or NoCardError when time runs out. To cancel
+    the wait from another thread, use a :class:`CardWaiter`. ``exclude`` names readers
+    never to pick when ``reader`` is None (e.g. the PSAM's slot).
     """
-    ctx = _Context()
-    scard = ctx.scard
-    try:
+    return CardWaiter().wait(reader, deadline, exclude=exclude)
+
+
+class CardWaiter:
+    """A cancellable wait for a card: ``cancel()`` from any thread ends ``wait()`` at once
+    (``SCardCancel`` on the waiting context) with :class:`NoCardError`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ctx: _Context | None = None
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        with self._lock:
+            if self._ctx is not None and self._ctx.handle is not None:
+                with contextlib.suppress(Exception):
+                    self._ctx.scard.SCardCancel(self._ctx.handle)
+
+    def wait(self, reader: str | None, deadline: Deadline, *,
+             exclude: Sequence[str] = ()) -> str:
+        ctx = _Context()
+        with self._lock:
+            self._ctx = ctx
+        try:
+            return self._wait(ctx, reader, deadline, exclude)
+        finally:
+            with self._lock:
+                self._ctx = None
+            ctx.close()
+
+    def _wait(self, ctx: _Context, reader: str | None, deadline: Deadline,
+              exclude: Sequence[str]) -> str:
+        scard = ctx.scard
         names = ctx.readers()
+        if reader is None:
+            names = [n for n in names if n not in exclude]
         if not names:
             raise NoReaderError("no smart card reader found (is the reader plugged in?)",
                                 found=())
@@ -198,8 +236,12 @@ def wait_for_card(reader: str | None, deadline: Deadline) -> str:
             names = matches
         states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
         while True:
+            if self._cancelled.is_set():
+                raise NoCardError("waiting for a card was cancelled")
             timeout_ms = int(min(deadline.remaining(), 3600.0) * 1000)
             result, answered = scard.SCardGetStatusChange(ctx.handle, timeout_ms, states)
+            if result == scard.SCARD_E_CANCELLED or self._cancelled.is_set():
+                raise NoCardError("waiting for a card was cancelled")
             if result == scard.SCARD_E_TIMEOUT:
                 raise NoCardError(f"no card in {', '.join(names)} within the timeout")
             if result != scard.SCARD_S_SUCCESS:
@@ -212,8 +254,6 @@ def wait_for_card(reader: str | None, deadline: Deadline) -> str:
                 raise NoCardError(f"no card in {', '.join(names)} within the timeout")
             states = [(name, event_state & ~scard.SCARD_STATE_CHANGED)
                       for name, event_state, _atr in answered]
-    finally:
-        ctx.close()
 
 
 class PcscTransport(CardTransport):
@@ -309,7 +349,8 @@ class ReaderMonitor:
     ``SCardCancel`` and joins the thread; nothing is left running.
     """
 
-    def __init__(self, *, retry_interval: float = 0.2, on_event: Any = None) -> None:
+    def __init__(self, *, retry_interval: float = 0.2,
+                 on_event: Callable[[ReaderEvent], None] | None = None) -> None:
         self.events: queue.Queue[ReaderEvent] = queue.Queue()
         self._on_event = on_event
         self._retry = retry_interval

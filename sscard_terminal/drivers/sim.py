@@ -7,6 +7,7 @@ wraps one behind the :class:`CardTransport` seam.
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol
 
 from ..errors import CardRemovedError, NoReaderError
@@ -83,25 +84,26 @@ def is_sim_reader(name: str | None) -> bool:
 def sim_reader_names() -> list[str]:
     """``sim:<holder>`` for every synthetic holder, or [] without the simulator package."""
     try:
-        from sscard_hardware_sim.virtual_card import holder_names
+        simulator = importlib.import_module("sscard_hardware_sim.virtual_card")
     except ImportError:
         return []
-    return [SIM_PREFIX + name for name in holder_names()]
+    return [SIM_PREFIX + name for name in simulator.holder_names()]
 
 
 def open_sim_reader(name: str) -> SimTransport:
     """A transport to the virtual card of ``sim:<holder>`` (e.g. ``sim:gen3-adult``)."""
     holder = name[len(SIM_PREFIX):] if name.startswith(SIM_PREFIX) else name
     try:
-        from sscard_hardware_sim.virtual_card import VirtualCard
+        simulator = importlib.import_module("sscard_hardware_sim.virtual_card")
     except ImportError as exc:
         raise NoReaderError(f"{name}: the simulator package sscard_hardware_sim is not "
                             "installed") from exc
     try:
-        card = VirtualCard.from_holder(holder)
+        card: SimulatedDevice = simulator.VirtualCard.from_holder(holder)
     except KeyError as exc:
         raise NoReaderError(f"no simulated reader {name!r}",
                             found=tuple(sim_reader_names())) from exc
-    interface = CardInterface(card.interface) if card.interface in ("contact", "contactless") \
+    kind = str(getattr(card, "interface", "unknown"))
+    interface = CardInterface(kind) if kind in ("contact", "contactless") \
         else CardInterface.UNKNOWN
     return SimTransport(card, reader_name=SIM_PREFIX + holder, interface=interface)

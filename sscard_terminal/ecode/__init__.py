@@ -24,16 +24,16 @@ from .reasons import Reason
 from .recognise import SIMULATOR_SHAPES, CodeKind, CodeShape, RecognitionProfile
 from .replay_cache import MemoryReplayCache, ReplayCache, SqliteReplayCache
 from .trust_list import (
-    FileTrustListProvider,
+    CachedTrustListFile,
+    CentralTrustListProvider,
     SignerKey,
     StaticTrustListProvider,
     TrustList,
     TrustListProvider,
-    encode_trust_list,
-    load_signed_trust_list,
+    TrustListSource,
+    trust_list_from_central,
 )
 from .verifier import (
-    CardValidationLike,
     ECodeCentral,
     ECodeVerification,
     ECodeVerifier,
@@ -46,7 +46,8 @@ __all__ = [
     "ES256",
     "PREFIX",
     "SIMULATOR_SHAPES",
-    "CardValidationLike",
+    "CachedTrustListFile",
+    "CentralTrustListProvider",
     "CodeKind",
     "CodeShape",
     "CoseSign1",
@@ -57,7 +58,6 @@ __all__ = [
     "ECodeVerifier",
     "Ed25519Algorithm",
     "Es256Algorithm",
-    "FileTrustListProvider",
     "MemoryReplayCache",
     "OpaquePolicy",
     "Reason",
@@ -69,12 +69,12 @@ __all__ = [
     "StaticTrustListProvider",
     "TrustList",
     "TrustListProvider",
+    "TrustListSource",
     "b45decode",
     "b45encode",
     "decode_sign1",
     "decode_text",
     "encode_sign1",
     "encode_text",
-    "encode_trust_list",
-    "load_signed_trust_list",
+    "trust_list_from_central",
 ]

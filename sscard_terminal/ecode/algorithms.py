@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 ES256 = -7
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # immutable; built once, not per verification
 EDDSA = -8
 
 
@@ -80,7 +81,7 @@ class Es256Algorithm:
             int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
         )
         try:
-            key.verify(der, message, ec.ECDSA(hashes.SHA256()))
+            key.verify(der, message, _ECDSA_SHA256)
         except InvalidSignature:
             return False
         return True

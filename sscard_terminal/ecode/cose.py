@@ -9,7 +9,7 @@ attacker controls every byte of the input.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ _COSE_SIGN1_TAG = 18
 _HEADER_ALG = 1
 _HEADER_KID = 4
 _MAX_KID = 32
+_HEADER_CACHE_SIZE = 64
+_MAP_TYPES = (dict, cbor2.frozendict)  # cbor2 decodes maps inside a tag as frozendict
 
 
 def strict_cbor_loads(data: bytes, what: str) -> Any:
@@ -69,11 +71,17 @@ def _exact_int(value: object) -> bool:
 
 def int_keyed(obj: object) -> bool:
     """A map whose keys are all true integers (``True`` and ``1.0`` compare equal to 1)."""
-    return isinstance(obj, dict) and all(type(key) is int for key in obj)
+    return isinstance(obj, dict) and (not obj or set(map(type, obj)) == {int})
 
 
-def decode_sign1(data: bytes) -> CoseSign1:
-    """Parse COSE_Sign1 bytes; raise :class:`MalformedECodeError` on any deviation."""
+def decode_sign1(data: bytes,
+                 header_cache: dict[bytes, tuple[int, bytes]] | None = None) -> CoseSign1:
+    """Parse COSE_Sign1 bytes; raise :class:`MalformedECodeError` on any deviation.
+
+    ``header_cache`` (owned by the caller, e.g. one verifier) remembers protected headers
+    already checked: a terminal sees the same few signer headers all day, and parsing
+    them again was a measurable share of a verification.
+    """
     obj = strict_cbor_loads(data, "the COSE message")
     if isinstance(obj, cbor2.CBORTag):
         if obj.tag != _COSE_SIGN1_TAG:
@@ -85,18 +93,32 @@ def decode_sign1(data: bytes) -> CoseSign1:
     protected, unprotected, payload, signature = obj
     if not (type(protected) is bytes and type(payload) is bytes and type(signature) is bytes):
         raise MalformedECodeError("COSE_Sign1 fields have the wrong types", "malformed")
-    if not isinstance(unprotected, Mapping) or unprotected:
+    if not isinstance(unprotected, _MAP_TYPES) or unprotected:
         raise MalformedECodeError("the unprotected header must be empty", "malformed")
+    known = header_cache.get(protected) if header_cache is not None else None
+    if known is None:
+        known = _decode_protected(protected)
+        if header_cache is not None:
+            if len(header_cache) >= _HEADER_CACHE_SIZE:
+                header_cache.clear()
+            header_cache[protected] = known
+    alg, kid = known
+    return CoseSign1(protected, alg, kid, payload, signature)
+
+
+def _decode_protected(protected: bytes) -> tuple[int, bytes]:
     header = strict_cbor_loads(protected, "the protected header")
     if not int_keyed(header) or set(header) != {_HEADER_ALG, _HEADER_KID}:
         raise MalformedECodeError("the protected header must hold exactly alg and kid",
                                   "malformed")
     alg, kid = header[_HEADER_ALG], header[_HEADER_KID]
-    if not _exact_int(alg) or not -65536 <= alg <= 65535:
+    # Private-use algorithm ids (RFC 9052 §16.4: below -65536) are allowed, so a province
+    # can plug SM2 in under one; anything beyond 32 bits is not an algorithm id.
+    if not _exact_int(alg) or not -(2**31) <= alg < 2**31:
         raise MalformedECodeError("the algorithm id is not a small integer", "malformed")
     if type(kid) is not bytes or not 1 <= len(kid) <= _MAX_KID:
         raise MalformedECodeError("the key id is not a short byte string", "malformed")
-    return CoseSign1(protected, alg, kid, payload, signature)
+    return alg, kid
 
 
 def encode_sign1(alg: int, kid: bytes, payload: bytes,

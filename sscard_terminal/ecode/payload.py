@@ -60,10 +60,10 @@ class ECodePayload:
             raise _bad("card_ref is not a card reference")
         if type(self.region) is not str or not _REGION.fullmatch(self.region):
             raise _bad("region is not a six-digit region code")
-        for name in ("issued_at", "expires_at"):
-            value = getattr(self, name)
-            if type(value) is not int or not 0 <= value < _MAX_TIME:
-                raise _bad(f"{name} is not a time")
+        if type(self.issued_at) is not int or not 0 <= self.issued_at < _MAX_TIME:
+            raise _bad("issued_at is not a time")
+        if type(self.expires_at) is not int or not 0 <= self.expires_at < _MAX_TIME:
+            raise _bad("expires_at is not a time")
         if not 0 < self.expires_at - self.issued_at <= MAX_LIFETIME:
             raise _bad("the validity window is empty or too long")
         if type(self.nonce) is not bytes or not 8 <= len(self.nonce) <= 32:

@@ -20,6 +20,7 @@ class Reason(enum.Enum):
     UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
     UNKNOWN_KID = "unknown_kid"          # key id not in the trust list
     REVOKED_KID = "revoked_kid"          # key id revoked in the trust list
+    KEY_OUT_OF_VALIDITY = "key_out_of_validity"  # code issued outside the key's validity
     BAD_SIGNATURE = "bad_signature"
     NOT_YET_VALID = "not_yet_valid"      # issued in the future beyond the clock skew
     EXPIRED = "expired"                  # past its expiry beyond the clock skew

@@ -1,63 +1,86 @@
 """The trust list: which key ids may sign e-codes, with which algorithm, and which are revoked.
 
-The central publishes it as a COSE_Sign1 signed by a root key the terminal is configured
-with, so a cached copy on disk can be trusted offline. Its payload is CBOR::
+The central publishes it as a document signed with its pinned key; the central client
+(:meth:`CentralClient.trust_list`) verifies that signature and returns
+:class:`sscard_terminal.central.models.TrustList`. Here it is turned into the verifier's
+form: key ids as the bytes COSE carries (the UTF-8 of the central's text kid), public keys
+parsed once so verifying a code does no key parsing, validity as Unix seconds.
 
-    {1: version (1), 2: issued_at (Unix s),
-     3: [[kid: bstr, alg: int, key: bstr, revoked: bool], ...]}
-
-Keys are parsed once, when the list is loaded, so verifying a code does no key parsing.
+:class:`CentralTrustListProvider` keeps the last good list in memory and in a file, so a
+terminal that restarts while the central is down still verifies codes offline. The file
+is the terminal's own state (like its journal), written atomically.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 import os
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-import cbor2
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_public_key,
+)
 
+from ..central import models
 from ..deadline import Deadline
-from ..errors import ConfigError, MalformedECodeError
-from .algorithms import DEFAULT_ALGORITHMS, SignatureAlgorithm, VerifyKey
-from .cose import decode_sign1, encode_sign1, strict_cbor_loads
+from ..errors import ConfigError, SscardError
+from .algorithms import DEFAULT_ALGORITHMS, EDDSA, ES256, SignatureAlgorithm, VerifyKey
 
 __all__ = [
-    "FileTrustListProvider",
+    "CachedTrustListFile",
+    "CentralTrustListProvider",
     "SignerKey",
     "StaticTrustListProvider",
     "TrustList",
     "TrustListProvider",
-    "encode_trust_list",
-    "load_signed_trust_list",
+    "TrustListSource",
+    "trust_list_from_central",
 ]
 
-_MAX_TRUST_LIST_BYTES = 1 << 20
+_log = logging.getLogger(__name__)
+_ALG_IDS = {"ES256": ES256, "EdDSA": EDDSA}
 
 
 @dataclass(frozen=True)
 class SignerKey:
-    """One e-code signing key as the trust list publishes it."""
+    """One e-code signing key: raw public key (65-byte P-256 point or 32-byte Ed25519)."""
 
     kid: bytes
     alg: int
     public_key: bytes
     revoked: bool = False
+    not_before: int | None = None
+    """Unix seconds; codes issued earlier are refused (None: no bound)."""
+    not_after: int | None = None
+    """Unix seconds; codes issued later are refused (None: no bound)."""
+
+    def valid_at(self, when: int) -> bool:
+        """Whether a code issued at ``when`` falls inside this key's validity."""
+        return ((self.not_before is None or when >= self.not_before)
+                and (self.not_after is None or when <= self.not_after))
 
 
 @dataclass(frozen=True)
 class TrustList:
     """Signer keys by key id, with their public keys already loaded."""
 
-    issued_at: int
+    issued_at: str
     keys: Mapping[bytes, SignerKey]
     loaded: Mapping[bytes, VerifyKey] = field(repr=False)
 
     @classmethod
-    def build(cls, keys: Iterable[SignerKey], issued_at: int = 0,
+    def build(cls, keys: Iterable[SignerKey], issued_at: str = "",
               algorithms: Mapping[int, SignatureAlgorithm] = DEFAULT_ALGORITHMS) -> TrustList:
         """Load every key whose algorithm is known; keys of unknown algorithms are kept
         (so the refusal can say "unsupported algorithm") but not loaded."""
@@ -71,16 +94,24 @@ class TrustList:
             try:
                 loaded[key.kid] = algorithm.load_public_key(key.public_key)
             except ValueError as exc:
-                raise ConfigError(f"trust list key {key.kid.hex()} is not a valid "
+                raise ConfigError(f"trust list key {key.kid!r} is not a valid "
                                   f"{algorithm.name} key") from exc
         return cls(issued_at, by_kid, loaded)
 
 
 class TrustListProvider(Protocol):
-    """Where the verifier gets the current trust list (a central client, a file, a test)."""
+    """Where the verifier gets the current trust list (central, cache file, tests)."""
 
     def trust_list(self, deadline: Deadline) -> TrustList:
         """The current, verified trust list; raise an ``SscardError`` if there is none."""
+        ...
+
+
+class TrustListSource(Protocol):
+    """The part of the central client this module uses."""
+
+    def trust_list(self, deadline: Deadline) -> models.TrustList:
+        """The central's trust list, its signature already verified."""
         ...
 
 
@@ -94,85 +125,133 @@ class StaticTrustListProvider:
         return self.fixed
 
 
-def encode_trust_list(keys: Iterable[SignerKey], issued_at: int, root_kid: bytes,
-                      root_alg: int, sign: Callable[[bytes], bytes]) -> bytes:
-    """The signed trust list document (central side and simulator)."""
-    entries = [[k.kid, k.alg, k.public_key, k.revoked] for k in keys]
-    payload = cbor2.dumps({1: 1, 2: issued_at, 3: entries})
-    return encode_sign1(root_alg, root_kid, payload, sign)
+def _unix(date_text: str, *, end_of_day: bool = False) -> int:
+    """An RFC 3339 date or date-time as Unix seconds (a bare date means 00:00 UTC, or
+    23:59:59 with ``end_of_day``: a key valid "until 2028-11-22" signs all that day)."""
+    if end_of_day and "T" not in date_text:
+        return _unix(date_text) + 86_399
+    parsed = (dt.datetime.fromisoformat(date_text) if "T" in date_text
+              else dt.datetime.combine(dt.date.fromisoformat(date_text), dt.time()))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return int(parsed.timestamp())
 
 
-def load_signed_trust_list(
-    document: bytes, root_keys: Mapping[bytes, tuple[int, bytes]],
+def _raw_public_key(der: bytes) -> bytes:
+    key = load_der_public_key(der)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    raise ValueError("neither a P-256 nor an Ed25519 key")
+
+
+def trust_list_from_central(
+    central: models.TrustList,
     algorithms: Mapping[int, SignatureAlgorithm] = DEFAULT_ALGORITHMS,
 ) -> TrustList:
-    """Verify a signed trust list against the configured root keys and load it.
-
-    ``root_keys`` maps a root key id to ``(alg, raw public key)``. Raise
-    :class:`ConfigError` when the document is not signed by one of them or is malformed.
-    """
-    if len(document) > _MAX_TRUST_LIST_BYTES:
-        raise ConfigError("the trust list is too large")
-    try:
-        sign1 = decode_sign1(document)
-        root = root_keys.get(sign1.kid)
-        algorithm = algorithms.get(sign1.alg)
-        if root is None or algorithm is None or root[0] != sign1.alg:
-            raise ConfigError(f"the trust list is signed by an unknown root key "
-                              f"{sign1.kid.hex()}")
-        if not algorithm.verify(algorithm.load_public_key(root[1]), sign1.signature,
-                                sign1.to_be_signed()):
-            raise ConfigError("the trust list signature does not verify")
-        body = strict_cbor_loads(sign1.payload, "the trust list")
-        if not isinstance(body, dict) or body.get(1) != 1 or type(body.get(2)) is not int:
-            raise ConfigError("the trust list has an unknown structure")
-        entries = body.get(3)
-        if not isinstance(entries, list):
-            raise ConfigError("the trust list has no key array")
-        keys = []
-        for entry in entries:
-            if (not isinstance(entry, list) or len(entry) != 4 or type(entry[0]) is not bytes
-                    or type(entry[1]) is not int or type(entry[2]) is not bytes
-                    or type(entry[3]) is not bool):
-                raise ConfigError("a trust list entry has the wrong shape")
-            keys.append(SignerKey(entry[0], entry[1], entry[2], entry[3]))
-    except MalformedECodeError as exc:
-        raise ConfigError(f"the trust list is malformed: {exc}") from exc
-    except ValueError as exc:
-        raise ConfigError("a trust list root key is not a valid public key") from exc
-    return TrustList.build(keys, body[2], algorithms)
+    """The verifier's form of the central's (already verified) trust list."""
+    keys = []
+    for key in central.keys:
+        try:
+            keys.append(SignerKey(
+                key.kid.encode("utf-8"), _ALG_IDS.get(key.alg, 0),
+                _raw_public_key(key.public_key), key.revoked,
+                _unix(key.not_before), _unix(key.not_after, end_of_day=True)))
+        except ValueError as exc:
+            raise ConfigError(f"trust list key {key.kid!r} cannot be used: {exc}") from exc
+    return TrustList.build(keys, central.issued_at, algorithms)
 
 
-class FileTrustListProvider:
-    """A signed trust list cached on disk; re-read (and re-verified) when the file changes.
+class CachedTrustListFile:
+    """The last good trust list on disk (JSON), and a provider that reads only it.
 
-    Whoever fetches the list from the central writes it here atomically (write a
-    temporary file, then rename); this provider only reads.
+    ``sscard verify --trust-list FILE`` uses it to verify offline on a technician's laptop.
     """
 
     def __init__(self, path: str | os.PathLike[str],
-                 root_keys: Mapping[bytes, tuple[int, bytes]],
                  algorithms: Mapping[int, SignatureAlgorithm] = DEFAULT_ALGORITHMS) -> None:
-        self._path = Path(path)
-        self._root_keys = dict(root_keys)
+        self.path = Path(path)
         self._algorithms = algorithms
-        self._lock = threading.Lock()
-        self._cached: tuple[tuple[int, int], TrustList] | None = None
+
+    def save(self, trust: TrustList) -> None:
+        """Write atomically (temporary file, fsync, rename)."""
+        doc = {"issued_at": trust.issued_at, "keys": [
+            {"kid": k.kid.hex(), "alg": k.alg, "public_key": k.public_key.hex(),
+             "revoked": k.revoked, "not_before": k.not_before, "not_after": k.not_after}
+            for k in trust.keys.values()]}
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trust-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(doc, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise ConfigError(f"cannot write the trust list cache {self.path}: {exc}") from exc
+
+    def load(self) -> TrustList:
+        try:
+            doc: Any = json.loads(self.path.read_text(encoding="utf-8"))
+            keys = [SignerKey(bytes.fromhex(k["kid"]), int(k["alg"]),
+                              bytes.fromhex(k["public_key"]), bool(k["revoked"]),
+                              k["not_before"], k["not_after"]) for k in doc["keys"]]
+            return TrustList.build(keys, str(doc["issued_at"]), self._algorithms)
+        except OSError as exc:
+            raise ConfigError(f"no trust list at {self.path}: {exc.strerror}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"the trust list file {self.path} is damaged: {exc}") from exc
 
     def trust_list(self, deadline: Deadline) -> TrustList:
-        try:
-            st = self._path.stat()
-        except OSError as exc:
-            raise ConfigError(f"no trust list at {self._path}: {exc.strerror}") from exc
-        stamp = (st.st_mtime_ns, st.st_size)
+        return self.load()
+
+
+class CentralTrustListProvider:
+    """Fetch from the central every ``refresh_after`` seconds; between fetches, and
+    whenever the central cannot be reached, use the last good list (memory, then file)."""
+
+    def __init__(self, source: TrustListSource, *, cache: CachedTrustListFile | None = None,
+                 refresh_after: float = 300.0, retry_after: float = 30.0,
+                 fetch_budget: float = 2.0,
+                 algorithms: Mapping[int, SignatureAlgorithm] = DEFAULT_ALGORITHMS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._source = source
+        self._cache = cache
+        self._refresh_after = refresh_after
+        self._retry_after = retry_after
+        self._fetch_budget = fetch_budget
+        self._algorithms = algorithms
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current: TrustList | None = None
+        self._next_fetch = float("-inf")
+
+    def trust_list(self, deadline: Deadline) -> TrustList:
+        """The list; the central is asked at most once per ``refresh_after`` (once per
+        ``retry_after`` while it fails), so a gate does not wait on a dead central."""
         with self._lock:
-            if self._cached is not None and self._cached[0] == stamp:
-                return self._cached[1]
+            current, next_fetch = self._current, self._next_fetch
+        if current is not None and self._clock() < next_fetch:
+            return current
         try:
-            document = self._path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the trust list {self._path}: {exc.strerror}") from exc
-        loaded = load_signed_trust_list(document, self._root_keys, self._algorithms)
+            fresh = trust_list_from_central(
+                self._source.trust_list(deadline.capped(self._fetch_budget)), self._algorithms)
+        except SscardError as exc:
+            with self._lock:
+                self._next_fetch = self._clock() + self._retry_after
+            if current is not None:
+                return current
+            if self._cache is not None:
+                _log.info("central trust list unavailable (%s); using %s", exc,
+                          self._cache.path)
+                current = self._cache.load()
+                with self._lock:
+                    self._current = current
+                return current
+            raise
         with self._lock:
-            self._cached = (stamp, loaded)
-        return loaded
+            self._current, self._next_fetch = fresh, self._clock() + self._refresh_after
+        if self._cache is not None:
+            self._cache.save(fresh)
+        return fresh

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from ..central.models import CardStatus
+from ..central.models import CardValidation, ECodeCheck
 from ..deadline import Deadline
 from ..errors import (
     CentralRefusedError,
@@ -39,26 +39,18 @@ from .recognise import CodeKind, RecognitionProfile
 from .replay_cache import ReplayCache
 from .trust_list import TrustListProvider
 
-__all__ = ["CardValidationLike", "ECodeCentral", "ECodeVerification", "ECodeVerifier",
-           "OpaquePolicy"]
+__all__ = ["ECodeCentral", "ECodeVerification", "ECodeVerifier", "OpaquePolicy"]
 
 _log = logging.getLogger(__name__)
 
 OpaquePolicy = Literal["refuse", "defer"]
 
 
-class CardValidationLike(Protocol):
-    """What the verifier reads from the central's answer: the card's status."""
-
-    @property
-    def status(self) -> CardStatus: ...
-
-
 class ECodeCentral(Protocol):
     """The part of the central client the verifier uses."""
 
-    def verify_ecode(self, code_text: str, deadline: Deadline) -> CardValidationLike:
-        """The central's verdict on a code: the same shape as a card validation."""
+    def verify_ecode(self, code_text: str, deadline: Deadline) -> ECodeCheck:
+        """The central's verdict on a code, with the card behind it (卡码同权)."""
         ...
 
 
@@ -73,7 +65,8 @@ class ECodeVerification:
     card_ref: str | None = None
     region: str | None = None
     online: bool = False
-    validation: CardValidationLike | None = None
+    validation: CardValidation | None = None
+    """The central's answer about the card, the same as for a tap of that card."""
 
     @property
     def deferred(self) -> bool:
@@ -114,6 +107,7 @@ class ECodeVerifier:
         self._recognition = recognition or RecognitionProfile()
         self._algorithms = algorithms
         self._clock = clock
+        self._header_cache: dict[bytes, tuple[int, bytes]] = {}
 
     def verify(self, text: str, *, deadline: Deadline) -> ECodeVerification:
         """Judge one scanned code within ``deadline``."""
@@ -130,7 +124,7 @@ class ECodeVerifier:
     def _verify_ours(self, text: str, deadline: Deadline) -> ECodeVerification:
         kind = CodeKind.OURS
         try:
-            sign1 = decode_sign1(decode_text(text))
+            sign1 = decode_sign1(decode_text(text), self._header_cache)
         except MalformedECodeError as exc:
             return _refuse(kind, Reason(exc.reason), str(exc))
         try:
@@ -140,9 +134,9 @@ class ECodeVerifier:
             return _refuse(kind, Reason.NO_TRUST_LIST, "no usable trust list")
         signer = trust.keys.get(sign1.kid)
         if signer is None:
-            return _refuse(kind, Reason.UNKNOWN_KID, f"unknown key id {sign1.kid.hex()}")
+            return _refuse(kind, Reason.UNKNOWN_KID, f"unknown key id {_kid_text(sign1.kid)}")
         if signer.revoked:
-            return _refuse(kind, Reason.REVOKED_KID, f"key id {sign1.kid.hex()} is revoked")
+            return _refuse(kind, Reason.REVOKED_KID, f"key id {_kid_text(sign1.kid)} is revoked")
         algorithm = self._algorithms.get(sign1.alg)
         key = trust.loaded.get(sign1.kid)
         if algorithm is None or key is None:
@@ -157,6 +151,9 @@ class ECodeVerifier:
             payload = ECodePayload.from_cbor(sign1.payload)
         except MalformedECodeError as exc:
             return _refuse(kind, Reason.BAD_PAYLOAD, str(exc))
+        if not signer.valid_at(payload.issued_at):
+            return _refuse(kind, Reason.KEY_OUT_OF_VALIDITY, f"key id {_kid_text(sign1.kid)} "
+                           "was not valid when the code was issued", payload)
         now = self._clock()
         if now < payload.issued_at - self._skew:
             return _refuse(kind, Reason.NOT_YET_VALID, "the code is not valid yet",
@@ -183,7 +180,7 @@ class ECodeVerifier:
         if self._central is None:
             return None
         try:
-            validation = self._central.verify_ecode(text, deadline)
+            check = self._central.verify_ecode(text, deadline)
         except (CentralUnreachableError, DeadlineExceededError) as exc:
             _log.info("central not reached for an e-code, offline result stands: %s", exc)
             return None
@@ -193,7 +190,7 @@ class ECodeVerifier:
         except SscardError as exc:
             _log.warning("central answered an e-code verification badly: %s", exc)
             return None
-        return _from_validation(CodeKind.OURS, validation, payload.card_ref, payload.region)
+        return _from_check(CodeKind.OURS, check, payload.card_ref, payload.region)
 
     # --- opaque, online-only codes -----------------------------------------------------
 
@@ -202,7 +199,7 @@ class ECodeVerifier:
         if self._central is None:
             return self._central_missing(kind, "no central is configured")
         try:
-            validation = self._central.verify_ecode(text, deadline)
+            check = self._central.verify_ecode(text, deadline)
         except (CentralUnreachableError, DeadlineExceededError) as exc:
             return self._central_missing(kind, f"the central cannot be reached ({exc})")
         except CentralRefusedError as exc:
@@ -210,7 +207,7 @@ class ECodeVerifier:
                            f"the central refused the code: {exc}", online=True)
         except SscardError as exc:
             return self._central_missing(kind, f"the central answered badly ({exc})")
-        return _from_validation(kind, validation, None, None)
+        return _from_check(kind, check, None, None)
 
     def _central_missing(self, kind: CodeKind, why: str) -> ECodeVerification:
         if self._opaque_policy == "defer":
@@ -218,6 +215,14 @@ class ECodeVerifier:
                                      f"{kind.value} code deferred: {why}", kind)
         return _refuse(kind, Reason.CENTRAL_UNREACHABLE,
                        f"{kind.value} codes are verified online only and {why}")
+
+
+def _kid_text(kid: bytes) -> str:
+    """A key id for messages: as text when it is printable ASCII, else hex (the input is
+    hostile and must not put control characters into logs)."""
+    if kid.isascii() and kid.decode("ascii").isprintable():
+        return repr(kid.decode("ascii"))
+    return kid.hex()
 
 
 def _refuse(kind: CodeKind, reason: Reason, message: str,
@@ -228,14 +233,20 @@ def _refuse(kind: CodeKind, reason: Reason, message: str,
         online=online)
 
 
-def _from_validation(kind: CodeKind, validation: CardValidationLike, card_ref: str | None,
-                     region: str | None) -> ECodeVerification:
-    status = validation.status
-    ref = getattr(validation, "card_ref", None)
-    card_ref = ref if isinstance(ref, str) else card_ref
-    if status.usable:
-        return ECodeVerification(True, Reason.ACCEPTED, "verified online", kind, card_ref,
-                                 region, online=True, validation=validation)
-    return ECodeVerification(False, Reason.CARD_NOT_USABLE,
-                             f"the card's status is {status.value}", kind, card_ref, region,
-                             online=True, validation=validation)
+def _from_check(kind: CodeKind, check: ECodeCheck, card_ref: str | None,
+                region: str | None) -> ECodeVerification:
+    """Accept only when the central accepts the code AND the card behind it is usable:
+    a cancelled card's code is refused whatever else is said (卡码同权)."""
+    card = check.card
+    if card is not None and card.card_ref:
+        card_ref = card.card_ref
+    if card is not None and not card.usable:
+        return ECodeVerification(False, Reason.CARD_NOT_USABLE,
+                                 f"the card's status is {card.status.value} ({card.reason})",
+                                 kind, card_ref, region, online=True, validation=card)
+    if not check.accepted:
+        return ECodeVerification(False, Reason.CENTRAL_REFUSED,
+                                 f"the central refused the code ({check.reason})", kind,
+                                 card_ref, region, online=True, validation=card)
+    return ECodeVerification(True, Reason.ACCEPTED, "verified online", kind, card_ref,
+                             region, online=True, validation=card)

@@ -15,6 +15,7 @@ import hmac
 import os
 import stat
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -54,11 +55,13 @@ class JournalKeys:
 
     def mac(self, *parts: bytes) -> bytes:
         """HMAC-SHA256 over length-prefixed parts (so no two part lists collide)."""
-        mac = hmac.new(self.chain_key, digestmod=hashlib.sha256)
-        for part in parts:
-            mac.update(len(part).to_bytes(4, "big"))
-            mac.update(part)
-        return mac.digest()
+        message = b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+        return hmac.digest(self.chain_key, message, "sha256")
+
+    @cached_property
+    def _aead(self) -> AESGCM:
+        # Built once: the key schedule is most of the cost of a small encryption.
+        return AESGCM(self.encryption_key)
 
     def key_check(self) -> bytes:
         """A value stored in the journal that tells a wrong key from a tampered record."""
@@ -68,13 +71,13 @@ class JournalKeys:
     def encrypt(self, plaintext: bytes, associated: bytes) -> bytes:
         """AES-GCM with a fresh random nonce; ``associated`` binds it to its record."""
         nonce = os.urandom(_NONCE_BYTES)
-        return nonce + AESGCM(self.encryption_key).encrypt(nonce, plaintext, associated)
+        return nonce + self._aead.encrypt(nonce, plaintext, associated)
 
     def decrypt(self, sealed: bytes, associated: bytes) -> bytes:
         """Open what :meth:`encrypt` sealed, or raise :class:`JournalKeyError`."""
         nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
         try:
-            return AESGCM(self.encryption_key).decrypt(nonce, body, associated)
+            return self._aead.decrypt(nonce, body, associated)
         except InvalidTag as exc:
             raise JournalKeyError(
                 "personal fields do not decrypt with this key (wrong key or edited record)"

@@ -11,8 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Alarm", "AckOutcome", "FullBehaviour", "JournalLimits", "JournalRecord",
-           "JournalStatus"]
+__all__ = [
+    "AckOutcome",
+    "Alarm",
+    "FullBehaviour",
+    "JournalLimits",
+    "JournalRecord",
+    "JournalStatus",
+]
 
 
 class AckOutcome(enum.Enum):

@@ -24,7 +24,7 @@ from ..errors import (
     JournalStorageError,
 )
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "storage_error"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "read_meta", "storage_error"]
 
 APPLICATION_ID = 0x53534A4C  # "SSJL"
 SCHEMA_VERSION = 1
@@ -41,7 +41,7 @@ CREATE TABLE journal_meta (
 );
 CREATE TABLE records (
     seq         INTEGER PRIMARY KEY,
-    id          TEXT NOT NULL UNIQUE,
+    id          TEXT NOT NULL,          -- UUIDv7, unique by construction (no index: speed)
     terminal_id TEXT NOT NULL,
     wall_time   TEXT NOT NULL,
     mono_ns     INTEGER NOT NULL,
@@ -102,7 +102,12 @@ def _check_header(path: Path) -> bool:
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
-    if page_size < 512 or size % page_size or size < pages * page_size:
+    wal = Path(f"{path}-wal")
+    wal_frames = wal.exists() and wal.stat().st_size > 32
+    # With a WAL the header's page count is not authoritative: an interrupted checkpoint
+    # (a full disk) leaves page 1 updated and the file short, the WAL still holding the
+    # pages. SQLite then reads them from the WAL; quick_check below decides.
+    if page_size < 512 or (not wal_frames and (size % page_size or size < pages * page_size)):
         raise JournalCorruptError(
             f"journal {path} is truncated ({size} bytes, header says {pages} pages of "
             f"{page_size}); it was left untouched: keep it and restore from backup")
@@ -215,3 +220,23 @@ def _create(path: Path, conn: sqlite3.Connection,
         conn.execute("ROLLBACK")
         raise
     os.chmod(path, 0o600)
+
+
+def read_meta(path: Path, name: str) -> bytes:
+    """One value of the journal's meta table, after the same checks as :func:`connect`."""
+    if not _check_header(path):
+        raise JournalError(f"journal {path} is empty or missing")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise storage_error(path, exc) from exc
+    try:
+        _check_existing(path, conn)
+        row = conn.execute("SELECT value FROM journal_meta WHERE name=?", (name,)).fetchone()
+    except sqlite3.Error as exc:
+        raise storage_error(path, exc) from exc
+    finally:
+        conn.close()
+    if row is None:
+        raise JournalCorruptError(f"journal {path} has no {name}; keep it, restore from backup")
+    return bytes(row[0])

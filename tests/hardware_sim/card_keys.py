@@ -35,7 +35,8 @@ def encrypt_block(key: bytes, block: bytes, algorithm: int) -> bytes:
     if algorithm == ALGORITHM_SM4:
         cipher = Cipher(algorithms.SM4(key), modes.ECB())
     elif algorithm == ALGORITHM_3DES:
-        cipher = Cipher(TripleDES(key), modes.ECB())
+        # Two-key 3DES as K1 K2 K1: the same cipher, without the deprecated 16-byte form.
+        cipher = Cipher(TripleDES(key + key[:8]), modes.ECB())
     else:
         raise ValueError(f"algorithm {algorithm:02X} is not supported")
     encryptor = cipher.encryptor()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import secrets
 import sqlite3
 import threading
@@ -38,8 +39,10 @@ __all__ = [
     "CardRow",
     "CentralStore",
     "DemoCard",
+    "VirtualCardHolder",
     "card_number_check",
     "id_number_check",
+    "virtual_cards",
 ]
 
 SCHEMA_VERSION = 1
@@ -181,6 +184,48 @@ DEMO_TERMINALS: dict[str, tuple[str, bool]] = {
 
 
 @dataclass(frozen=True)
+class VirtualCardHolder:
+    """A holder of task A's virtual cards (``data/*.json``), so taps and the central agree."""
+
+    key: str
+    name: str
+    id_number: str
+    region: str
+    card_number: str
+    identification_code: str
+    issued_on: dt.date
+    expires_on: dt.date
+
+
+def _tag(records: list[list[str]], tag: str) -> bytes:
+    return next((bytes.fromhex(v) for t, v in records if t.upper() == tag), b"")
+
+
+def virtual_cards(data_dir: Path | None = None) -> list[VirtualCardHolder]:
+    """Every social security virtual card in ``data/`` (bank-only cards skipped)."""
+    folder = data_dir or Path(__file__).parent / "data"
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not data.get("ssse"):
+                continue
+            ef05, ef06 = data["ef05"], data["ef06"]
+            idcode = _tag(ef05, "01").hex().upper()
+            found.append(VirtualCardHolder(
+                key=path.stem,
+                name=_tag(ef06, "09").decode("gb18030").strip("\x00 "),
+                id_number=_tag(ef06, "08").decode("ascii").strip().upper(),
+                region=idcode[:6], card_number=_tag(ef05, "07").decode("ascii").strip(),
+                identification_code=idcode,
+                issued_on=dt.datetime.strptime(_tag(ef05, "05").hex(), "%Y%m%d").date(),
+                expires_on=dt.datetime.strptime(_tag(ef05, "06").hex(), "%Y%m%d").date()))
+        except (KeyError, ValueError, TypeError):
+            continue  # a card file of another shape: not a central record
+    return found
+
+
+@dataclass(frozen=True)
 class CardRow:
     card_number: str
     identification_code: str
@@ -267,6 +312,8 @@ class CentralStore:
                 return  # another process seeded it first
             for card in DEMO_CARDS.values():
                 self._insert_demo(conn, card, today)
+            for virtual in virtual_cards():
+                self._insert_virtual(conn, virtual, today)
             for terminal_id, (profile, entitled) in DEMO_TERMINALS.items():
                 conn.execute("INSERT INTO terminals VALUES (?, ?, ?, ?)",
                              (terminal_id, secrets.token_hex(32), profile, int(entitled)))
@@ -306,18 +353,29 @@ class CentralStore:
             self.log_denylist(conn, card_ref(bytes.fromhex(card.identification_code)), "add",
                               card.status, until, today)
 
+    def _insert_virtual(self, conn: sqlite3.Connection, card: VirtualCardHolder,
+                        today: dt.date) -> None:
+        cur = conn.execute("INSERT INTO holders (name, id_number) VALUES (?, ?)",
+                           (card.name, card.id_number))
+        self.insert_card(conn, holder_id=int(cur.lastrowid or 0), card_number=card.card_number,
+                         identification_code=card.identification_code, region=card.region,
+                         status=CardStatus.NORMAL, reason="ok", since=card.issued_on.isoformat(),
+                         until=None, issued_on=card.issued_on, expires_on=card.expires_on)
+
     def insert_card(self, conn: sqlite3.Connection, *, holder_id: int, card_number: str,
                     identification_code: str, region: str, status: CardStatus, reason: str,
                     since: str, until: str | None, issued_on: dt.date,
-                    apps_off: tuple[Application, ...] = ()) -> None:
-        """A card valid 10 years from ``issued_on``, every application on but ``apps_off``."""
+                    apps_off: tuple[Application, ...] = (),
+                    expires_on: dt.date | None = None) -> None:
+        """A card valid 10 years from ``issued_on`` (or until ``expires_on``), every
+        application on but ``apps_off``."""
         conn.execute(
             "INSERT INTO cards (card_number, identification_code, card_ref, region, holder_id,"
             " status, reason, since, until, issued_on, expires_on)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (card_number, identification_code, card_ref(bytes.fromhex(identification_code)),
              region, holder_id, status.value, reason, since, until, issued_on.isoformat(),
-             _add_years(issued_on, 10).isoformat()))
+             (expires_on or _add_years(issued_on, 10)).isoformat()))
         conn.executemany("INSERT INTO card_applications VALUES (?, ?, ?)", [
             (card_number, app.value, int(app not in apps_off)) for app in Application])
 

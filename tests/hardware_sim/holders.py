@@ -147,7 +147,7 @@ HOLDERS: dict[str, dict[str, Any]] = {
     ),
     "gen1-adult": _holder(
         region="330300", issuer="00A1B2C3D4E5F606", version="1.00", card8="W0000006",
-        id17="33030219550309008", name="黄秀英", sex="2", ethnicity="01",
+        id17="33030219550309006", name="黄秀英", sex="2", ethnicity="01",
         birthplace="330302", birth="19550309", issued="20100310", expires="20300310",
         name_pad=b" ", id_lower=True, short_birthplace=True,
     ),
@@ -161,6 +161,8 @@ HOLDERS["gen3-cloned"]["keys"] = {
     "internal": "DEADBEEF00112233445566778899AABB",
     "external": "BBAA99887766554433221100EFBEADDE",
 }
+# Social security cards are usually bank cards too.
+HOLDERS["gen2-adult"]["pan"] = "6217000010000001234"
 HOLDERS["bank-only"] = {
     "atr": "3B8880010000000000718100F9",
     "interface": "contactless",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib
 import os
 import shutil
 import signal
@@ -25,7 +26,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-__all__ = ["LOCK_PATH", "card_present", "wait_card_state", "PcscdRunner", "PcscdStartError", "VPCD_READER_0", "VPCD_READER_1"]
+__all__ = [
+    "LOCK_PATH",
+    "VPCD_READER_0",
+    "VPCD_READER_1",
+    "PcscdRunner",
+    "PcscdStartError",
+    "card_present",
+    "wait_card_state",
+]
 
 LOCK_PATH = Path("/tmp/sscard-pcscd.lock")
 PID_PATH = Path("/run/pcscd/pcscd.pid")
@@ -39,7 +48,7 @@ class PcscdStartError(RuntimeError):
 
 
 def _list_readers() -> list[str]:
-    from smartcard import scard
+    scard = importlib.import_module("smartcard.scard")
 
     result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     if result != scard.SCARD_S_SUCCESS:
@@ -53,7 +62,7 @@ def _list_readers() -> list[str]:
 
 def card_present(reader: str) -> bool | None:
     """Whether pcscd sees a card in ``reader`` (None: no such reader or no pcscd)."""
-    from smartcard import scard
+    scard = importlib.import_module("smartcard.scard")
 
     result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     if result != scard.SCARD_S_SUCCESS:
@@ -78,7 +87,7 @@ def wait_card_state(reader: str, present: bool, timeout: float = 5.0) -> None:
     raise PcscdStartError(f"{reader}: card {'never arrived' if present else 'never left'}")
 
 
-def _stop_pid(pid: int, timeout: float = 3.0) -> None:
+def _stop_pid(pid: int, timeout: float = 1.5) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -45,6 +45,7 @@ class VpcdLink:
         if slot not in (0, 1):
             raise ValueError("vpcd offers slots 0 and 1")
         self.device = device
+        self.slot = slot
         self._address = (host, VPCD_PORT_SLOT0 + slot)
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None

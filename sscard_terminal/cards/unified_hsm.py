@@ -1,0 +1,145 @@
+"""The unified interface's two-step HSM read: ``iReadCardBas_HSM_Step1`` / ``_Step2``.
+
+Step 1 answers ``区划代码|卡复位信息|算法标识|卡识别码|内部认证过程因子|内部认证原始信息|
+外部认证过程因子|外部认证原始信息|`` (../shared/spec/sscard-card.md). In our protocol
+both 过程因子 are the card identification code (the key-diversification input), the
+internal 原始信息 is the random R of INTERNAL AUTHENTICATE and the external one the
+card's challenge C padded to 16 bytes; for generation 1/2 cards the external fields are
+empty. The HIS passes the step-1 string to its HSM and feeds the HSM's key string
+(``ENC(K_int, R)|ENC(K_ext, C||00*8)``, 32 hex each) to step 2, which compares all 32
+hex of the internal answer (-25 on a mismatch), authenticates the terminal and returns
+the ``iReadCardBas`` string. The card must stay in the reader between the steps.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from ..apdu.processors import ApduProcessor
+from ..drivers.transport import CardTransport
+from ..errors import (
+    CardRefusedError,
+    CentralProtocolError,
+    ForgedCardError,
+    PinError,
+    SecurityModuleUnavailableError,
+    SscardError,
+)
+from .hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
+from .psam import external_authenticate
+from .read_auth import CardAuthContext
+from .ssse import read_card_info
+from .unified import UnifiedCode, format_basic_info, unified_code_for
+
+__all__ = ["HsmTwoStepSession", "format_step1", "parse_step2_key", "unified_auth_code_for"]
+
+
+def format_step1(step1: HsmStep1, historical_bytes: bytes) -> str:
+    """The step-1 string (8 fields, trailing ``|``)."""
+    card = step1.card
+    idcode = card.card_identification_code.hex().upper()
+    external = bool(step1.external_original)
+    fields = [
+        card.region,
+        historical_bytes.hex().upper(),
+        f"{card.algorithm:02X}",
+        idcode,
+        idcode,
+        step1.internal_random.hex().upper(),
+        idcode if external else "",
+        step1.external_original.hex().upper() if external else "",
+    ]
+    return "".join(f"{field}|" for field in fields)
+
+
+def parse_step2_key(key: str) -> HsmKey:
+    """Step 2's input: the HSM's ``<32 hex>|<32 hex>`` key string."""
+    return parse_hsm_key(key)
+
+
+def unified_auth_code_for(exc: BaseException, *, hsm: bool = False) -> int:
+    """The unified code of a read-authentication error (A's table for the rest).
+
+    -2201/-2202/-2203 from the module, -21 forged (one-step) or -25 (HSM two-step),
+    -25536..-25538 when the card refuses external authentication with 63C0..63C2
+    (the spec's status-word examples are -SW: 6A82 -> -27266).
+    """
+    if isinstance(exc, SecurityModuleUnavailableError):
+        return exc.code
+    if isinstance(exc, ForgedCardError):
+        return int(UnifiedCode.HSM_MISMATCH if hsm else UnifiedCode.INTERNAL_AUTH_FAILED)
+    if isinstance(exc, CentralProtocolError):
+        return int(UnifiedCode.ILLEGAL_INPUT)
+    if isinstance(exc, CardRefusedError) and not isinstance(exc, PinError) \
+            and exc.sw & 0xFFF0 == 0x63C0 and exc.sw & 0x0F <= 2:
+        return -exc.sw  # 63C0 -> -25536 ... 63C2 -> -25538, as the spec's examples
+    return unified_code_for(exc)
+
+
+class _ExternalOnly:
+    """Sends the HSM's cryptogram when the read path asks for authentication."""
+
+    name = "hsm:central"
+
+    def __init__(self, cryptogram: bytes) -> None:
+        self._cryptogram = cryptogram
+
+    def authenticate(self, processor: ApduProcessor, card: CardAuthContext) -> None:
+        if not self._cryptogram:
+            raise CentralProtocolError("HSM key string has no external cryptogram")
+        external_authenticate(processor, self._cryptogram)
+
+
+class HsmTwoStepSession:
+    """One card, read in two steps; return codes and strings as the unified interface.
+
+    ``step1()`` -> ``(0, step-1 string)`` or ``(negative code, "")``;
+    ``step2(key)`` -> ``(0, iReadCardBas string)`` or ``(negative code, "")``.
+    The iReadCardBas string carries personal data in clear (HIS expects it): never log it.
+    """
+
+    def __init__(
+        self, transport: CardTransport, *, terminal_number: str = "", device_number: str = ""
+    ) -> None:
+        self._transport = transport
+        self._terminal_number = terminal_number
+        self._device_number = device_number
+        self._step1: HsmStep1 | None = None
+
+    def step1(self) -> tuple[int, str]:
+        try:
+            info = read_card_info(self._transport)
+            if not info.card_identification_code:
+                return int(UnifiedCode.BAD_CARD_IDENTIFICATION_CODE), ""
+            context = CardAuthContext(
+                card_identification_code=bytes.fromhex(info.card_identification_code),
+                algorithm=info.algorithm if info.algorithm is not None else 0x03,
+                atr=info.atr,
+                region=info.region,
+            )
+            generation = info.generation
+            external = generation is not None and generation >= 3
+            self._step1 = hsm_step1(ApduProcessor(self._transport), context, external=external)
+            return 0, format_step1(self._step1, info.historical_bytes)
+        except SscardError as exc:
+            self._step1 = None
+            return unified_auth_code_for(exc, hsm=True), ""
+
+    def step2(self, key: str) -> tuple[int, str]:
+        step1, self._step1 = self._step1, None
+        if step1 is None:
+            return int(UnifiedCode.ILLEGAL_INPUT), ""
+        try:
+            parsed = parse_step2_key(key)
+            if not hmac.compare_digest(step1.card_answer, parsed.expected_internal):
+                return int(UnifiedCode.HSM_MISMATCH), ""
+            info = read_card_info(
+                self._transport, authenticator=_ExternalOnly(parsed.external_cryptogram)
+            )
+            text = format_basic_info(
+                info, terminal_number=self._terminal_number, device_number=self._device_number
+            )
+            assert isinstance(text, str)
+            return 0, text
+        except SscardError as exc:
+            return unified_auth_code_for(exc, hsm=True), ""

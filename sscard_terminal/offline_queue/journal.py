@@ -1,0 +1,464 @@
+"""The durable, hash-chained, encrypted journal of transactions.
+
+Every :meth:`Journal.enqueue` is one SQLite transaction (a single ``INSERT`` in
+autocommit mode) in WAL mode with ``synchronous=FULL`` by default: when it returns, the
+record is on stable storage and survives a power cut. ``NORMAL`` is faster but a power cut may
+lose the last transactions that returned (never corrupts the file); a profile chooses.
+
+Each record carries ``prev_hash`` and ``hash = HMAC(chain key, prev_hash, fields)``, so
+a deleted, reordered or edited record breaks the chain (see :mod:`.verify`). Pruning
+removes only a contiguous prefix of acknowledged records and moves the chain's *anchor*
+(the last pruned sequence and hash, itself MACed) in the same transaction.
+
+Personal fields (name, ID number, card number...) are sealed with AES-GCM before they
+reach SQLite; the record id is the associated data, so a sealed blob cannot be moved to
+another record unnoticed.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import JournalError, JournalFullError, JournalKeyError
+from .crypto import JournalKeys
+from .records import (
+    AckOutcome,
+    Alarm,
+    FullBehaviour,
+    JournalLimits,
+    JournalRecord,
+    JournalStatus,
+)
+from .schema import connect, read_meta, storage_error
+from .uuid7 import Uuid7Generator
+
+__all__ = ["Journal", "PendingRecord", "peek_terminal_id"]
+
+_log = logging.getLogger(__name__)
+
+_SELECT_AFTER = (
+    "SELECT seq, id, terminal_id, wall_time, mono_ns, boot_id, kind, payload, personal, "
+    "prev_hash, hash, acked_at, ack_outcome, ack_reason, ack_mac "
+    "FROM records WHERE seq > ? ORDER BY seq LIMIT ?")
+_SELECT_PENDING = (
+    "SELECT seq, id, terminal_id, wall_time, mono_ns, boot_id, kind, payload, personal, "
+    "prev_hash, hash, acked_at, ack_outcome, ack_reason, ack_mac "
+    "FROM records WHERE acked_at IS NULL ORDER BY seq LIMIT ?")
+_LIMIT_REFRESH_S = 1.0
+# Canonical JSON (sorted keys, no spaces): the stored text is what the chain hashes.
+_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return "unknown"
+
+
+def _utc_iso(ns: int) -> str:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1_000_000:03d}Z"
+
+
+def _parse_iso(text: str) -> float:
+    base, _, frac = text.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{frac or 0}")
+
+
+def record_hash(keys: JournalKeys, prev_hash: bytes, *, seq: int, record_id: str,
+                terminal_id: str, wall_time: str, mono_ns: int, boot_id: str, kind: str,
+                payload: str, personal: bytes | None) -> bytes:
+    """The chain link of one record: everything stored about it except its ack state."""
+    return keys.mac(prev_hash, seq.to_bytes(8, "big"), record_id.encode(), terminal_id.encode(),
+                    wall_time.encode(), mono_ns.to_bytes(8, "big", signed=True),
+                    boot_id.encode(), kind.encode(), payload.encode(), personal or b"")
+
+
+def ack_mac(keys: JournalKeys, record_hash_: bytes, outcome: str, reason: str,
+            acked_at: str) -> bytes:
+    """MAC of an acknowledgement, so nobody marks a record delivered that was not."""
+    return keys.mac(b"ack", record_hash_, outcome.encode(), reason.encode(), acked_at.encode())
+
+
+def anchor_mac(keys: JournalKeys, seq: int, hash_: bytes) -> bytes:
+    return keys.mac(b"anchor", seq.to_bytes(8, "big"), hash_)
+
+
+def genesis_hash(keys: JournalKeys, terminal_id: str) -> bytes:
+    return keys.mac(b"genesis", terminal_id.encode())
+
+
+def peek_terminal_id(path: Path) -> str:
+    """The terminal a journal belongs to (needs no key: the id is not secret)."""
+    return read_meta(Path(path), "terminal_id").decode()
+
+
+class PendingRecord:
+    """A record waiting to be forwarded, with its personal fields decrypted (in memory)."""
+
+    __slots__ = ("personal", "record")
+
+    def __init__(self, record: JournalRecord, personal: Mapping[str, Any]) -> None:
+        self.record = record
+        self.personal = personal
+
+    def __repr__(self) -> str:
+        return f"PendingRecord({self.record!r}, personal=<{len(self.personal)} fields sealed>)"
+
+
+class Journal:
+    """One terminal's offline journal. Thread-safe; use as a context manager."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, terminal_id: str,
+                 keys: JournalKeys, limits: JournalLimits,
+                 on_alarm: Callable[[frozenset[Alarm], JournalStatus], None] | None) -> None:
+        self.path = path
+        self.terminal_id = terminal_id
+        self.limits = limits
+        self._conn = conn
+        self._keys = keys
+        self._on_alarm = on_alarm
+        self._lock = threading.RLock()
+        self._ids = Uuid7Generator()
+        self._boot_id = _boot_id()
+        self._status: JournalStatus | None = None
+        self._cached_head: tuple[int, bytes] | None = None
+        self._status_at = 0.0
+        self._closed = False
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str, *, terminal_id: str, keys: JournalKeys | bytes,
+             synchronous: str = "FULL", limits: JournalLimits | None = None,
+             on_alarm: Callable[[frozenset[Alarm], JournalStatus], None] | None = None,
+             ) -> Journal:
+        """Open or create the journal at ``path`` for ``terminal_id``.
+
+        ``keys`` is the terminal's 32-byte master key (or keys already derived from it).
+        An existing file that is not a journal, is damaged, is newer, belongs to another
+        terminal or was made with another key raises a :class:`JournalError` subclass and
+        is left untouched.
+        """
+        path = Path(path)
+        derived = keys if isinstance(keys, JournalKeys) else JournalKeys.derive(keys, terminal_id)
+
+        def on_new(conn: sqlite3.Connection) -> None:
+            genesis = genesis_hash(derived, terminal_id)
+            conn.executemany("INSERT INTO journal_meta VALUES (?, ?)", [
+                ("terminal_id", terminal_id.encode()),
+                ("key_check", derived.key_check()),
+                ("anchor", (0).to_bytes(8, "big") + genesis + anchor_mac(derived, 0, genesis)),
+            ])
+
+        def check_existing(conn: sqlite3.Connection) -> None:
+            meta = dict(conn.execute("SELECT name, value FROM journal_meta").fetchall())
+            owner = bytes(meta.get("terminal_id", b"")).decode()
+            if owner != terminal_id:
+                raise JournalError(
+                    f"journal {path} belongs to terminal {owner!r}, not {terminal_id!r}; it was "
+                    f"left untouched: use that terminal id or another journal path")
+            if bytes(meta.get("key_check", b"")) != derived.key_check():
+                raise JournalKeyError(
+                    f"journal {path} was created with another key; it was left untouched: "
+                    f"use the key file or credential this journal was created with")
+
+        conn = connect(path, synchronous=synchronous, on_new=on_new,
+                       check_existing=check_existing)
+        return cls(path, conn, terminal_id=terminal_id, keys=derived,
+                   limits=limits or JournalLimits(), on_alarm=on_alarm)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r}, terminal_id={self.terminal_id!r})"
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _read_head(self) -> tuple[int, bytes]:
+        try:
+            return self._head()
+        except sqlite3.Error as exc:
+            raise storage_error(self.path, exc) from exc
+
+    def _head(self) -> tuple[int, bytes]:
+        row = self._conn.execute(
+            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None:
+            return int(row[0]), bytes(row[1])
+        return self._anchor()
+
+    def _anchor(self) -> tuple[int, bytes]:
+        raw = bytes(self._conn.execute(
+            "SELECT value FROM journal_meta WHERE name='anchor'").fetchone()[0])
+        return int.from_bytes(raw[:8], "big"), raw[8:40]
+
+    def anchor(self) -> tuple[int, bytes, bool]:
+        """The chain anchor (last pruned sequence and hash) and whether its MAC holds."""
+        with self._lock:
+            raw = bytes(self._conn.execute(
+                "SELECT value FROM journal_meta WHERE name='anchor'").fetchone()[0])
+        seq, hash_ = int.from_bytes(raw[:8], "big"), raw[8:40]
+        return seq, hash_, raw[40:] == anchor_mac(self._keys, seq, hash_)
+
+    def enqueue(self, kind: str, payload: Mapping[str, Any],
+                personal: Mapping[str, Any] | None = None) -> JournalRecord:
+        """Record one transaction durably; when this returns it survives a crash.
+
+        ``payload`` is stored in clear (no personal data in it); ``personal`` is sealed.
+        Raises :class:`JournalFullError` when a limit is reached and the profile refuses,
+        :class:`JournalStorageError` on a full disk or read-only file system.
+        """
+        self._enforce_limits()
+        payload_json = _JSON.encode(payload)
+        record_id = str(self._ids.new())
+        sealed = (self._keys.encrypt(_JSON.encode(dict(personal)).encode(), record_id.encode())
+                  if personal else None)
+        now_ns = time.time_ns()
+        wall, mono = _utc_iso(now_ns), time.monotonic_ns()
+        with self._lock:
+            for _attempt in range(3):
+                if self._cached_head is None:
+                    self._cached_head = self._read_head()
+                head_seq, head_hash = self._cached_head
+                seq = head_seq + 1
+                hash_ = record_hash(
+                    self._keys, head_hash, seq=seq, record_id=record_id,
+                    terminal_id=self.terminal_id, wall_time=wall, mono_ns=mono,
+                    boot_id=self._boot_id, kind=kind, payload=payload_json, personal=sealed)
+                try:
+                    # One statement in autocommit mode: exactly one SQLite transaction.
+                    # The head is cached; if another writer moved it, the sequence number
+                    # collides with the primary key and we re-read and re-link.
+                    self._conn.execute(
+                        "INSERT INTO records (seq, id, terminal_id, wall_time, mono_ns, boot_id,"
+                        " kind, payload, personal, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (seq, record_id, self.terminal_id, wall, mono, self._boot_id, kind,
+                         payload_json, sealed, head_hash, hash_))
+                except sqlite3.IntegrityError:
+                    self._cached_head = None
+                    continue
+                except sqlite3.Error as exc:
+                    self._cached_head = None
+                    raise storage_error(self.path, exc) from exc
+                break
+            else:
+                raise JournalError(f"journal {self.path}: another process keeps writing to it; "
+                                   f"only one daemon may own a journal")
+            self._cached_head = (seq, hash_)
+            if self._status is not None:
+                self._status = JournalStatus(
+                    self._status.queued + 1, self._status.oldest_queued_age_s,
+                    self._status.disk_bytes, seq, self._status.alarms)
+        return JournalRecord(seq, record_id, self.terminal_id, wall, mono, self._boot_id, kind,
+                             dict(payload), sealed is not None, head_hash, hash_)
+
+    def _enforce_limits(self) -> None:
+        now = time.monotonic()
+        if self._status is None or now - self._status_at >= _LIMIT_REFRESH_S:
+            status = self.status()
+        else:
+            status = self._status
+        alarms = self._alarms_for(status)
+        if not alarms:
+            return
+        if self._on_alarm is not None:
+            self._on_alarm(alarms, status)
+        names = ", ".join(sorted(a.value for a in alarms))
+        if self.limits.when_full is FullBehaviour.REFUSE:
+            raise JournalFullError(
+                f"journal {self.path} is full ({names} limit reached, {status.queued} queued); "
+                f"new offline transactions are refused until the forwarder catches up")
+        _log.warning("journal %s over its %s limit (%d queued); still accepting",
+                     self.path, names, status.queued)
+
+    def _alarms_for(self, status: JournalStatus) -> frozenset[Alarm]:
+        limits = self.limits
+        alarms = set()
+        if limits.max_records is not None and status.queued >= limits.max_records:
+            alarms.add(Alarm.COUNT)
+        if (limits.max_age_s is not None and status.oldest_queued_age_s is not None
+                and status.oldest_queued_age_s >= limits.max_age_s):
+            alarms.add(Alarm.AGE)
+        if limits.max_disk_bytes is not None and status.disk_bytes >= limits.max_disk_bytes:
+            alarms.add(Alarm.DISK)
+        return frozenset(alarms)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def status(self) -> JournalStatus:
+        """Queued count, age of the oldest queued record, bytes on disk, alarms."""
+        with self._lock:
+            try:
+                queued = int(self._conn.execute(
+                    "SELECT count(*) FROM records WHERE acked_at IS NULL").fetchone()[0])
+                oldest = self._conn.execute(
+                    "SELECT wall_time FROM records WHERE acked_at IS NULL ORDER BY seq LIMIT 1"
+                ).fetchone()
+                head_seq, _ = self._head()
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc) from exc
+        disk = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                disk += os.stat(f"{self.path}{suffix}").st_size
+            except FileNotFoundError:
+                pass
+        age = max(0.0, time.time() - _parse_iso(oldest[0])) if oldest else None
+        partial = JournalStatus(queued, age, disk, head_seq, frozenset())
+        status = JournalStatus(queued, age, disk, head_seq, self._alarms_for(partial))
+        self._status, self._status_at = status, time.monotonic()
+        return status
+
+    def _row_to_record(self, row: Sequence[Any]) -> JournalRecord:
+        return JournalRecord(
+            seq=int(row[0]), id=row[1], terminal_id=row[2], wall_time=row[3], mono_ns=row[4],
+            boot_id=row[5], kind=row[6], payload=json.loads(row[7]),
+            has_personal=row[8] is not None, prev_hash=bytes(row[9]), hash=bytes(row[10]),
+            acked_at=row[11], ack_outcome=AckOutcome(row[12]) if row[12] else None,
+            ack_reason=row[13])
+
+    def raw_rows(self, batch: int = 1000) -> Iterator[tuple[Any, ...]]:
+        """Every stored row in sequence order, exactly as on disk (for verification)."""
+        after = -1
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    _SELECT_AFTER, (after, batch)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            after = int(rows[-1][0])
+
+    def records(self) -> Iterator[JournalRecord]:
+        """Every record still in the journal, in sequence order."""
+        for row in self.raw_rows():
+            yield self._row_to_record(row)
+
+    def personal(self, record: JournalRecord) -> dict[str, Any]:
+        """Decrypt one record's personal fields (raises JournalKeyError if they do not open)."""
+        with self._lock:
+            row = self._conn.execute("SELECT personal FROM records WHERE seq=?",
+                                     (record.seq,)).fetchone()
+        if row is None or row[0] is None:
+            return {}
+        opened: dict[str, Any] = json.loads(self._keys.decrypt(bytes(row[0]),
+                                                               record.id.encode()))
+        return opened
+
+    def pending(self, limit: int) -> list[PendingRecord]:
+        """The oldest ``limit`` records not yet acknowledged, in order, personal opened."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(_SELECT_PENDING, (limit,)).fetchall()
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc) from exc
+        out = []
+        for row in rows:
+            record = self._row_to_record(row)
+            personal: dict[str, Any] = {}
+            if row[8] is not None:
+                personal = json.loads(self._keys.decrypt(bytes(row[8]), record.id.encode()))
+            out.append(PendingRecord(record, personal))
+        return out
+
+    @property
+    def keys(self) -> JournalKeys:
+        return self._keys
+
+    # -- acknowledging and pruning -------------------------------------------------------
+
+    def acknowledge(self, acks: Sequence[tuple[JournalRecord, AckOutcome, str]]) -> int:
+        """Mark records delivered (or rejected) in ONE transaction; returns how many changed.
+
+        Already acknowledged records are left as they were (a retried upload is idempotent).
+        """
+        if not acks:
+            return 0
+        acked_at = _utc_iso(time.time_ns())
+        changed = 0
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for record, outcome, reason in acks:
+                        row = conn.execute(
+                            "SELECT hash FROM records WHERE seq=? AND id=? AND acked_at IS NULL",
+                            (record.seq, record.id)).fetchone()
+                        if row is None:
+                            continue
+                        mac = ack_mac(self._keys, bytes(row[0]), outcome.value, reason, acked_at)
+                        conn.execute(
+                            "UPDATE records SET acked_at=?, ack_outcome=?, ack_reason=?, "
+                            "ack_mac=? WHERE seq=?",
+                            (acked_at, outcome.value, reason, mac, record.seq))
+                        changed += 1
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc) from exc
+            self._status = None
+        return changed
+
+    def prune(self, retention_s: float) -> int:
+        """Delete acknowledged records older than ``retention_s``, oldest first.
+
+        Only a contiguous prefix goes (the chain anchor moves to its last record in the
+        same transaction), so verification still covers everything that remains.
+        """
+        cutoff = _utc_iso(time.time_ns() - int(retention_s * 1e9))
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    boundary = conn.execute(
+                        "SELECT min(seq) FROM records WHERE acked_at IS NULL OR acked_at > ?",
+                        (cutoff,)).fetchone()[0]
+                    if boundary is None:
+                        boundary = conn.execute(
+                            "SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
+                    last = conn.execute(
+                        "SELECT seq, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1",
+                        (boundary,)).fetchone()
+                    removed = 0
+                    if last is not None:
+                        removed = conn.execute("DELETE FROM records WHERE seq <= ?",
+                                               (last[0],)).rowcount
+                        seq, hash_ = int(last[0]), bytes(last[1])
+                        conn.execute(
+                            "UPDATE journal_meta SET value=? WHERE name='anchor'",
+                            (seq.to_bytes(8, "big") + hash_ + anchor_mac(self._keys, seq, hash_),))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc) from exc
+            self._status = None
+        return removed

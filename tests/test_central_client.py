@@ -1,0 +1,103 @@
+"""Client behaviour at the package boundary: garbage answers become CentralProtocolError,
+the ping CLI reports latency, offset and auth, the config keeps its secret out of reprs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from sscard_hardware_sim.central_harness import CentralSim
+
+from sscard_terminal.central import CentralClient, Channel, TerminalConfig
+from sscard_terminal.deadline import Deadline
+from sscard_terminal.errors import CentralProtocolError, CentralUnreachableError, ConfigError
+
+
+def _client(handler: object, **kwargs: object) -> CentralClient:
+    return CentralClient("http://central.invalid", "T1", "secret",
+                         transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
+                         **kwargs)  # type: ignore[arg-type]
+
+
+def _validate(client: CentralClient) -> object:
+    return client.validate_card("330302D1560000050000000000000000", "D00000013", "330302",
+                                Channel.CONTACT, Deadline.after(2))
+
+
+@pytest.mark.parametrize("status,content", [
+    (200, b"not json"),
+    (200, b"[1, 2]"),
+    (200, b'{"status": "teleported", "reason": "x"}'),
+    (200, b'{"status": "normal"}'),
+    (200, b'{"status": "normal", "reason": "ok", "holder": "Zhang"}'),
+    (200, b'{"status": "normal", "reason": "ok", "applications": "all"}'),
+    (404, b'{"error": "not_found", "reason": "no route"}'),
+    (413, b'{"error": "too_large"}'),
+])
+def test_malformed_answers_are_protocol_errors(status: int, content: bytes) -> None:
+    with _client(lambda request: httpx.Response(status, content=content)) as client:
+        with pytest.raises(CentralProtocolError):
+            _validate(client)
+
+
+def test_oversized_answer_without_length_is_cut_off() -> None:
+    def endless(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=iter([b"x" * 65536] * 100))
+    with _client(endless, max_response_bytes=100_000) as client:
+        with pytest.raises(CentralProtocolError, match="cap"):
+            _validate(client)
+
+
+def test_unknown_applications_from_a_newer_central_are_ignored() -> None:
+    body = {"status": "normal", "reason": "ok", "applications": ["transit", "teleport"]}
+    with _client(lambda request: httpx.Response(200, json=body)) as client:
+        result = _validate(client)
+    assert {a.value for a in result.applications} == {"transit"}  # type: ignore[attr-defined]
+
+
+def test_closed_client_is_unreachable_not_a_crash() -> None:
+    client = _client(lambda request: httpx.Response(200, json={}))
+    client.close()
+    with pytest.raises(CentralUnreachableError):
+        _validate(client)
+
+
+def test_config_needs_credentials_and_hides_the_secret() -> None:
+    with pytest.raises(ConfigError):
+        TerminalConfig.from_mapping({"base_url": "http://x"})
+    config = TerminalConfig.from_mapping({"base_url": "http://x", "terminal_id": "T",
+                                          "secret": "hunter2", "unrelated": 1})
+    assert "hunter2" not in repr(config)
+
+
+def test_bad_ca_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        CentralClient("https://central.invalid", "T", "s", ca_file=str(tmp_path / "none.pem"))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sscard_terminal.cli.main", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_ping_cli_with_terminal_config(central_sim: CentralSim, tmp_path: Path) -> None:
+    made = _cli("central-sim", "terminal-config", "--db", str(central_sim.db), "--terminal-id",
+                central_sim.terminal_id, "--base-url", central_sim.base_url)
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "central.json"
+    config.write_text(made.stdout, encoding="utf-8")
+    assert json.loads(made.stdout)["central_public_key"] == central_sim.central_public_key
+    done = _cli("central", "ping", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "auth:         ok" in done.stdout and "clock offset:" in done.stdout
+    wrong = tmp_path / "secret"
+    wrong.write_text("0" * 64, encoding="utf-8")
+    refused = _cli("central", "ping", "--config", str(config), "--secret-file", str(wrong))
+    assert refused.returncode == 14 and "REFUSED (bad_signature)" in refused.stdout
+    down = _cli("central", "ping", "--url", "http://127.0.0.1:9", "--terminal-id", "T",
+                "--secret-file", str(wrong), "--timeout", "0.5")
+    assert down.returncode == 13, down.stderr

@@ -1,0 +1,102 @@
+"""Every injected fault: the client answers within the caller's deadline (plus a small
+slack) with CentralUnreachableError, or CentralProtocolError for garbage, never hangs and
+never lets an httpx exception through."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sscard_hardware_sim.central_harness import CentralSim
+from sscard_hardware_sim.central_store import DEMO_CARDS
+
+from sscard_terminal.central import CardStatus, CentralClient, Channel
+from sscard_terminal.deadline import Deadline
+from sscard_terminal.errors import CentralProtocolError, CentralUnreachableError
+
+CARD = DEMO_CARDS["normal"]
+BUDGET = 0.3
+SLACK = 0.25
+
+
+def _validate(client: CentralClient, budget: float = BUDGET) -> CardStatus:
+    return client.validate_card(CARD.identification_code, CARD.card_number, CARD.region,
+                                Channel.CONTACTLESS, Deadline.after(budget)).status
+
+
+def _timed_failure(client: CentralClient, error: type[Exception]) -> float:
+    start = time.monotonic()
+    with pytest.raises(error):
+        _validate(client)
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("mode", ["timeout", "trickle", "error", "reset"])
+def test_fault_answers_unreachable_within_the_deadline(central_sim: CentralSim,
+                                                       mode: str) -> None:
+    with central_sim.make_client() as client:
+        assert _validate(client, 3.0) is CardStatus.NORMAL  # warm connection
+        central_sim.set_faults(mode=mode)
+        took = _timed_failure(client, CentralUnreachableError)
+        central_sim.set_faults(mode="none")
+        assert _validate(client, 3.0) is CardStatus.NORMAL  # recovers
+    assert took < BUDGET + SLACK, f"{mode}: {took:.3f} s"
+
+
+def test_added_latency_beyond_the_budget_is_unreachable_quickly(central_sim: CentralSim) -> None:
+    with central_sim.make_client() as client:
+        central_sim.set_faults(latency_ms=2000)
+        took = _timed_failure(client, CentralUnreachableError)
+        central_sim.set_faults(latency_ms=50)
+        assert _validate(client, 2.0) is CardStatus.NORMAL  # within a larger budget
+    assert took < BUDGET + SLACK
+
+
+@pytest.mark.parametrize("mode", ["malformed", "oversized"])
+def test_garbage_is_a_protocol_error(central_sim: CentralSim, mode: str) -> None:
+    with central_sim.make_client(max_response_bytes=1024 * 1024) as client:
+        central_sim.set_faults(mode=mode)
+        took = _timed_failure(client, CentralProtocolError)
+    assert took < BUDGET + SLACK
+
+
+def test_one_5xx_or_reset_is_retried_within_the_budget(central_sim: CentralSim) -> None:
+    with central_sim.make_client() as client:
+        for mode in ("error", "reset"):
+            central_sim.set_faults(mode=mode, count=1)
+            assert _validate(client, 2.0) is CardStatus.NORMAL
+
+
+def test_unsafe_post_is_not_retried(central_sim: CentralSim) -> None:
+    with central_sim.make_client() as client:
+        central_sim.set_faults(mode="error", count=1)
+        with pytest.raises(CentralUnreachableError):
+            client.post_json("/v1/hsm/read-auth", {}, Deadline.after(2.0))
+
+
+def test_random_fail_rate_from_the_serve_flag(tmp_path: Path) -> None:
+    sim = CentralSim(tmp_path / "c.db", "--fail-rate", "1.0")
+    try:
+        with sim.make_client() as client:
+            took = _timed_failure(client, CentralUnreachableError)
+    finally:
+        sim.stop()
+    assert took < BUDGET + SLACK
+
+
+def test_server_down_is_unreachable(central_sim: CentralSim) -> None:
+    client = central_sim.make_client()
+    central_sim.stop()
+    with client:
+        took = _timed_failure(client, CentralUnreachableError)
+    assert took < BUDGET + SLACK
+
+
+def test_exhausted_deadline_answers_at_once(central_sim: CentralSim) -> None:
+    with central_sim.make_client() as client:
+        start = time.monotonic()
+        with pytest.raises(CentralUnreachableError):
+            client.validate_card(CARD.identification_code, CARD.card_number, CARD.region,
+                                 Channel.CONTACT, Deadline.after(0.0))
+        assert time.monotonic() - start < 0.05

@@ -1,0 +1,202 @@
+"""The forwarder against the real central simulator (a subprocess on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from sscard_hardware_sim.central_harness import CentralSim
+
+from sscard_terminal.central.models import TransactionAck, TransactionUpload
+from sscard_terminal.deadline import Deadline
+from sscard_terminal.errors import SscardError
+from sscard_terminal.offline_queue import (
+    AckOutcome,
+    Backoff,
+    Forwarder,
+    Journal,
+    JournalRecord,
+    verify_journal,
+)
+
+KEY = bytes(range(32))
+PERSON = {"name": "李四", "id_number": "330302199001011234", "card_number": "D00000013"}
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[CentralSim]:
+    sim = CentralSim(tmp_path / "central.db")
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def _journal(tmp_path: Path, sim: CentralSim, count: int) -> Journal:
+    journal = Journal.open(tmp_path / "journal.db", terminal_id=sim.terminal_id, keys=KEY)
+    for i in range(count):
+        journal.enqueue("card_tap", {"fare_cents": i}, PERSON)
+    return journal
+
+
+def _central_rows(sim: CentralSim) -> list[tuple[str, int, str]]:
+    conn = sqlite3.connect(sim.db)
+    try:
+        return [(r[0], int(r[1]), r[2]) for r in conn.execute(
+            "SELECT idempotency_key, sequence, payload FROM transactions WHERE terminal_id=? "
+            "ORDER BY sequence", (sim.terminal_id,))]
+    finally:
+        conn.close()
+
+
+def test_drain_uploads_everything_in_order_in_batches(tmp_path: Path,
+                                                      central: CentralSim) -> None:
+    seen: list[tuple[int, AckOutcome]] = []
+    with _journal(tmp_path, central, 25) as journal, central.make_client() as client:
+        forwarder = Forwarder(journal, client, batch_size=10,
+                              on_forwarded=lambda r, o, _: seen.append((r.seq, o)))
+        progress: list[tuple[int, int]] = []
+        result = forwarder.drain(Deadline.after(30), lambda d, r: progress.append((d, r)))
+        assert (result.forwarded, result.remaining) == (25, 0)
+        assert progress == [(10, 15), (20, 5), (25, 0)]
+        assert [s for s, _ in seen] == list(range(1, 26))
+        assert {o for _, o in seen} == {AckOutcome.ACCEPTED}
+        assert all(r.ack_outcome is AckOutcome.ACCEPTED for r in journal.records())
+        assert verify_journal(journal).ok
+        assert forwarder.status().journal.queued == 0
+    rows = _central_rows(central)
+    assert [seq for _, seq, _ in rows] == list(range(1, 26))
+
+
+def test_central_sees_only_the_personal_fields_its_kind_discloses(
+        tmp_path: Path, central: CentralSim) -> None:
+    with _journal(tmp_path, central, 1) as journal, central.make_client() as client:
+        journal.enqueue("gate_pass", {"gate": 2}, PERSON)
+        Forwarder(journal, client).drain(Deadline.after(30))
+    payloads = [json.loads(p) for _, _, p in _central_rows(central)]
+    assert payloads[0] == {"fare_cents": 0, "card_number": "D00000013"}
+    assert payloads[1] == {"gate": 2}
+
+
+class _Wire:
+    """The real client, with the wire misbehaving the way a test needs."""
+
+    def __init__(self, client: object, *, corrupt_seq: int | None = None,
+                 drop_ack_seq: int | None = None) -> None:
+        self.client = client
+        self.corrupt_seq = corrupt_seq
+        self.drop_ack_seq = drop_ack_seq
+        self.batches: list[list[int]] = []
+
+    def upload_transactions(self, batch: Sequence[TransactionUpload],
+                            deadline: Deadline) -> list[TransactionAck]:
+        self.batches.append([t.sequence for t in batch])
+        sent = [TransactionUpload(t.idempotency_key, t.sequence, "T-SOMEONE-ELSE", t.kind,
+                                  t.occurred_at, t.payload)
+                if t.sequence == self.corrupt_seq else t for t in batch]
+        acks: list[TransactionAck] = self.client.upload_transactions(  # type: ignore[attr-defined]
+            sent, deadline)
+        dropped = {t.idempotency_key for t in batch if t.sequence == self.drop_ack_seq}
+        self.drop_ack_seq = None
+        return [a for a in acks if a.idempotency_key not in dropped]
+
+
+def test_partial_acceptance_rejected_kept_and_unanswered_retried_first(
+        tmp_path: Path, central: CentralSim) -> None:
+    outcomes: dict[int, AckOutcome] = {}
+    with _journal(tmp_path, central, 8) as journal, central.make_client() as client:
+        wire = _Wire(client, corrupt_seq=3, drop_ack_seq=5)
+        forwarder = Forwarder(journal, wire, batch_size=6,
+                              on_forwarded=lambda r, o, _: outcomes.__setitem__(r.seq, o))
+        result = forwarder.drain(Deadline.after(30))
+        assert wire.batches[0] == [1, 2, 3, 4, 5, 6]
+        assert wire.batches[1][0] == 5          # the unanswered record goes first again
+        assert result.rejected == 1 and result.remaining == 0
+        assert outcomes[3] is AckOutcome.REJECTED
+        assert outcomes[5] in (AckOutcome.ACCEPTED, AckOutcome.DUPLICATE)
+        rejected = [r for r in journal.records() if r.ack_outcome is AckOutcome.REJECTED]
+        assert [(r.seq, r.ack_reason) for r in rejected] == [(3, "terminal_mismatch")]
+        assert verify_journal(journal).ok
+    assert [seq for _, seq, _ in _central_rows(central)] == [1, 2, 4, 5, 6, 7, 8]
+
+
+def test_failures_back_off_call_back_and_recover(tmp_path: Path, central: CentralSim) -> None:
+    failures: list[SscardError] = []
+    central.set_faults(mode="error")
+    with _journal(tmp_path, central, 5) as journal, central.make_client() as client:
+        forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.05),
+                              on_failure=failures.append)
+        thread = threading.Thread(target=forwarder.drain, args=(Deadline.after(60),))
+        thread.start()
+        end = time.monotonic() + 30
+        while len(failures) < 2 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert forwarder.status().last_error is not None
+        assert forwarder.status().journal.queued == 5
+        central.set_faults(mode="none")
+        thread.join(30)
+        assert not thread.is_alive()
+        status = forwarder.status()
+        assert status.journal.queued == 0 and status.consecutive_failures == 0
+        assert status.forwarded == 5
+    assert len(failures) >= 2
+
+
+def test_backoff_is_exponential_with_full_jitter() -> None:
+    backoff = Backoff(base_s=0.5, cap_s=8.0)
+    rng = random.Random(7)
+    for failures, ceiling in ((0, 0.5), (1, 1.0), (3, 4.0), (4, 8.0), (40, 8.0)):
+        delays = [backoff.delay(failures, rng) for _ in range(300)]
+        assert all(0.0 <= d <= ceiling for d in delays)
+        assert max(delays) > 0.8 * ceiling and min(delays) < 0.2 * ceiling
+
+
+def test_stop_from_another_thread_ends_run_while_central_is_down(
+        tmp_path: Path, central: CentralSim) -> None:
+    central.set_faults(mode="error")
+    with _journal(tmp_path, central, 3) as journal, central.make_client() as client:
+        forwarder = Forwarder(journal, client, backoff=Backoff(base_s=5.0, cap_s=60.0))
+        thread = threading.Thread(target=forwarder.run)
+        thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        forwarder.stop()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert time.monotonic() - started < 5.0
+        assert forwarder.status().journal.queued == 3
+
+
+def test_run_forwards_new_records_on_notify_and_prunes_past_retention(
+        tmp_path: Path, central: CentralSim) -> None:
+    forwarded: list[JournalRecord] = []
+    with _journal(tmp_path, central, 4) as journal, central.make_client() as client:
+        forwarder = Forwarder(journal, client, retention_s=0.0, prune_interval_s=0.0,
+                              idle_poll_s=60.0,
+                              on_forwarded=lambda r, o, _: forwarded.append(r))
+        thread = threading.Thread(target=forwarder.run)
+        thread.start()
+        try:
+            end = time.monotonic() + 20
+            while len(forwarded) < 4 and time.monotonic() < end:
+                time.sleep(0.01)
+            journal.enqueue("card_tap", {"fare_cents": 99}, PERSON)
+            forwarder.notify()
+            while len(forwarded) < 5 and time.monotonic() < end:
+                time.sleep(0.01)
+            while list(journal.records()) and time.monotonic() < end:
+                time.sleep(0.01)
+                forwarder.notify()
+        finally:
+            forwarder.stop()
+            thread.join(10)
+        assert [r.seq for r in forwarded] == [1, 2, 3, 4, 5]
+        assert list(journal.records()) == []           # pruned: retention 0
+        assert journal.anchor()[0] == 5 and verify_journal(journal).ok
+    assert len(_central_rows(central)) == 5

@@ -1,0 +1,338 @@
+"""The journal on real SQLite files: records, chain, keys, bad input, limits, storage errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sscard_terminal.errors import (
+    JournalCorruptError,
+    JournalError,
+    JournalForeignFileError,
+    JournalFullError,
+    JournalKeyError,
+    JournalNewerSchemaError,
+    JournalStorageError,
+)
+from sscard_terminal.offline_queue import (
+    AckOutcome,
+    Alarm,
+    FullBehaviour,
+    Journal,
+    JournalLimits,
+    Uuid7Generator,
+    load_credential,
+    load_key_file,
+    verify_journal,
+)
+
+KEY = bytes(range(32))
+PERSON = {"name": "张三丰", "id_number": "330302199001011234", "card_number": "A12345678"}
+
+
+def _open(path: Path, **kw: object) -> Journal:
+    return Journal.open(path, terminal_id="BUS-0042", keys=KEY, **kw)  # type: ignore[arg-type]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _filled(tmp_path: Path, count: int = 5) -> Path:
+    path = tmp_path / "journal.db"
+    with _open(path) as journal:
+        for i in range(count):
+            journal.enqueue("card_tap", {"fare_cents": 200 + i}, PERSON)
+    return path
+
+
+def test_uuid7_is_version_7_time_ordered_and_strictly_increasing() -> None:
+    ids = [Uuid7Generator(clock_ms=lambda: 1_700_000_000_000).new() for _ in range(3)]
+    generator = Uuid7Generator(clock_ms=lambda: 1_700_000_000_000)
+    same_ms = [generator.new() for _ in range(5000)]   # overflows the 12-bit counter
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids + same_ms)
+    assert same_ms == sorted(same_ms) and len(set(same_ms)) == len(same_ms)
+    assert same_ms[0].int >> 80 == 1_700_000_000_000
+
+
+def test_enqueue_stores_sequence_chain_and_sealed_personal_fields(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    with _open(path) as journal:
+        first = journal.enqueue("card_tap", {"fare_cents": 200}, PERSON)
+        second = journal.enqueue("gate_pass", {"gate": 3})
+        assert (first.seq, second.seq) == (1, 2)
+        assert second.prev_hash == first.hash
+        assert uuid.UUID(first.id).version == 7 and first.id < second.id
+        assert first.terminal_id == "BUS-0042" and first.wall_time.endswith("Z")
+        assert journal.personal(first) == PERSON and journal.personal(second) == {}
+        assert "张三丰" not in repr(first) and "330302199001011234" not in repr(
+            journal.pending(1))
+    raw = path.read_bytes() + (tmp_path / "journal.db-wal").read_bytes() if (
+        tmp_path / "journal.db-wal").exists() else path.read_bytes()
+    for secret in PERSON.values():
+        assert secret.encode() not in raw
+    assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_journal_reopens_and_continues_the_chain(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 3)
+    with _open(path) as journal:
+        record = journal.enqueue("card_tap", {"fare_cents": 1}, PERSON)
+        assert record.seq == 4
+        report = verify_journal(journal)
+    assert report.ok and report.checked == 4
+
+
+def test_acknowledge_is_idempotent_and_prune_moves_the_anchor(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 6)
+    with _open(path) as journal:
+        pending = journal.pending(10)
+        ids = [p.record for p in pending]
+        assert journal.acknowledge([(ids[0], AckOutcome.ACCEPTED, ""),
+                                    (ids[1], AckOutcome.DUPLICATE, ""),
+                                    (ids[3], AckOutcome.REJECTED, "bad_field:kind")]) == 3
+        assert journal.acknowledge([(ids[0], AckOutcome.ACCEPTED, "")]) == 0
+        assert [p.record.seq for p in journal.pending(10)] == [3, 5, 6]
+        assert journal.status().queued == 3
+        # seq 3 is still queued: only the contiguous acknowledged prefix (1, 2) may go.
+        assert journal.prune(retention_s=0) == 2
+        assert [r.seq for r in journal.records()] == [3, 4, 5, 6]
+        assert verify_journal(journal).ok
+        journal.acknowledge([(p.record, AckOutcome.ACCEPTED, "") for p in journal.pending(9)])
+        assert journal.prune(retention_s=3600) == 0   # too young
+        assert journal.prune(retention_s=0) == 4
+        assert list(journal.records()) == []
+        after = journal.enqueue("card_tap", {}, None)
+        assert after.seq == 7
+        assert verify_journal(journal).ok
+
+
+def _tamper(path: Path, sql: str, *params: object) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("sql,problem", [
+    ("DELETE FROM records WHERE seq = 3", "missing"),
+    ("UPDATE records SET payload = '{\"fare_cents\":1}' WHERE seq = 2", "edited"),
+    ("UPDATE records SET kind = 'refund' WHERE seq = 4", "edited"),
+    ("UPDATE records SET seq = 99 WHERE seq = 2", "edited"),
+    ("UPDATE records SET acked_at = '2026-01-01T00:00:00.000Z', ack_outcome = 'accepted' "
+     "WHERE seq = 3", "ack-edited"),
+    ("DELETE FROM records WHERE seq = 1", "missing"),
+])
+def test_verify_detects_deleted_edited_and_forged_acks(tmp_path: Path, sql: str,
+                                                      problem: str) -> None:
+    path = _filled(tmp_path, 5)
+    with _open(path) as journal:
+        assert verify_journal(journal).ok
+    _tamper(path, sql)
+    with _open(path) as journal:
+        report = verify_journal(journal)
+    assert not report.ok
+    assert problem in {p.problem for p in report.problems}
+
+
+def test_verify_detects_reordered_records(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 5)
+    conn = sqlite3.connect(path)
+    # Records 2 and 3 change places: the only way to reorder is to renumber them.
+    conn.execute("UPDATE records SET seq = -1 WHERE seq = 2")
+    conn.execute("UPDATE records SET seq = 2 WHERE seq = 3")
+    conn.execute("UPDATE records SET seq = 3 WHERE seq = -1")
+    conn.commit()
+    conn.close()
+    with _open(path) as journal:
+        report = verify_journal(journal)
+    assert not report.ok and {p.seq for p in report.problems} >= {2, 3}
+
+
+def test_verify_detects_an_edited_anchor_hiding_pruned_records(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 4)
+    _tamper(path, "DELETE FROM records WHERE seq <= 2")
+    _tamper(path, "UPDATE journal_meta SET value = ? WHERE name = 'anchor'",
+            (2).to_bytes(8, "big") + bytes(64))
+    with _open(path) as journal:
+        problems = {p.problem for p in verify_journal(journal).problems}
+    assert "anchor-edited" in problems
+
+
+def test_wrong_key_is_refused_and_the_file_untouched(tmp_path: Path) -> None:
+    path = _filled(tmp_path)
+    before = _digest(path)
+    with pytest.raises(JournalKeyError, match=str(path)):
+        Journal.open(path, terminal_id="BUS-0042", keys=os.urandom(32))
+    with pytest.raises(JournalError, match="belongs to terminal"):
+        Journal.open(path, terminal_id="BUS-0043", keys=KEY)
+    assert _digest(path) == before
+
+
+def test_newer_schema_is_refused_and_the_file_untouched(tmp_path: Path) -> None:
+    path = _filled(tmp_path)
+    _tamper(path, "INSERT INTO schema_versions VALUES (7, '2031-01-01T00:00:00Z')")
+    before = _digest(path)
+    with pytest.raises(JournalNewerSchemaError, match=r"schema version 7.*upgrade"):
+        _open(path)
+    assert _digest(path) == before
+
+
+def test_truncated_file_is_refused_and_the_file_untouched(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 300)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 + 100])
+    before = _digest(path)
+    with pytest.raises(JournalCorruptError, match=r"truncated.*restore"):
+        _open(path)
+    assert _digest(path) == before
+
+
+@pytest.mark.parametrize("content", [b"this is not a database\n" * 40, b"\x00" * 8192])
+def test_foreign_file_is_refused_and_the_file_untouched(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "journal.db"
+    path.write_bytes(content)
+    with pytest.raises(JournalForeignFileError, match=str(path)):
+        _open(path)
+    assert path.read_bytes() == content
+
+
+def test_foreign_sqlite_database_is_refused_and_the_file_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)")
+    conn.commit()
+    conn.close()
+    before = _digest(path)
+    with pytest.raises(JournalForeignFileError, match="another application"):
+        _open(path)
+    assert _digest(path) == before
+
+
+def test_refuse_profile_refuses_when_full_and_alarm_profile_keeps_accepting(
+        tmp_path: Path) -> None:
+    raised: list[frozenset[Alarm]] = []
+    refuse = JournalLimits(max_records=3, when_full=FullBehaviour.REFUSE)
+    with _open(tmp_path / "a.db", limits=refuse,
+               on_alarm=lambda alarms, status: raised.append(alarms)) as journal:
+        for _ in range(3):
+            journal.enqueue("card_tap", {}, None)
+        with pytest.raises(JournalFullError, match="count limit"):
+            journal.enqueue("card_tap", {}, None)
+        assert journal.status().queued == 3 and journal.status().alarms == {Alarm.COUNT}
+    alarm = JournalLimits(max_records=2, max_disk_bytes=1, when_full=FullBehaviour.ALARM)
+    with _open(tmp_path / "b.db", limits=alarm,
+               on_alarm=lambda alarms, status: raised.append(alarms)) as journal:
+        for _ in range(4):
+            journal.enqueue("card_tap", {}, None)
+        assert journal.status().queued == 4
+    assert frozenset({Alarm.COUNT, Alarm.DISK}) in raised
+
+
+def test_disk_full_is_a_clear_error_and_the_journal_stays_consistent(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 3)
+    with _open(path) as journal:
+        pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
+        # SQLite reports SQLITE_FULL exactly as for a full file system.
+        journal._conn.execute(f"PRAGMA max_page_count={pages}")
+        with pytest.raises(JournalStorageError, match="disk full"):
+            for _ in range(200):
+                journal.enqueue("card_tap", {"pad": "x" * 2000}, PERSON)
+        journal._conn.execute("PRAGMA max_page_count=1073741823")
+        journal.enqueue("card_tap", {"fare_cents": 1}, PERSON)
+        assert verify_journal(journal).ok
+
+
+def test_read_only_journal_is_a_clear_error(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 2)
+    with _open(path) as journal:
+        journal._conn.execute("PRAGMA query_only=ON")   # what a read-only mount answers
+        with pytest.raises(JournalStorageError, match="read-only"):
+            journal.enqueue("card_tap", {}, None)
+    with _open(path) as journal:
+        assert verify_journal(journal).checked == 2
+
+
+def test_key_file_must_be_private_to_the_daemon_user(tmp_path: Path) -> None:
+    key_file = tmp_path / "journal.key"
+    key_file.write_text(KEY.hex() + "\n")
+    key_file.chmod(0o644)
+    with pytest.raises(JournalKeyError, match="chmod 600"):
+        load_key_file(key_file)
+    key_file.chmod(0o600)
+    assert load_key_file(key_file) == KEY
+    key_file.write_bytes(b"short")
+    with pytest.raises(JournalKeyError, match="not a journal key"):
+        load_key_file(key_file)
+
+
+def test_key_from_systemd_credential(tmp_path: Path) -> None:
+    (tmp_path / "journal-key").write_bytes(KEY)
+    assert load_credential("journal-key", {"CREDENTIALS_DIRECTORY": str(tmp_path)}) == KEY
+    with pytest.raises(JournalKeyError, match="LoadCredential"):
+        load_credential("journal-key", {})
+
+
+_IN_NAMESPACE = r"""
+import sys
+from sscard_terminal.errors import JournalStorageError
+from sscard_terminal.offline_queue import Journal, verify_journal
+path, mode = sys.argv[1], sys.argv[2]
+try:
+    with Journal.open(path, terminal_id="BUS-0042", keys=bytes(range(32))) as journal:
+        for i in range(100000):
+            journal.enqueue("card_tap", {"pad": "x" * 3000, "i": i}, {"name": "张三丰"})
+except JournalStorageError as exc:
+    print("STORAGE", exc)
+else:
+    print("NO ERROR")
+if mode == "full":
+    with Journal.open(path, terminal_id="BUS-0042", keys=bytes(range(32))) as journal:
+        report = verify_journal(journal)
+        print("VERIFIED", report.ok, report.checked)
+"""
+
+
+def _in_mount_namespace(tmp_path: Path, mount: str, mode: str) -> str:
+    """Run the script above in a private mount namespace with ``mount`` applied to DIR."""
+    import subprocess
+    import sys
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("needs mount namespaces (unshare -m) for a real read-only or full "
+                    f"file system: {probe.stderr.decode().strip()}")
+    directory = tmp_path / "fs"
+    directory.mkdir(exist_ok=True)
+    script = tmp_path / "namespace_script.py"
+    script.write_text(_IN_NAMESPACE)
+    shell = f"{mount.format(dir=directory)} && exec {sys.executable} {script} " \
+            f"{directory / 'journal.db'} {mode}"
+    done = subprocess.run(["unshare", "-m", "sh", "-c", shell], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_real_read_only_file_system_is_a_clear_error_and_nothing_changes(
+        tmp_path: Path) -> None:
+    (tmp_path / "fs").mkdir()
+    with _open(tmp_path / "fs" / "journal.db") as journal:
+        journal.enqueue("card_tap", {}, PERSON)
+    before = _digest(tmp_path / "fs" / "journal.db")
+    out = _in_mount_namespace(
+        tmp_path, "mount --bind {dir} {dir} && mount -o remount,bind,ro {dir}", "ro")
+    assert out.startswith("STORAGE") and "read-only" in out, out
+    assert _digest(tmp_path / "fs" / "journal.db") == before
+
+
+def test_real_full_file_system_is_a_clear_error_and_the_journal_verifies(
+        tmp_path: Path) -> None:
+    out = _in_mount_namespace(tmp_path, "mount -t tmpfs -o size=512k tmpfs {dir}", "full")
+    assert out.startswith("STORAGE") and "disk full" in out, out
+    verified = out.splitlines()[-1].split()
+    assert verified[:2] == ["VERIFIED", "True"] and int(verified[2]) > 10, out

@@ -1,0 +1,102 @@
+"""``sscard queue ...`` end to end: real journal files, real simulator, real subprocess."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sscard_hardware_sim.central_harness import CentralSim
+
+from sscard_terminal.cli.main import main
+from sscard_terminal.offline_queue import Journal
+
+KEY = bytes(range(32))
+PERSON = {"name": "张三丰", "id_number": "330302199001011234", "card_number": "D00000013"}
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[CentralSim]:
+    sim = CentralSim(tmp_path / "central.db")
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def _setup(tmp_path: Path, terminal: str = "T-BUS-0001", count: int = 3) -> list[str]:
+    key_file = tmp_path / "journal.key"
+    key_file.write_text(KEY.hex())
+    key_file.chmod(0o600)
+    with Journal.open(tmp_path / "journal.db", terminal_id=terminal, keys=KEY) as journal:
+        for i in range(count):
+            journal.enqueue("card_tap", {"fare_cents": i}, PERSON)
+    return ["--db", str(tmp_path / "journal.db"), "--key-file", str(key_file)]
+
+
+def test_status_reports_queue_as_json(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    args = _setup(tmp_path)
+    assert main(["queue", "status", *args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["queued"] == 3 and data["terminal_id"] == "T-BUS-0001"
+    assert data["alarms"] == [] and data["disk_bytes"] > 0
+
+
+def test_export_masks_personal_data_unless_unmask(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    args = _setup(tmp_path)
+    out = tmp_path / "export.jsonl"
+    assert main(["queue", "export", *args, "-o", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [line["seq"] for line in lines] == [1, 2, 3]
+    text = out.read_text(encoding="utf-8")
+    assert "张三丰" not in text and "330302199001011234" not in text
+    assert lines[0]["personal"]["name"].startswith("张")
+    assert main(["queue", "export", *args, "--unmask"]) == 0
+    unmasked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert unmasked[0]["personal"] == PERSON
+
+
+def test_verify_passes_then_fails_with_journal_exit_code_after_tampering(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _setup(tmp_path)
+    assert main(["queue", "verify", *args]) == 0
+    assert "chain ok: 3 record(s)" in capsys.readouterr().out
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    conn.execute("DELETE FROM records WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    assert main(["queue", "verify", *args]) == 15
+    captured = capsys.readouterr()
+    assert "record 2: missing" in captured.out and "hash chain broken" in captured.err
+
+
+def test_wrong_key_file_is_a_journal_error(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    args = _setup(tmp_path)
+    other = tmp_path / "other.key"
+    other.write_bytes(bytes(32))
+    other.chmod(0o600)
+    assert main(["queue", "status", "--db", args[1], "--key-file", str(other)]) == 15
+    assert "created with another key" in capsys.readouterr().err
+
+
+def test_drain_forwards_with_a_progress_bar(tmp_path: Path, central: CentralSim) -> None:
+    args = _setup(tmp_path, central.terminal_id, count=450)
+    config = tmp_path / "central.json"
+    config.write_text(json.dumps({"base_url": central.base_url,
+                                  "terminal_id": central.terminal_id,
+                                  "secret": central.secret}))
+    done = subprocess.run(
+        [sys.executable, "-m", "sscard_terminal.cli.main", "queue", "drain", *args,
+         "--config", str(config), "--batch-size", "100"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "forwarded 450, rejected 0, remaining 0" in done.stdout
+    assert "100.0% 450/450" in done.stderr and "/s ETA" in done.stderr
+    assert central.store.transaction_count(central.terminal_id) == 450

@@ -1,0 +1,55 @@
+"""The public SDK: read_card() with sim: and with pcscd, and the exported API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+
+import pytest
+from sscard_hardware_sim.pcscd_runner import VPCD_READER_0, PcscdRunner
+from sscard_hardware_sim.sim_authenticator import MasterKeyAuthenticator
+from sscard_hardware_sim.virtual_card import VirtualCard
+from sscard_hardware_sim.vpcd_link import VpcdLink
+
+import sscard_terminal
+from sscard_terminal import CardInfo, format_basic_info, read_card
+from sscard_terminal.errors import NoCardError
+
+
+def test_sdk_exports_read_card_cardinfo_and_formatter() -> None:
+    for name in ("read_card", "CardInfo", "format_basic_info"):
+        assert name in sscard_terminal.__all__
+
+
+def test_importing_the_sdk_does_not_load_pyscard() -> None:
+    code = "import sys, sscard_terminal; sscard_terminal.read_card('sim:gen2-adult'); " \
+           "print('smartcard' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_read_card_from_a_sim_reader() -> None:
+    info = read_card("sim:gen3-adult", authenticator=MasterKeyAuthenticator())
+    assert isinstance(info, CardInfo) and info.complete and info.name == "林晓明"
+    assert format_basic_info(info).split("|")[4] == "林晓明"
+
+
+@pytest.mark.pcsc
+def test_read_card_waits_for_a_card_in_any_reader(
+        vpcd_slot: Callable[..., VpcdLink]) -> None:
+    timer = threading.Timer(0.3, lambda: vpcd_slot(VirtualCard.from_holder("gen1-adult")))
+    timer.start()
+    try:
+        info = read_card(None, timeout=5.0)
+    finally:
+        timer.join()
+    assert info.reader == VPCD_READER_0 and info.generation == 1 and info.complete
+
+
+@pytest.mark.pcsc
+def test_read_card_times_out_without_a_card(pcscd: PcscdRunner) -> None:
+    with pytest.raises(NoCardError):
+        read_card(VPCD_READER_0, timeout=0.3)
