@@ -139,8 +139,8 @@ def main(argv: list[str]) -> float:
         print(f"bare sqlite3 insert, WAL+FULL: {bare:,.0f}/s")
         print(f"Journal.enqueue,      WAL+FULL: {ours:,.0f}/s  median paired ratio "
               f"{ratio:.2f} (goal >= 0.8)")
-        print(f"mostly CPU (synchronous=NORMAL: no fsync per commit): bare {cpu_bare:,.0f}/s, journal "
-              f"{cpu_ours:,.0f}/s, ratio {cpu_ratio:.2f}")
+        print(f"mostly CPU (synchronous=NORMAL: no fsync per commit): bare "
+              f"{cpu_bare:,.0f}/s, journal {cpu_ours:,.0f}/s, ratio {cpu_ratio:.2f}")
         if args.drain:
             elapsed = _drain(directory, args.drain, args.batch)
             print(f"drained {args.drain:,} to the simulator on loopback in {elapsed:.1f} s "

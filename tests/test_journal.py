@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -300,8 +302,6 @@ if mode == "full":
 
 def _in_mount_namespace(tmp_path: Path, mount: str, mode: str) -> str:
     """Run the script above in a private mount namespace with ``mount`` applied to DIR."""
-    import subprocess
-    import sys
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
     if probe.returncode != 0:
         pytest.skip("needs mount namespaces (unshare -m) for a real read-only or full "

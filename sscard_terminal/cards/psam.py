@@ -302,9 +302,9 @@ def authenticate_card(
 
 def read_terminal_number(transport: CardTransport) -> str:
     """The PSAM's 6-byte BCD terminal number (file 0016, read by SFI), as 12 digits."""
-    processor = ApduProcessor(transport)
-    response = processor.send(_SELECT_DF01)
-    response = processor.send(CommandApdu(0x00, 0xB0, 0x80 | 0x16, 0x00, le=0x06))
+    psam = PsamAuthenticator(transport)
+    psam._select()
+    response = psam._exchange(CommandApdu(0x00, 0xB0, 0x80 | 0x16, 0x00, le=0x06))
     if not response.ok:
         raise SecurityModuleUnavailableError(
             f"{transport.reader_name}: no terminal number (SW {response.sw:04X})",
