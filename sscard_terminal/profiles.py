@@ -1,7 +1,8 @@
 """Deployment profiles: what a bus validator, a library gate, a scenic-spot gate or a
 hospital desk decides, how fast, and what it does when the central cannot be reached.
 
-A profile is a TOML file. The four shipped ones live in ``sscard_terminal/profiles/``
+A profile is a TOML file. The four shipped ones live in the repo root ``profiles/``
+(installed as the data package ``sscard_profiles``)
 and load by name (``load_profile("bus-validator")``); a deployment may point at its own
 file instead. Validation is strict because a wrong profile is a wrong fare or an open
 gate: an unknown key, a missing key, a wrong type or an out-of-range value raises
@@ -112,7 +113,7 @@ class Profile:
 def load_profile(name_or_path: str | Path) -> Profile:
     """Load a shipped profile by name, or a profile file by path."""
     if isinstance(name_or_path, str) and name_or_path in BUILTIN_PROFILES:
-        resource = resources.files("sscard_terminal").joinpath("profiles", f"{name_or_path}.toml")
+        resource = resources.files("sscard_profiles").joinpath(f"{name_or_path}.toml")
         return parse_profile(resource.read_text(encoding="utf-8"), source=f"{name_or_path}.toml")
     path = Path(name_or_path)
     if not path.suffix and not path.exists():

@@ -15,7 +15,8 @@ def test_every_package_directory_is_listed_in_pyproject() -> None:
     listed = set(config["tool"]["setuptools"]["packages"])
     found = set()
     for base, name in ((ROOT / "sscard_terminal", "sscard_terminal"),
-                       (ROOT / "tests" / "hardware_sim", "sscard_hardware_sim")):
+                       (ROOT / "tests" / "hardware_sim", "sscard_hardware_sim"),
+                       (ROOT / "profiles", "sscard_profiles")):
         for init in base.rglob("__init__.py"):
             rel = init.parent.relative_to(base)
             found.add(".".join((name, *rel.parts)))

@@ -20,7 +20,7 @@ from sscard_terminal.profiles import (
     parse_profile,
 )
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "sscard_terminal" / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
 
 def bus_text() -> str:
