@@ -114,3 +114,9 @@ def test_a_denylist_cannot_pass_as_a_trust_list(central_sim: CentralSim) -> None
     with central_sim.make_client(transport=_relay(central_sim, swap)) as client:
         with pytest.raises(CentralProtocolError, match="expected 'trust_list'"):
             client.trust_list(Deadline.after(3))
+
+
+def test_a_terminal_ahead_of_the_central_gets_a_snapshot(central_sim: CentralSim) -> None:
+    with central_sim.make_client() as client:
+        update = client.denylist(10_000, Deadline.after(3))
+    assert update.full and len(update.added) >= 5

@@ -4,6 +4,7 @@ never lets an httpx exception through."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -100,3 +101,25 @@ def test_exhausted_deadline_answers_at_once(central_sim: CentralSim) -> None:
             client.validate_card(CARD.identification_code, CARD.card_number, CARD.region,
                                  Channel.CONTACT, Deadline.after(0.0))
         assert time.monotonic() - start < 0.05
+
+
+def test_close_from_another_thread_ends_a_blocked_call_at_once(central_sim: CentralSim) -> None:
+    client = central_sim.make_client()
+    assert _validate(client, 3.0) is CardStatus.NORMAL
+    central_sim.set_faults(mode="timeout")
+    outcome: list[tuple[type[BaseException], float]] = []
+
+    def blocked() -> None:
+        start = time.monotonic()
+        try:
+            _validate(client, 10.0)
+        except Exception as exc:  # the assertion below names what it must be
+            outcome.append((type(exc), time.monotonic() - start))
+
+    worker = threading.Thread(target=blocked)
+    worker.start()
+    time.sleep(0.3)
+    client.close()
+    worker.join(5.0)
+    assert outcome and outcome[0][0] is CentralUnreachableError
+    assert outcome[0][1] < 1.5

@@ -7,7 +7,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -30,12 +30,9 @@ PERSON = {"name": "李四", "id_number": "330302199001011234", "card_number": "D
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[CentralSim]:
-    sim = CentralSim(tmp_path / "central.db")
-    try:
-        yield sim
-    finally:
-        sim.stop()
+def central(central_sim: CentralSim) -> CentralSim:
+    """The shared fixture: ``sscard central-sim serve`` as a subprocess on 127.0.0.1."""
+    return central_sim
 
 
 def _journal(tmp_path: Path, sim: CentralSim, count: int) -> Journal:
@@ -200,3 +197,24 @@ def test_run_forwards_new_records_on_notify_and_prunes_past_retention(
         assert list(journal.records()) == []           # pruned: retention 0
         assert journal.anchor()[0] == 5 and verify_journal(journal).ok
     assert len(_central_rows(central)) == 5
+
+
+def test_an_answer_without_any_ack_counts_as_a_failure_and_backs_off(
+        tmp_path: Path, central: CentralSim) -> None:
+    class Silent:
+        calls = 0
+
+        def upload_transactions(self, batch: Sequence[TransactionUpload],
+                                deadline: Deadline) -> list[TransactionAck]:
+            self.calls += 1
+            return []
+
+    failures: list[SscardError] = []
+    silent = Silent()
+    with _journal(tmp_path, central, 2) as journal:
+        forwarder = Forwarder(journal, silent, backoff=Backoff(base_s=0.05, cap_s=0.1),
+                              on_failure=failures.append)
+        result = forwarder.drain(Deadline.after(0.5))
+    assert result.remaining == 2 and result.forwarded == 0
+    assert "none of the 2" in (result.last_error or "")
+    assert 2 <= silent.calls <= 40 and len(failures) == silent.calls   # backed off, no spin

@@ -32,6 +32,7 @@ from sscard_terminal.offline_queue import (
     load_key_file,
     verify_journal,
 )
+from sscard_terminal.profiles import load_profile
 
 KEY = bytes(range(32))
 PERSON = {"name": "张三丰", "id_number": "330302199001011234", "card_number": "A12345678"}
@@ -336,3 +337,22 @@ def test_real_full_file_system_is_a_clear_error_and_the_journal_verifies(
     assert out.startswith("STORAGE") and "disk full" in out, out
     verified = out.splitlines()[-1].split()
     assert verified[:2] == ["VERIFIED", "True"] and int(verified[2]) > 10, out
+
+
+def test_limits_follow_the_shipped_bus_validator_profile() -> None:
+    settings = load_profile("bus-validator").journal
+    limits = JournalLimits.from_profile(
+        max_records=settings.max_records, max_age_hours=settings.max_age_hours,
+        max_disk_mb=settings.max_disk_mb, when_full=settings.when_full.value)
+    assert limits.max_records == settings.max_records
+    assert limits.max_age_s == settings.max_age_hours * 3600
+    assert limits.when_full is FullBehaviour(settings.when_full.value)
+
+
+def test_a_closed_journal_raises_journal_error_not_sqlite_errors(tmp_path: Path) -> None:
+    journal = _open(tmp_path / "journal.db")
+    journal.close()
+    with pytest.raises(JournalError, match="is closed"):
+        journal.enqueue("card_tap", {}, None)
+    with pytest.raises(JournalError, match="is closed"):
+        journal.status()

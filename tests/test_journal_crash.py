@@ -19,7 +19,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,12 +34,9 @@ POWER_CUTS = int(os.environ.get("SSCARD_POWER_CUTS", "40"))
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[CentralSim]:
-    sim = CentralSim(tmp_path / "central.db")
-    try:
-        yield sim
-    finally:
-        sim.stop()
+def central(central_sim: CentralSim) -> CentralSim:
+    """The shared fixture: ``sscard central-sim serve`` as a subprocess on 127.0.0.1."""
+    return central_sim
 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:

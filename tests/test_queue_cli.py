@@ -6,7 +6,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,9 @@ PERSON = {"name": "张三丰", "id_number": "330302199001011234", "card_number":
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[CentralSim]:
-    sim = CentralSim(tmp_path / "central.db")
-    try:
-        yield sim
-    finally:
-        sim.stop()
+def central(central_sim: CentralSim) -> CentralSim:
+    """The shared fixture: ``sscard central-sim serve`` as a subprocess on 127.0.0.1."""
+    return central_sim
 
 
 def _setup(tmp_path: Path, terminal: str = "T-BUS-0001", count: int = 3) -> list[str]:

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from ..central.models import TransactionAck, TransactionUpload
 from ..deadline import Deadline
-from ..errors import JournalError, SscardError
+from ..errors import CentralProtocolError, JournalError, SscardError
 from .journal import Journal, PendingRecord
 from .records import AckOutcome, JournalRecord, JournalStatus
 
@@ -201,6 +201,11 @@ class Forwarder:
                              answer.outcome)
                 continue
             acks.append((by_key[answer.idempotency_key], outcome, answer.reason or ""))
+        if not acks:
+            # Nothing to learn from: treat like a failure so that the retry backs off
+            # instead of spinning on the same batch.
+            raise CentralProtocolError(
+                f"central answered none of the {len(pending)} transactions sent")
         self.journal.acknowledge(acks)
         delivered = sum(1 for _, o, _ in acks if o is not AckOutcome.REJECTED)
         rejected = len(acks) - delivered

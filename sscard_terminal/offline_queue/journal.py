@@ -178,6 +178,12 @@ class Journal:
         return cls(path, conn, terminal_id=terminal_id, keys=derived,
                    limits=limits or JournalLimits(), on_alarm=on_alarm)
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed")
+        return self._conn
+
     def close(self) -> None:
         with self._lock:
             if not self._closed:
@@ -202,21 +208,21 @@ class Journal:
             raise storage_error(self.path, exc) from exc
 
     def _head(self) -> tuple[int, bytes]:
-        row = self._conn.execute(
+        row = self._db.execute(
             "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
         if row is not None:
             return int(row[0]), bytes(row[1])
         return self._anchor()
 
     def _anchor(self) -> tuple[int, bytes]:
-        raw = bytes(self._conn.execute(
+        raw = bytes(self._db.execute(
             "SELECT value FROM journal_meta WHERE name='anchor'").fetchone()[0])
         return int.from_bytes(raw[:8], "big"), raw[8:40]
 
     def anchor(self) -> tuple[int, bytes, bool]:
         """The chain anchor (last pruned sequence and hash) and whether its MAC holds."""
         with self._lock:
-            raw = bytes(self._conn.execute(
+            raw = bytes(self._db.execute(
                 "SELECT value FROM journal_meta WHERE name='anchor'").fetchone()[0])
         seq, hash_ = int.from_bytes(raw[:8], "big"), raw[8:40]
         return seq, hash_, raw[40:] == anchor_mac(self._keys, seq, hash_)
@@ -250,7 +256,7 @@ class Journal:
                     # One statement in autocommit mode: exactly one SQLite transaction.
                     # The head is cached; if another writer moved it, the sequence number
                     # collides with the primary key and we re-read and re-link.
-                    self._conn.execute(
+                    self._db.execute(
                         "INSERT INTO records (seq, id, terminal_id, wall_time, mono_ns, boot_id,"
                         " kind, payload, personal, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         (seq, record_id, self.terminal_id, wall, mono, self._boot_id, kind,
@@ -310,9 +316,9 @@ class Journal:
         """Queued count, age of the oldest queued record, bytes on disk, alarms."""
         with self._lock:
             try:
-                queued = int(self._conn.execute(
+                queued = int(self._db.execute(
                     "SELECT count(*) FROM records WHERE acked_at IS NULL").fetchone()[0])
-                oldest = self._conn.execute(
+                oldest = self._db.execute(
                     "SELECT wall_time FROM records WHERE acked_at IS NULL ORDER BY seq LIMIT 1"
                 ).fetchone()
                 head_seq, _ = self._head()
@@ -343,7 +349,7 @@ class Journal:
         after = -1
         while True:
             with self._lock:
-                rows = self._conn.execute(
+                rows = self._db.execute(
                     _SELECT_AFTER, (after, batch)).fetchall()
             if not rows:
                 return
@@ -358,7 +364,7 @@ class Journal:
     def personal(self, record: JournalRecord) -> dict[str, Any]:
         """Decrypt one record's personal fields (raises JournalKeyError if they do not open)."""
         with self._lock:
-            row = self._conn.execute("SELECT personal FROM records WHERE seq=?",
+            row = self._db.execute("SELECT personal FROM records WHERE seq=?",
                                      (record.seq,)).fetchone()
         if row is None or row[0] is None:
             return {}
@@ -370,7 +376,7 @@ class Journal:
         """The oldest ``limit`` records not yet acknowledged, in order, personal opened."""
         with self._lock:
             try:
-                rows = self._conn.execute(_SELECT_PENDING, (limit,)).fetchall()
+                rows = self._db.execute(_SELECT_PENDING, (limit,)).fetchall()
             except sqlite3.Error as exc:
                 raise storage_error(self.path, exc) from exc
         out = []
@@ -398,7 +404,7 @@ class Journal:
         acked_at = _utc_iso(time.time_ns())
         changed = 0
         with self._lock:
-            conn = self._conn
+            conn = self._db
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -432,7 +438,7 @@ class Journal:
         """
         cutoff = _utc_iso(time.time_ns() - int(retention_s * 1e9))
         with self._lock:
-            conn = self._conn
+            conn = self._db
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:

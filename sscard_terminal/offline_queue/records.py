@@ -53,6 +53,13 @@ class JournalLimits:
     max_disk_bytes: int | None = None
     when_full: FullBehaviour = FullBehaviour.ALARM
 
+    @classmethod
+    def from_profile(cls, *, max_records: int, max_age_hours: float, max_disk_mb: int,
+                     when_full: str) -> JournalLimits:
+        """The limits of a profile's ``[journal]`` section (units as the profile writes them)."""
+        return cls(max_records, max_age_hours * 3600.0, max_disk_mb * 1024 * 1024,
+                   FullBehaviour(when_full))
+
 
 @dataclass(frozen=True)
 class JournalRecord:

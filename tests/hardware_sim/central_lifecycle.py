@@ -244,8 +244,8 @@ def denylist_document(store: CentralStore, since_version: int, today: dt.date) -
     """A delta since ``since_version``, or a full snapshot when too far behind (or 0)."""
     current = int(store.conn.execute(
         "SELECT coalesce(max(version), 0) FROM denylist_changes").fetchone()[0])
-    since_version = min(since_version, current)
-    if since_version <= 0 or current - since_version > MAX_DELTA:
+    # A terminal "ahead" of the central (its database was restored) also gets a snapshot.
+    if since_version <= 0 or since_version > current or current - since_version > MAX_DELTA:
         entries = []
         for (ref,) in store.conn.execute("SELECT card_ref FROM cards ORDER BY card_ref"):
             card = store.card_by_ref(str(ref))

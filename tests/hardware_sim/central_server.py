@@ -2,9 +2,9 @@
 
 Why the standard library's ``ThreadingHTTPServer`` and not uvicorn: fault injection needs
 the raw socket (a TCP reset, a response that trickles byte by byte, a request that is
-never answered), and with keep-alive connections and one SQLite connection per thread it
-sustains well over the 500 validations/s goal on two cores (``python -m bench central``
-prints the figure), so an ASGI stack would add a dependency and hide the socket.
+never answered). Measured on the shared 2-core box (docs/central-protocol.md): this server
+780-1120 validations/s, uvicorn with the same logic 870-1650/s; both clear the 500/s goal
+(``python -m bench central`` prints the figure), so the socket access wins.
 
 Routes live in a table (:class:`CentralServer.routes`); other modules add theirs with
 :meth:`CentralServer.add_route`. Every route but ``/v1/health`` and ``/v1/admin/*`` is
@@ -105,6 +105,7 @@ class CentralServer:
         self.faults = faults or FaultPlan()
         self.nonces = auth.NonceCache()
         self.stopping = threading.Event()
+        self._serving = threading.Event()
         self.routes: dict[tuple[str, str], tuple[Route, bool]] = {}
         for method, path, route in (
             ("GET", "/v1/ping", _ping),
@@ -132,11 +133,14 @@ class CentralServer:
         return int(self._httpd.server_address[1])
 
     def serve_forever(self) -> None:
+        self._serving.set()
         self._httpd.serve_forever(poll_interval=0.2)
 
     def shutdown(self) -> None:
+        """Stop serving (from another thread) and close the socket; safe if never started."""
         self.stopping.set()
-        self._httpd.shutdown()
+        if self._serving.is_set():
+            self._httpd.shutdown()
         self._httpd.server_close()
 
     # --- one request --------------------------------------------------------------------
