@@ -33,7 +33,12 @@ BASIC_INFO_FIELDS = (
 
 
 class UnifiedCode(enum.IntEnum):
-    """Return codes of the unified interface (status words map to SW - 65536)."""
+    """Return codes of the unified interface.
+
+    A refusing status word maps to its value negated, with a few words of their own
+    (:func:`code_for_sw`); 63C2/63C1/63C0 after EXTERNAL AUTHENTICATE are the three
+    ``EXTERNAL_AUTH_FAILED_*`` codes below.
+    """
 
     OK = 0
     WRONG_CARD_TYPE = -1
@@ -142,12 +147,24 @@ def code_for_sw(sw: int) -> int:
     return -sw
 
 
-def unified_code_for(exc: BaseException) -> int:
-    """The unified return code for an error of ours (SW - 65536 for refusals)."""
+def unified_code_for(exc: BaseException, *, hsm: bool = False) -> int:
+    """The unified return code for an error of ours: the one table for the card path
+    and read authentication (``unified_hsm`` uses it too).
+
+    A refusing status word maps as :func:`code_for_sw` (its value negated, or the
+    spec's own codes: 63C2/63C1/63C0 -> -25536/-25537/-25538). A security module that
+    cannot serve the card carries its own code (-2201/-2202/-2203, -999 when the central
+    HSM is unreachable). ``hsm`` says the error came from the HSM two-step, where an
+    internal authentication that disagrees is -25 rather than -21.
+    """
     if isinstance(exc, errors.PinError):
         return int(UnifiedCode.PIN_LOCKED if exc.locked else UnifiedCode.PIN_WRONG)
     if isinstance(exc, errors.CardRefusedError):
         return code_for_sw(exc.sw)
+    if isinstance(exc, errors.SecurityModuleUnavailableError):
+        return exc.code
+    if isinstance(exc, errors.ForgedCardError):
+        return int(UnifiedCode.HSM_MISMATCH if hsm else UnifiedCode.INTERNAL_AUTH_FAILED)
     table: tuple[tuple[type[BaseException], UnifiedCode], ...] = (
         (errors.NotSocialSecurityCardError, UnifiedCode.WRONG_CARD_TYPE),
         (errors.NoCardError, UnifiedCode.NO_CARD),
@@ -156,9 +173,10 @@ def unified_code_for(exc: BaseException) -> int:
         (errors.CardRemovedError, UnifiedCode.NO_CARD),
         (errors.CardTimeoutError, UnifiedCode.CARD_DOES_NOT_ANSWER),
         (errors.MalformedResponseError, UnifiedCode.DATA_DOES_NOT_MATCH_CARD),
-        (errors.ForgedCardError, UnifiedCode.INTERNAL_AUTH_FAILED),
         (errors.SecurityModuleError, UnifiedCode.NO_PSAM),
         (errors.IncompleteCardError, UnifiedCode.NO_PSAM),
+        # A malformed HSM key string (or step 2 without step 1) is bad input.
+        (errors.CentralProtocolError, UnifiedCode.ILLEGAL_INPUT),
         (errors.DeadlineExceededError, UnifiedCode.CARD_DOES_NOT_ANSWER),
     )
     for cls, code in table:
