@@ -33,6 +33,8 @@ from sscard_terminal.errors import (
     NotSocialSecurityCardError,
     PinError,
     ReaderUnavailableError,
+    SecurityModuleError,
+    SecurityModuleUnavailableError,
 )
 from sscard_terminal.sdk import read_card
 
@@ -123,6 +125,12 @@ def test_unified_string_in_gbk_bytes_and_rare_names_in_gb18030() -> None:
     (CardRefusedError("x", 0x6982), -27010),
     (CardRefusedError("x", 0x9303), -37635),
     (CardRefusedError("x", 0x63C2), -25536),
+    (CardRefusedError("x", 0x63C1), -25537),
+    (CardRefusedError("x", 0x63C0), -25538),
+    (SecurityModuleError("x"), -2201),
+    (SecurityModuleUnavailableError("x", code=-2201), -2201),
+    (SecurityModuleUnavailableError("x", code=-2202), -2202),
+    (SecurityModuleUnavailableError("x", code=-2203), -2203),
     (CardRefusedError("x", 0x6A88), -27272),
     (CardRefusedError("x", 0x6C00), -26368),
     (CardRefusedError("x", 0x6E00), -26371),

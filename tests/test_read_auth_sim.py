@@ -30,6 +30,7 @@ from sscard_terminal.cards.psam import ForgeryRecord, PsamAuthenticator, read_te
 from sscard_terminal.cards.read_auth import CardAuthContext
 from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
 from sscard_terminal.cards.ssse import read_card_info
+from sscard_terminal.cards.unified import unified_code_for
 from sscard_terminal.cards.unified_hsm import HsmTwoStepSession, unified_auth_code_for
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import SimTransport
@@ -254,8 +255,27 @@ def test_unified_codes_for_module_errors() -> None:
     assert unified_auth_code_for(SecurityModuleUnavailableError("x", code=-2203)) == -2203
     assert unified_auth_code_for(ForgedCardError("x")) == -21
     assert unified_auth_code_for(ForgedCardError("x"), hsm=True) == -25
+    # The spec: -25536..-25538 = external authentication failed, 2/1/0 tries left.
+    assert unified_auth_code_for(CardRefusedError("ext", 0x63C2)) == -25536
     assert unified_auth_code_for(CardRefusedError("ext", 0x63C1)) == -25537
-    assert unified_auth_code_for(CardRefusedError("ext", 0x63C2)) == -25538
+    assert unified_auth_code_for(CardRefusedError("ext", 0x63C0)) == -25538
+
+
+@pytest.mark.parametrize("error", [
+    SecurityModuleUnavailableError("x", code=-2201),
+    SecurityModuleUnavailableError("x", code=-2202),
+    SecurityModuleUnavailableError("x", code=-2203),
+    SecurityModuleUnavailableError("x", code=-999),
+    ForgedCardError("x"),
+    CentralProtocolError("x"),
+    CardRefusedError("ext", 0x63C2),
+    CardRefusedError("ext", 0x63C1),
+    CardRefusedError("ext", 0x63C0),
+    CardRefusedError("x", 0x6A82),
+])
+@pytest.mark.parametrize("hsm", [False, True])
+def test_card_path_and_read_auth_share_one_code_table(error: Exception, hsm: bool) -> None:
+    assert unified_auth_code_for(error, hsm=hsm) == unified_code_for(error, hsm=hsm)
 
 
 def test_psam_reset_between_reads_and_psam_gone() -> None:

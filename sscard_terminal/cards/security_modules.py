@@ -21,7 +21,7 @@ from ..drivers.transport import CardTransport
 from ..errors import ReaderError, SecurityModuleUnavailableError, SscardError
 from .hsm import HsmTwoStepAuthenticator, JsonPoster
 from .psam import CODE_NO_PSAM, ForgeryRecorder, PsamAuthenticator
-from .read_auth import CardAuthContext, ReadAuthenticator
+from .read_auth import CardAuthContext
 
 __all__ = ["ModuleChain", "find_authenticator", "find_psam"]
 
@@ -96,6 +96,7 @@ class ModuleChain:
         self.psam = psam
         self.hsm = hsm
         self._psam_transport = psam_transport
+        self._psam_reader = psam_transport.reader_name if psam_transport is not None else None
         self._used: str | None = None
         self.last_fallback_code: int | None = None
 
@@ -107,6 +108,12 @@ class ModuleChain:
         first = self.psam if self.psam is not None else self.hsm
         assert first is not None
         return first.name
+
+    @property
+    def psam_reader(self) -> str | None:
+        """The reader holding this chain's PSAM (when the chain owns its connection):
+        never a reader to take the user's card from (``read_card`` excludes it)."""
+        return self._psam_reader
 
     @property
     def forgeries_detected(self) -> int:
@@ -156,7 +163,7 @@ def find_authenticator(
     exclude_reader: str | None = None,
     recorder: ForgeryRecorder | None = None,
     psam_transport: CardTransport | None = None,
-) -> ReadAuthenticator | None:
+) -> ModuleChain | None:
     """The security module to use, or None when there is none.
 
     ``psam_reader`` names the PSAM's reader (``--psam``); otherwise PSAMs are looked for
@@ -164,7 +171,7 @@ def find_authenticator(
     :class:`~sscard_terminal.central.client.CentralClient` for the HSM two-step fallback.
     ``psam_transport`` hands over an already open PSAM connection (``sim:``, tests).
     ``recorder`` is told of every forged card. The returned chain owns the PSAM
-    connection; close it when the terminal stops.
+    connection: use it as a context manager, or close it when the terminal stops.
     """
     transport = psam_transport
     if transport is None:

@@ -138,9 +138,10 @@ def code_for_sw(sw: int) -> int:
     """The return code of a refusing status word.
 
     The spec words the rule as "SW - 65536", but every example it gives (6A82 ->
-    -27266, 6982 -> -27010, 9303 -> -37635) is the SW's value negated, and five
-    words have codes of their own; the examples are what HIS software branches on,
-    so they win.
+    -27266, 6982 -> -27010, 9303 -> -37635) is the SW's value negated, five words
+    have codes of their own (6C00, 6700, 6A86, 6E00, 6986) and 63C2/63C1/63C0 after
+    EXTERNAL AUTHENTICATE are -25536/-25537/-25538 (2/1/0 tries left); the examples
+    are what HIS software branches on, so they win.
     """
     if sw in _SW_EXCEPTIONS:
         return _SW_EXCEPTIONS[sw]

@@ -17,14 +17,7 @@ import hmac
 
 from ..apdu.processors import ApduProcessor
 from ..drivers.transport import CardTransport
-from ..errors import (
-    CardRefusedError,
-    CentralProtocolError,
-    ForgedCardError,
-    PinError,
-    SecurityModuleUnavailableError,
-    SscardError,
-)
+from ..errors import CentralProtocolError, SscardError
 from .hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
 from .psam import external_authenticate
 from .read_auth import CardAuthContext
@@ -57,23 +50,10 @@ def parse_step2_key(key: str) -> HsmKey:
     return parse_hsm_key(key)
 
 
-def unified_auth_code_for(exc: BaseException, *, hsm: bool = False) -> int:
-    """The unified code of a read-authentication error (A's table for the rest).
-
-    -2201/-2202/-2203 from the module, -21 forged (one-step) or -25 (HSM two-step),
-    -25536..-25538 when the card refuses external authentication with 63C0..63C2
-    (the spec's status-word examples are -SW: 6A82 -> -27266).
-    """
-    if isinstance(exc, SecurityModuleUnavailableError):
-        return exc.code
-    if isinstance(exc, ForgedCardError):
-        return int(UnifiedCode.HSM_MISMATCH if hsm else UnifiedCode.INTERNAL_AUTH_FAILED)
-    if isinstance(exc, CentralProtocolError):
-        return int(UnifiedCode.ILLEGAL_INPUT)
-    if isinstance(exc, CardRefusedError) and not isinstance(exc, PinError) \
-            and exc.sw & 0xFFF0 == 0x63C0 and exc.sw & 0x0F <= 2:
-        return -exc.sw  # 63C0 -> -25536 ... 63C2 -> -25538, as the spec's examples
-    return unified_code_for(exc)
+unified_auth_code_for = unified_code_for
+"""The unified code of a read-authentication error: :func:`unified.unified_code_for`
+itself (one table), kept under this name for callers of the HSM two-step. Pass
+``hsm=True`` for the two-step, where a disagreeing internal authentication is -25."""
 
 
 class _ExternalOnly:
@@ -123,7 +103,7 @@ class HsmTwoStepSession:
             return 0, format_step1(self._step1, info.historical_bytes)
         except SscardError as exc:
             self._step1 = None
-            return unified_auth_code_for(exc, hsm=True), ""
+            return unified_code_for(exc, hsm=True), ""
 
     def step2(self, key: str) -> tuple[int, str]:
         step1, self._step1 = self._step1, None
@@ -142,4 +122,4 @@ class HsmTwoStepSession:
             assert isinstance(text, str)
             return 0, text
         except SscardError as exc:
-            return unified_auth_code_for(exc, hsm=True), ""
+            return unified_code_for(exc, hsm=True), ""
