@@ -2,7 +2,9 @@
 
 ``read_card()`` waits for a card (up to ``timeout``, as a :class:`Deadline`), reads it
 and releases it. A reader named ``sim:<holder>`` (e.g. ``sim:gen3-adult``) is a virtual
-card run in-process: the SDK then needs no pcscd.
+card run in-process: the SDK then needs no pcscd. A PSAM's slot is never taken for "the
+first reader with a card": name it in ``exclude_readers``, or pass the module chain of
+:func:`~sscard_terminal.cards.security_modules.find_authenticator`, which knows it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 
 from .cards.card_info import CardInfo
 from .cards.read_auth import ReadAuthenticator
+from .cards.security_modules import ModuleChain
 from .cards.ssse import read_card_info
 from .cards.unified import format_basic_info
 from .deadline import Deadline
@@ -18,7 +21,18 @@ from .drivers.pcsc import PcscTransport, wait_for_card
 from .drivers.sim import is_sim_reader, open_sim_reader
 from .drivers.transport import CardTransport
 
-__all__ = ["CardInfo", "format_basic_info", "open_card", "read_card"]
+__all__ = ["CardInfo", "excluded_readers", "format_basic_info", "open_card", "read_card"]
+
+
+def excluded_readers(authenticator: ReadAuthenticator | None,
+                     exclude_readers: Sequence[str] = ()) -> tuple[str, ...]:
+    """The readers never to take the user's card from: ``exclude_readers`` plus the PSAM
+    reader of a :class:`ModuleChain` (a PSAM answers no social security application, so
+    picking it would fail the read)."""
+    excluded = tuple(exclude_readers)
+    if isinstance(authenticator, ModuleChain) and authenticator.psam_reader is not None:
+        excluded += (authenticator.psam_reader,)
+    return excluded
 
 
 def open_card(reader: str | None, deadline: Deadline, *,
@@ -37,11 +51,15 @@ def read_card(
     *,
     authenticator: ReadAuthenticator | None = None,
     read_pan: bool = False,
+    exclude_readers: Sequence[str] = (),
 ) -> CardInfo:
     """Wait up to ``timeout`` seconds for a card and read it (see ``read_card_info``).
 
+    With ``reader`` None the first reader with a card is read, never one of
+    ``exclude_readers`` nor the PSAM reader of ``authenticator`` (a :class:`ModuleChain`).
     Raises NoReaderError, NoCardError, NotSocialSecurityCardError, CardRemovedError,
     MalformedResponseError, ForgedCardError, ... (all :class:`SscardError`).
     """
-    with open_card(reader, Deadline.after(timeout)) as transport:
+    exclude = excluded_readers(authenticator, exclude_readers)
+    with open_card(reader, Deadline.after(timeout), exclude=exclude) as transport:
         return read_card_info(transport, authenticator=authenticator, read_pan=read_pan)

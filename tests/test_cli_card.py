@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from sscard_hardware_sim.pcscd_runner import VPCD_READER_0, PcscdRunner, wait_card_state
+from sscard_hardware_sim.central_harness import CentralSim
+from sscard_hardware_sim.device import VirtualDevice
+from sscard_hardware_sim.pcscd_runner import (
+    VPCD_READER_0,
+    VPCD_READER_1,
+    PcscdRunner,
+    wait_card_state,
+)
 from sscard_hardware_sim.virtual_card import VirtualCard
+from sscard_hardware_sim.virtual_psam import full_psam, psam_without_read_key
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
 from sscard_terminal.cli.exit_codes import ExitCode
@@ -119,3 +129,133 @@ def test_readers_says_when_pcscd_is_down(pcscd: PcscdRunner,
         assert "is pcscd running?" in out and "sim:gen2-adult" in out
     finally:
         pcscd.restart()
+
+
+# --- security modules in `sscard read`: --psam, --central, the chain closed --------------
+
+TRACE = "sscard_terminal.apdu.trace"
+SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
+
+
+def _terminal_config(sim: CentralSim, tmp_path: Path) -> Path:
+    """The terminal-config JSON ``central-sim terminal-config`` prints."""
+    path = tmp_path / "terminal.json"
+    path.write_text(json.dumps({"base_url": sim.base_url, "terminal_id": sim.terminal_id,
+                                "secret": sim.secret,
+                                "central_public_key": sim.central_public_key}))
+    return path
+
+
+def _in_use(reader: str) -> bool:
+    """Whether some connection to the card in ``reader`` is still open (pcscd's view)."""
+    scard = importlib.import_module("smartcard.scard")
+    result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    assert result == scard.SCARD_S_SUCCESS
+    try:
+        result, states = scard.SCardGetStatusChange(
+            context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
+        assert result == scard.SCARD_S_SUCCESS
+        return bool(states[0][1] & scard.SCARD_STATE_INUSE)
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def _card_and_psam(vpcd_slot: Callable[..., VpcdLink], holder: str, psam: VirtualDevice,
+                   *, card_slot: int = 0) -> tuple[str, str]:
+    """The user card in ``card_slot``, the PSAM in the other; (card reader, PSAM reader)."""
+    readers = (VPCD_READER_0, VPCD_READER_1)
+    vpcd_slot(VirtualCard.from_holder(holder), slot=card_slot)
+    vpcd_slot(psam, slot=1 - card_slot)
+    for reader in readers:
+        wait_card_state(reader, True)
+    return readers[card_slot], readers[1 - card_slot]
+
+
+@pytest.mark.pcsc
+def test_read_says_which_psam_authenticated_and_releases_it(
+        vpcd_slot: Callable[..., VpcdLink], capsys: pytest.CaptureFixture[str]) -> None:
+    card_reader, psam_reader = _card_and_psam(vpcd_slot, "gen3-adult", full_psam())
+    assert main(["read", "--reader", card_reader]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert f"security module              psam:{psam_reader}\n" in out
+    # The chain's PSAM connection was closed with the command.
+    assert not _in_use(psam_reader)
+    assert main(["read", "--reader", card_reader, "--psam", psam_reader, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["complete"] is True and data["authenticated_by"] == f"psam:{psam_reader}"
+    assert data["security_module_fallback_code"] is None
+    assert not _in_use(psam_reader)
+
+
+@pytest.mark.pcsc
+def test_read_without_reader_never_takes_the_psam_slot(
+        vpcd_slot: Callable[..., VpcdLink], capsys: pytest.CaptureFixture[str]) -> None:
+    """The PSAM sits in the FIRST reader: "the first reader with a card" must skip it."""
+    card_reader, psam_reader = _card_and_psam(vpcd_slot, "gen3-adult", full_psam(),
+                                              card_slot=1)
+    assert main(["read", "--json"]) == ExitCode.OK
+    data = json.loads(capsys.readouterr().out)
+    assert data["reader"] == card_reader and data["complete"] is True
+    assert data["authenticated_by"] == f"psam:{psam_reader}"
+    assert not _in_use(psam_reader)
+
+
+@pytest.mark.pcsc
+def test_read_generation_3_without_psam_completes_through_the_central_hsm(
+        vpcd_slot: Callable[..., VpcdLink], central_sim: CentralSim, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    vpcd_slot(VirtualCard.from_holder("gen3-adult"), slot=0)
+    wait_card_state(VPCD_READER_0, True)
+    config = str(_terminal_config(central_sim, tmp_path))
+    assert main(["read", "--reader", VPCD_READER_0, "--central", config, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["complete"] is True and data["authenticated_by"] == "hsm:central"
+    assert data["name"] == "林**"
+    # The same through the in-process sim: reader, in text.
+    assert main(["read", "--reader", "sim:gen3-adult", "--central", config]) == 0
+    assert "security module              hsm:central\n" in capsys.readouterr().out
+
+
+@pytest.mark.pcsc
+def test_read_falls_back_to_the_hsm_when_the_psam_lacks_the_read_key(
+        vpcd_slot: Callable[..., VpcdLink], central_sim: CentralSim, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    card_reader, psam_reader = _card_and_psam(vpcd_slot, "gen3-adult", psam_without_read_key())
+    config = str(_terminal_config(central_sim, tmp_path))
+    assert main(["read", "--reader", card_reader, "--central", config]) == ExitCode.OK
+    assert "security module              hsm:central (the PSAM could not serve the card: " \
+        "-2203)" in capsys.readouterr().out
+    assert main(["read", "--reader", card_reader, "--central", config, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["authenticated_by"] == "hsm:central"
+    assert data["security_module_fallback_code"] == -2203
+    assert not _in_use(psam_reader)
+
+
+def test_read_central_config_errors_are_config_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere.json"
+    assert main(["read", "--reader", "sim:gen3-adult", "--central", str(missing)]) == \
+        ExitCode.CONFIG_ERROR
+    assert "cannot read terminal config" in capsys.readouterr().err
+    assert main(["read", "--reader", "sim:gen3-adult", "--no-security-module",
+                 "--central", str(missing)]) == ExitCode.CONFIG_ERROR
+
+
+def test_apdu_trace_level_does_not_leak_between_main_calls(
+        caplog: pytest.LogCaptureFixture) -> None:
+    trace = logging.getLogger(TRACE)
+    before = trace.level
+    caplog.set_level(logging.DEBUG)
+    command = ["apdu", SELECT_SSSE, "--reader", "sim:gen2-adult"]
+    try:
+        trace.setLevel(logging.NOTSET)
+        assert main(command) == 0
+        assert trace.level == logging.NOTSET
+        assert not [r for r in caplog.records if r.name == TRACE]
+        # A later call with -vv gets its traces: the quiet call's choice did not stick.
+        assert main(["-vv", *command]) == 0
+        assert [r for r in caplog.records if r.name == TRACE]
+        assert trace.level == logging.NOTSET
+    finally:
+        trace.setLevel(before)

@@ -22,7 +22,7 @@ WRONG = "987650"
 
 @pytest.fixture(autouse=True)
 def _trace_level() -> Iterator[None]:
-    """main() lowers the APDU trace logger for the process; restore it per test."""
+    """Some tests here turn the APDU trace logger up; restore it per test."""
     trace = logging.getLogger("sscard_terminal.apdu.trace")
     level = trace.level
     trace.setLevel(logging.NOTSET)

@@ -8,13 +8,20 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from sscard_hardware_sim.pcscd_runner import VPCD_READER_0, PcscdRunner
+from sscard_hardware_sim.pcscd_runner import (
+    VPCD_READER_0,
+    VPCD_READER_1,
+    PcscdRunner,
+    wait_card_state,
+)
 from sscard_hardware_sim.sim_authenticator import MasterKeyAuthenticator
 from sscard_hardware_sim.virtual_card import VirtualCard
+from sscard_hardware_sim.virtual_psam import full_psam
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
 import sscard_terminal
 from sscard_terminal import CardInfo, format_basic_info, read_card
+from sscard_terminal.cards.security_modules import find_authenticator
 from sscard_terminal.errors import NoCardError
 
 
@@ -53,3 +60,32 @@ def test_read_card_waits_for_a_card_in_any_reader(
 def test_read_card_times_out_without_a_card(pcscd: PcscdRunner) -> None:
     with pytest.raises(NoCardError):
         read_card(VPCD_READER_0, timeout=0.3)
+
+
+def _psam_first_card_second(vpcd_slot: Callable[..., VpcdLink], holder: str) -> None:
+    """The PSAM in the FIRST reader, the user's card in the second."""
+    vpcd_slot(full_psam(), slot=0)
+    vpcd_slot(VirtualCard.from_holder(holder), slot=1)
+    wait_card_state(VPCD_READER_0, True)
+    wait_card_state(VPCD_READER_1, True)
+
+
+@pytest.mark.pcsc
+def test_read_card_never_takes_an_excluded_reader(
+        vpcd_slot: Callable[..., VpcdLink]) -> None:
+    _psam_first_card_second(vpcd_slot, "gen1-adult")
+    info = read_card(None, timeout=5.0, exclude_readers=[VPCD_READER_0])
+    assert info.reader == VPCD_READER_1 and info.generation == 1 and info.complete
+
+
+@pytest.mark.pcsc
+def test_read_card_excludes_the_psam_reader_of_the_module_chain(
+        vpcd_slot: Callable[..., VpcdLink]) -> None:
+    _psam_first_card_second(vpcd_slot, "gen3-adult")
+    chain = find_authenticator(exclude_reader=VPCD_READER_1)
+    assert chain is not None
+    with chain:
+        assert chain.psam_reader == VPCD_READER_0
+        info = read_card(None, timeout=5.0, authenticator=chain)
+    assert info.reader == VPCD_READER_1 and info.complete
+    assert info.authenticated_by == f"psam:{VPCD_READER_0}"

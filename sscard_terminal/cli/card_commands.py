@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from ..apdu import ApduProcessor, describe_sw
 from ..cards.atr import decode_atr, identify_atr
-from ..cards.security_modules import find_authenticator
+from ..cards.security_modules import ModuleChain, find_authenticator
 from ..cards.ssse import read_card_info
 from ..cards.unified import format_basic_info
+from ..central.client import CentralClient, TerminalConfig
 from ..deadline import Deadline
 from ..drivers.pcsc import ReaderMonitor, list_readers
 from ..drivers.sim import sim_reader_names
+from ..drivers.transport import CardTransport
 from ..errors import ConfigError, ReaderUnavailableError
-from ..sdk import open_card
+from ..sdk import excluded_readers, open_card
 from .exit_codes import ExitCode
 
 _log = logging.getLogger("sscard_terminal.cli.card")
@@ -64,14 +68,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _add(sub, "read", "read the social security card (masked by default)",
              "Read EF05/EF06 of the social security application. Personal data is masked "
              "unless --unmask is given (logged at WARNING). Generation 3 cards need a "
-             "security module (PSAM or central HSM); without one the free items are shown "
-             "and the read is marked incomplete (exit code 10).",
-             "sscard read --reader sim:gen2-adult --json")
+             "security module: a PSAM (--psam READER, or found among the other readers) "
+             "or, when there is none or it cannot serve the card, the central HSM "
+             "two-step (--central CONFIG). The output says which module authenticated "
+             "(psam:<reader> or hsm:central). Without one the free items are shown and the "
+             "read is marked incomplete (exit code 10).",
+             "sscard read --reader sim:gen2-adult --json\n"
+             "         sscard read --reader 'Virtual PCD 00 00' --central terminal.json\n"
+             "Config file: JSON with base_url, terminal_id, secret, central_public_key and "
+             "optionally ca_file, client_cert, client_key (as `central-sim terminal-config` "
+             "prints).")
     _reader_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--unmask", action="store_true",
                    help="show personal data in clear (logged as a technician's opt-in)")
     p.add_argument("--psam", metavar="READER", help="reader holding the PSAM")
+    p.add_argument("--central", type=Path, metavar="CONFIG",
+                   help="terminal config JSON (base_url, terminal_id, secret, ...) of the "
+                   "central whose HSM authenticates generation 3 cards when no PSAM can")
     p.add_argument("--no-security-module", action="store_true",
                    help="do not look for a PSAM or HSM (generation 3: free items only)")
     p.add_argument("--unified", action="store_true",
@@ -141,29 +155,62 @@ def _apdu(args: argparse.Namespace) -> int:
 
 
 def _read(args: argparse.Namespace) -> int:
+    if args.no_security_module and (args.psam or args.central):
+        raise ConfigError("--no-security-module cannot be combined with --psam or --central")
     unmask = bool(args.unmask or args.unified)
     if unmask:
         _log.warning("personal data shown unmasked at the operator's request (--%s)",
                      "unified" if args.unified else "unmask")
-    exclude = (args.psam,) if args.psam else ()
-    with open_card(args.reader, Deadline.after(args.timeout), exclude=exclude) as transport:
-        authenticator = None
-        if not args.no_security_module:
-            authenticator = find_authenticator(psam_reader=args.psam,
-                                               exclude_reader=transport.reader_name)
-        info = read_card_info(transport, authenticator=authenticator, read_pan=args.pan)
+    deadline = Deadline.after(args.timeout)
+    # The stack closes the card, then the module chain (its PSAM connection), then the
+    # central client, whatever happens.
+    with contextlib.ExitStack() as stack:
+        chain: ModuleChain | None = None
+        if args.reader is None:
+            # No card reader named: find the PSAM first, so that its slot is never
+            # taken for the user's card.
+            chain = _module_chain(args, stack, user_reader=None)
+            transport = _open_user_card(args, stack, deadline, chain)
+        else:
+            transport = _open_user_card(args, stack, deadline, None)
+            chain = _module_chain(args, stack, user_reader=transport.reader_name)
+        info = read_card_info(transport, authenticator=chain, read_pan=args.pan)
+        fallback = chain.last_fallback_code if chain is not None else None
     if args.unified:
         print(format_basic_info(info, terminal_number=args.terminal_number,
                                 device_number=args.device_number))
     elif args.json:
-        print(json.dumps(info.to_dict(unmask=unmask), ensure_ascii=False, indent=2))
+        data = info.to_dict(unmask=unmask)
+        data["security_module_fallback_code"] = fallback
+        print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        _print_info(info.to_dict(unmask=unmask))
+        _print_info(info.to_dict(unmask=unmask), fallback)
     # The free items were printed, but a script must be able to tell a partial read.
     return ExitCode.OK if info.complete else ExitCode.INCOMPLETE_READ
 
 
-def _print_info(data: dict[str, Any]) -> None:
+def _open_user_card(args: argparse.Namespace, stack: contextlib.ExitStack,
+                    deadline: Deadline, chain: ModuleChain | None) -> CardTransport:
+    named_psam = (args.psam,) if args.psam else ()
+    transport = open_card(args.reader, deadline, exclude=excluded_readers(chain, named_psam))
+    return stack.enter_context(transport)
+
+
+def _module_chain(args: argparse.Namespace, stack: contextlib.ExitStack, *,
+                  user_reader: str | None) -> ModuleChain | None:
+    """The PSAM/HSM chain the options ask for (None: no module), closed with ``stack``."""
+    if args.no_security_module:
+        return None
+    central: CentralClient | None = None
+    if args.central is not None:
+        config = TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
+        central = stack.enter_context(CentralClient.from_config(config))
+    chain = find_authenticator(psam_reader=args.psam, central=central,
+                               exclude_reader=user_reader)
+    return stack.enter_context(chain) if chain is not None else None
+
+
+def _print_info(data: dict[str, Any], fallback: int | None = None) -> None:
     for key, value in data.items():
         if value in (None, "", []):
             continue
@@ -174,8 +221,11 @@ def _print_info(data: dict[str, Any]) -> None:
         print(f"{key:<28} {shown}")
     if not data["complete"]:
         print(f"INCOMPLETE: {data['incomplete_reason']}")
-    else:
-        print(f"security module              {data['authenticated_by'] or 'none needed'}")
+        return
+    module = data["authenticated_by"] or "none needed"
+    if data["authenticated_by"] and fallback is not None:
+        module += f" (the PSAM could not serve the card: {fallback})"
+    print(f"{'security module':<28} {module}")
 
 
 def _watch(args: argparse.Namespace) -> int:

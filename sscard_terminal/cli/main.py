@@ -8,9 +8,10 @@ Every command must have help text and an example (a test enforces it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ..errors import SscardError
 from . import (
@@ -24,6 +25,8 @@ from . import (
 from .exit_codes import ExitCode, exit_code_for
 
 __all__ = ["build_parser", "main"]
+
+_TRACE_LOGGER = "sscard_terminal.apdu.trace"
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -60,19 +63,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if args.verbose < 2:
-        logging.getLogger("sscard_terminal.apdu.trace").setLevel(logging.INFO)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return ExitCode.USAGE
+    with _apdu_trace(args.verbose >= 2):
+        try:
+            return int(func(args))
+        except SscardError as exc:
+            print(f"sscard: {exc}", file=sys.stderr)
+            return exit_code_for(exc)
+        except KeyboardInterrupt:
+            return 130
+
+
+@contextlib.contextmanager
+def _apdu_trace(enabled: bool) -> Iterator[None]:
+    """APDU hex traces (which may hold personal data) only with -vv, for this call only:
+    main() may run many times in one process (tests, an embedding tool), and one call's
+    choice must not leak into the next."""
+    trace = logging.getLogger(_TRACE_LOGGER)
+    previous = trace.level
+    trace.setLevel(logging.DEBUG if enabled else logging.INFO)
     try:
-        return int(func(args))
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
-    except KeyboardInterrupt:
-        return 130
+        yield
+    finally:
+        trace.setLevel(previous)
 
 
 if __name__ == "__main__":
