@@ -18,6 +18,7 @@ from sscard_terminal.ecode import (
     decode_text,
     encode_text,
 )
+from sscard_terminal.ecode.cose import sig_structure
 from sscard_terminal.ecode.format import MAX_COSE_BYTES
 from sscard_terminal.errors import ECodeError, MalformedECodeError
 
@@ -175,3 +176,11 @@ def test_payload_keys_must_be_true_integers_not_bools_or_floats() -> None:
     with pytest.raises(MalformedECodeError):
         ECodePayload.from_cbor(cbor2.dumps(sneaky))
     ECodePayload.from_cbor(cbor2.dumps(good))
+
+
+@given(st.binary(max_size=70000), st.binary(max_size=300))
+@settings(max_examples=60, deadline=None)
+def test_sig_structure_is_the_cbor_encoding_of_the_rfc_array(payload: bytes,
+                                                             protected: bytes) -> None:
+    assert sig_structure(protected, payload) == cbor2.dumps(
+        ["Signature1", protected, b"", payload])

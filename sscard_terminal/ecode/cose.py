@@ -60,9 +60,30 @@ class CoseSign1:
         return sig_structure(self.protected, self.payload)
 
 
+_SIG1_HEAD = b"\x84" + cbor2.dumps("Signature1")  # array(4), "Signature1"
+_EMPTY_BSTR = b"\x40"
+
+
+def _bstr(data: bytes) -> bytes:
+    """A CBOR byte string with the shortest length header (as cbor2 writes it)."""
+    n = len(data)
+    if n < 24:
+        return bytes((0x40 | n,)) + data
+    if n < 0x100:
+        return bytes((0x58, n)) + data
+    if n < 0x10000:
+        return b"\x59" + n.to_bytes(2, "big") + data
+    return b"\x5a" + n.to_bytes(4, "big") + data
+
+
 def sig_structure(protected: bytes, payload: bytes) -> bytes:
-    """``["Signature1", protected, external_aad = h'', payload]`` in CBOR (RFC 9052 §4.4)."""
-    return cbor2.dumps(["Signature1", protected, b"", payload])
+    """``["Signature1", protected, external_aad = h'', payload]`` in CBOR (RFC 9052 §4.4).
+
+    Written out by hand rather than through ``cbor2.dumps``: it is built once per
+    verification on the hot path, and its shape never varies. A test pins it to cbor2's
+    encoding.
+    """
+    return _SIG1_HEAD + _bstr(protected) + _EMPTY_BSTR + _bstr(payload)
 
 
 def _exact_int(value: object) -> bool:
