@@ -22,6 +22,7 @@ import time
 
 from smartcard import scard
 from sscard_hardware_sim.pcscd_runner import PcscdRunner, wait_card_state
+from sscard_hardware_sim.recording import RecordingTransport, Step
 from sscard_hardware_sim.virtual_card import VirtualCard
 from sscard_hardware_sim.virtual_psam import full_psam
 from sscard_hardware_sim.vpcd_link import VpcdLink
@@ -29,40 +30,10 @@ from sscard_hardware_sim.vpcd_link import VpcdLink
 from sscard_terminal.cards.psam import PsamAuthenticator
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.drivers.pcsc import PcscTransport
-from sscard_terminal.drivers.transport import CardInterface, CardTransport
 
 CARD_READER = "Virtual PCD 00 00"
 PSAM_READER = "Virtual PCD 00 01"
 
-Step = tuple[str, bytes]
-
-
-class _Recording(CardTransport):
-    """Passes APDUs through and notes (target, apdu) in a shared list."""
-
-    def __init__(self, inner: CardTransport, target: str, log: list[Step]) -> None:
-        self.inner = inner
-        self.target = target
-        self.log = log
-
-    @property
-    def atr(self) -> bytes:
-        return self.inner.atr
-
-    @property
-    def interface(self) -> CardInterface:
-        return self.inner.interface
-
-    @property
-    def reader_name(self) -> str:
-        return self.inner.reader_name
-
-    def transmit(self, apdu: bytes) -> bytes:
-        self.log.append((self.target, apdu))
-        return self.inner.transmit(apdu)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _ours(psam: PsamAuthenticator) -> float:
@@ -134,11 +105,11 @@ def main(argv: list[str]) -> float:
         wait_card_state(PSAM_READER, True)
         steps: list[Step] = []
         psam_transport = PcscTransport(PSAM_READER)
-        recorder = PsamAuthenticator(_Recording(psam_transport, "psam", steps))
+        recorder = PsamAuthenticator(RecordingTransport(psam_transport, steps, "psam"))
         for _ in range(2):  # record a steady-state read: the PSAM check is done once
             steps.clear()
             with PcscTransport(CARD_READER) as card_transport:
-                info = read_card_info(_Recording(card_transport, "card", steps),
+                info = read_card_info(RecordingTransport(card_transport, steps, "card"),
                                       authenticator=recorder)
             if not info.complete:
                 raise RuntimeError("recording read was incomplete")

@@ -21,35 +21,10 @@ from collections.abc import Iterator
 
 from smartcard import scard
 from sscard_hardware_sim.pcscd_runner import VPCD_READER_0, PcscdRunner, wait_card_state
+from sscard_hardware_sim.recording import RecordingTransport, Step
 
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.drivers.pcsc import PcscTransport
-from sscard_terminal.drivers.transport import CardInterface, CardTransport
-
-
-class _Recording(CardTransport):
-    def __init__(self, inner: CardTransport) -> None:
-        self.inner = inner
-        self.sent: list[bytes] = []
-
-    @property
-    def atr(self) -> bytes:
-        return self.inner.atr
-
-    @property
-    def interface(self) -> CardInterface:
-        return self.inner.interface
-
-    @property
-    def reader_name(self) -> str:
-        return self.inner.reader_name
-
-    def transmit(self, apdu: bytes) -> bytes:
-        self.sent.append(apdu)
-        return self.inner.transmit(apdu)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _ours() -> float:
@@ -113,10 +88,10 @@ def main(argv: list[str]) -> float:
     args = parser.parse_args(argv)
     with PcscdRunner() as _runner, _card_process(args.holder):
         wait_card_state(VPCD_READER_0, True)
-        recorder = _Recording(PcscTransport(VPCD_READER_0))
-        with recorder:
+        steps: list[Step] = []
+        with RecordingTransport(PcscTransport(VPCD_READER_0), steps) as recorder:
             read_card_info(recorder)
-        apdus = [list(a) for a in recorder.sent]
+        apdus = [list(apdu) for _, apdu in steps]
         for _ in range(10):  # warm up both paths
             _ours()
             _baseline(apdus)
