@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -26,12 +27,14 @@ from sscard_terminal.offline_queue import (
     Alarm,
     FullBehaviour,
     Journal,
+    JournalKeys,
     JournalLimits,
     Uuid7Generator,
     load_credential,
     load_key_file,
     verify_journal,
 )
+from sscard_terminal.offline_queue.journal import _canonical_json, record_hash
 from sscard_terminal.profiles import load_profile
 
 KEY = bytes(range(32))
@@ -63,6 +66,16 @@ def test_uuid7_is_version_7_time_ordered_and_strictly_increasing() -> None:
     assert same_ms[0].int >> 80 == 1_700_000_000_000
 
 
+def test_uuid7_text_form_is_the_canonical_uuid_string() -> None:
+    generator = Uuid7Generator(clock_ms=lambda: 1_700_000_000_000)
+    texts = [generator.new_text() for _ in range(100)]
+    for text in texts:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert parsed.int >> 80 == 1_700_000_000_000
+    assert texts == sorted(texts) and len(set(texts)) == 100
+
+
 def test_enqueue_stores_sequence_chain_and_sealed_personal_fields(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     with _open(path) as journal:
@@ -80,6 +93,29 @@ def test_enqueue_stores_sequence_chain_and_sealed_personal_fields(tmp_path: Path
     for secret in PERSON.values():
         assert secret.encode() not in raw
     assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_chain_link_is_the_mac_of_the_length_prefixed_fields() -> None:
+    keys = JournalKeys.derive(bytes(range(32)), "BUS-0042")
+    fields = dict(seq=7, record_id="0190f5e2-0000-7000-8000-000000000001",
+                  terminal_id="BUS-0042", wall_time="2026-11-23T00:00:00.123Z", mono_ns=-5,
+                  boot_id="b" * 36, kind="card_tap", payload='{"fare_cents":200}')
+    prev = bytes(32)
+    for personal in (b"sealed", None):
+        expected = keys.mac(prev, (7).to_bytes(8, "big"), fields["record_id"].encode(),
+                            b"BUS-0042", fields["wall_time"].encode(),
+                            (-5).to_bytes(8, "big", signed=True), b"b" * 36, b"card_tap",
+                            fields["payload"].encode(), personal or b"")
+        assert record_hash(keys, prev, personal=personal, **fields) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [
+    {}, {"fare_cents": 200}, {"b": 1, "a": [1.5, None, True, "张三丰"], "c": {"z": -1, "y": "\n"}},
+    {"name": "张三丰", "id_number": "330302199001011234", "card_number": "D00000013"},
+])
+def test_canonical_json_is_the_sorted_compact_encoding(value: dict[str, object]) -> None:
+    expected = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    assert _canonical_json(value) == expected
 
 
 def test_journal_reopens_and_continues_the_chain(tmp_path: Path) -> None:

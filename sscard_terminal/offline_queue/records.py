@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 __all__ = [
     "AckOutcome",
@@ -61,9 +61,12 @@ class JournalLimits:
                    FullBehaviour(when_full))
 
 
-@dataclass(frozen=True)
-class JournalRecord:
-    """One journal entry as stored (personal fields stay encrypted, see ``has_personal``)."""
+class JournalRecord(NamedTuple):
+    """One journal entry as stored (personal fields stay encrypted, see ``has_personal``).
+
+    A named tuple rather than a frozen dataclass: every durable enqueue returns one, and
+    building a frozen dataclass costs as much as the record's HMAC (see bench/queue.py).
+    """
 
     seq: int
     id: str                      # UUIDv7, the idempotency key at the central
@@ -74,11 +77,18 @@ class JournalRecord:
     kind: str
     payload: Mapping[str, Any]
     has_personal: bool
-    prev_hash: bytes = field(repr=False)
-    hash: bytes = field(repr=False)
+    prev_hash: bytes
+    hash: bytes
     acked_at: str | None = None
     ack_outcome: AckOutcome | None = None
     ack_reason: str | None = None
+
+    def __repr__(self) -> str:
+        # The chain hashes are noise in a log line; everything else is safe to show.
+        return (f"JournalRecord(seq={self.seq}, id={self.id!r}, terminal_id={self.terminal_id!r},"
+                f" wall_time={self.wall_time!r}, kind={self.kind!r}, payload={self.payload!r},"
+                f" has_personal={self.has_personal}, acked_at={self.acked_at!r},"
+                f" ack_outcome={self.ack_outcome}, ack_reason={self.ack_reason!r})")
 
 
 @dataclass(frozen=True)
