@@ -32,7 +32,8 @@ def test_base45_matches_the_rfc_9285_examples() -> None:
     assert b45decode("QED8WEX0") == b"ietf!"
 
 
-@pytest.mark.parametrize("bad", ["GGW", ":::", "A", "ABCD", "ab", "AB\u00e9", "A\x00B"])
+@pytest.mark.parametrize("bad", ["GGW", ":::", "BB8GGWBB8", "BB8BB8:::", "BB8BB8::", "A", "ABCD",
+                                 "ab", "AB\u00e9", "A\x00B"])
 def test_base45_refuses_bad_characters_lengths_and_overflowing_chunks(bad: str) -> None:
     with pytest.raises(MalformedECodeError) as info:
         b45decode(bad)

@@ -8,6 +8,8 @@ stand for (> 65535 for three characters, > 255 for two) are refused, never repai
 
 from __future__ import annotations
 
+import functools
+
 from ..errors import MalformedECodeError
 
 __all__ = ["ALPHABET", "b45decode", "b45encode"]
@@ -35,7 +37,9 @@ def b45decode(text: str) -> bytes:
 
     Written for speed on the verification hot path (a per-character Python loop cost more
     than the signature check): one ``translate`` maps characters to values (anything else
-    to 0xFF), then whole columns of the 3-character chunks are combined as big integers.
+    to 0xFF); read as one big integer, each 3-character chunk then sits in a 3-byte slot,
+    and masking out each column lets a handful of big-integer operations combine every
+    chunk at once.
     """
     if len(text) % 3 == 1:
         raise MalformedECodeError("base45 text has an impossible length", "malformed")
@@ -44,15 +48,16 @@ def b45decode(text: str) -> bytes:
     values = text.encode("ascii").translate(_TABLE)
     if b"\xff" in values:
         raise MalformedECodeError("a character outside the base45 alphabet", "malformed")
-    full = len(values) - len(values) % 3
-    count = full // 3
-    # Each chunk c + 45d + 2025e is at most 91124 < 2**24: laid out in 3-byte slots of one
-    # big integer, the three columns add without carrying from slot to slot.
-    total = (_slots(values[0:full:3], count) + 45 * _slots(values[1:full:3], count)
-             + 2025 * _slots(values[2:full:3], count))
-    slotted = total.to_bytes(3 * count, "big")
-    if any(slotted[0::3]):
+    count = len(values) // 3
+    full = 3 * count
+    low, high = _slot_masks(count)
+    chunks = int.from_bytes(values[:full], "big")
+    # Slot k holds (c, d, e) as bytes; its value is c + 45d + 2025e <= 91124 < 2**24,
+    # so the three columns add without carrying from slot to slot.
+    total = (((chunks >> 16) & low) + 45 * ((chunks >> 8) & low) + 2025 * (chunks & low))
+    if total & high:
         raise MalformedECodeError("a base45 chunk is worth more than two bytes", "malformed")
+    slotted = total.to_bytes(full, "big")
     out = bytearray(2 * count)
     out[0::2] = slotted[1::3]
     out[1::2] = slotted[2::3]
@@ -64,8 +69,8 @@ def b45decode(text: str) -> bytes:
     return bytes(out)
 
 
-def _slots(column: bytes, count: int) -> int:
-    """``column`` as one integer with each value in the low byte of a 3-byte slot."""
-    laid_out = bytearray(3 * count)
-    laid_out[2::3] = column
-    return int.from_bytes(laid_out, "big")
+@functools.lru_cache(maxsize=64)
+def _slot_masks(count: int) -> tuple[int, int]:
+    """For ``count`` 3-byte slots: the mask of each slot's low byte, and of its high byte."""
+    low = int.from_bytes(b"\x00\x00\xff" * count, "big")
+    return low, low << 16
