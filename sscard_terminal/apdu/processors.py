@@ -38,21 +38,26 @@ class ApduProcessor:
         self.transport = transport
 
     def _exchange(self, raw: bytes) -> ResponseApdu:
-        if _trace.isEnabledFor(logging.DEBUG):
+        tracing = _trace.isEnabledFor(logging.DEBUG)
+        if tracing:
             _trace.debug("> %s", raw.hex(" ").upper())
         answer = self.transport.transmit(raw)
         if len(answer) > MAX_RESPONSE_BYTES:
             raise MalformedResponseError(f"response of {len(answer)} bytes is too long")
         response = ResponseApdu.from_bytes(answer)
-        if _trace.isEnabledFor(logging.DEBUG):
+        if tracing:
             _trace.debug("< %s", answer.hex(" ").upper())
         return response
 
     def send(self, command: CommandApdu) -> ResponseApdu:
         """Send ``command``; return the final response with all chained data."""
         response = self._exchange(command.to_bytes())
-        if response.sw1 == 0x6C:
+        sw1 = response.sw >> 8
+        if sw1 == 0x6C:
             response = self._exchange(command.with_le(response.sw2 or 256).to_bytes())
+            sw1 = response.sw >> 8
+        if sw1 != 0x61:
+            return response   # the common case: the whole answer came at once
         data = bytearray(response.data)
         rounds = 0
         while response.sw1 == 0x61:

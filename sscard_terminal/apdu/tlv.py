@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..errors import MalformedResponseError
 
@@ -31,9 +32,10 @@ _MAX_TAG_BYTES = 3
 _MAX_LENGTH_BYTES = 3
 
 
-@dataclass(frozen=True)
-class SimpleTlv:
-    """One record of the social security files: tag(1) | length(1) | value."""
+class SimpleTlv(NamedTuple):
+    """One record of the social security files: tag(1) | length(1) | value.
+
+    A named tuple (immutable, built once per record read: see ``ResponseApdu``)."""
 
     tag: int
     value: bytes

@@ -23,6 +23,7 @@ _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 _CARD_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 _CARD_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_CARD_VALUES = {c: i for i, c in enumerate(_CARD_ALPHABET)}
 
 
 class CheckRule(enum.Enum):
@@ -57,15 +58,22 @@ def check_id_number(number: str) -> CheckResult:
 def card_number_check_char(first8: str) -> str:
     """The 9th character of a card number from its first 8 (0-9, A-Z)."""
     upper = first8.upper()
-    if len(upper) != 8 or any(c not in _CARD_ALPHABET for c in upper):
+    if len(upper) != 8:
         raise ValueError("a card number's first 8 characters are 0-9 or A-Z")
-    total = sum(_CARD_ALPHABET.index(c) * w for c, w in zip(upper, _CARD_WEIGHTS, strict=True))
+    try:
+        total = sum(_CARD_VALUES[c] * w for c, w in zip(upper, _CARD_WEIGHTS, strict=True))
+    except KeyError:
+        raise ValueError("a card number's first 8 characters are 0-9 or A-Z") from None
     remainder = 11 - total % 11
     return "X" if remainder == 10 else "0" if remainder == 11 else str(remainder)
 
 
 def check_card_number(number: str) -> CheckResult:
     upper = number.upper()
-    if len(upper) == 9 and all(c in _CARD_ALPHABET for c in upper[:8]):
-        return CheckResult(CheckRule.CARD_NUMBER, card_number_check_char(upper[:8]) == upper[8])
+    if len(upper) == 9:
+        try:
+            return CheckResult(CheckRule.CARD_NUMBER,
+                               card_number_check_char(upper[:8]) == upper[8])
+        except ValueError:
+            pass
     return CheckResult(CheckRule.NOT_APPLICABLE, None)
