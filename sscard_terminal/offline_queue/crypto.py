@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import JournalKeyError
 
-__all__ = ["MASTER_KEY_BYTES", "JournalKeys", "load_credential", "load_key_file"]
+__all__ = ["MASTER_KEY_BYTES", "NONCE_BYTES", "JournalKeys", "load_credential", "load_key_file"]
 
 MASTER_KEY_BYTES = 32
-_NONCE_BYTES = 12
+NONCE_BYTES = 12
 _ENCRYPTION_INFO = b"sscard-journal/personal-fields/aes-256-gcm/v1"
 _CHAIN_INFO = b"sscard-journal/hash-chain/hmac-sha256/v1"
 _LENGTH = struct.Struct(">I").pack   # the 4-byte big-endian length before each part
@@ -86,14 +86,21 @@ class JournalKeys:
         return self.mac(b"key-check") + hmac.new(
             self.encryption_key, b"key-check", hashlib.sha256).digest()
 
-    def encrypt(self, plaintext: bytes, associated: bytes) -> bytes:
-        """AES-GCM with a fresh random nonce; ``associated`` binds it to its record."""
-        nonce = os.urandom(_NONCE_BYTES)
+    def encrypt(self, plaintext: bytes, associated: bytes, nonce: bytes | None = None) -> bytes:
+        """AES-GCM with a fresh random nonce; ``associated`` binds it to its record.
+
+        ``nonce``: 12 random bytes the caller drew itself (never reused: a GCM nonce used
+        twice under one key gives the key away); by default drawn here.
+        """
+        if nonce is None:
+            nonce = os.urandom(NONCE_BYTES)
+        elif len(nonce) != NONCE_BYTES:
+            raise ValueError(f"an AES-GCM nonce here is {NONCE_BYTES} bytes")
         return nonce + self._aead.encrypt(nonce, plaintext, associated)
 
     def decrypt(self, sealed: bytes, associated: bytes) -> bytes:
         """Open what :meth:`encrypt` sealed, or raise :class:`JournalKeyError`."""
-        nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+        nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
         try:
             return self._aead.decrypt(nonce, body, associated)
         except InvalidTag as exc:

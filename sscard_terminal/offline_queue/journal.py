@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JournalError, JournalFullError, JournalKeyError
-from .crypto import JournalKeys
+from .crypto import NONCE_BYTES, JournalKeys
 from .records import (
     AckOutcome,
     Alarm,
@@ -41,6 +41,7 @@ from .records import (
     JournalStatus,
 )
 from .schema import connect, read_meta, storage_error
+from .uuid7 import ENTROPY_BYTES as ID_ENTROPY_BYTES
 from .uuid7 import Uuid7Generator
 
 __all__ = ["Journal", "PendingRecord", "peek_terminal_id"]
@@ -167,7 +168,9 @@ class Journal:
                  on_alarm: Callable[[frozenset[Alarm], JournalStatus], None] | None) -> None:
         self.path = path
         self.terminal_id = terminal_id
-        self.limits = limits
+        self._limits = limits
+        self._limited = (limits.max_records is not None or limits.max_age_s is not None
+                         or limits.max_disk_bytes is not None)
         self._conn = conn
         self._keys = keys
         self._on_alarm = on_alarm
@@ -182,6 +185,11 @@ class Journal:
         self._wall_second = -1
         self._wall_prefix = ""
         self._closed = False
+
+    @property
+    def limits(self) -> JournalLimits:
+        """The limits this journal was opened with (fixed for its life)."""
+        return self._limits
 
     # -- opening -------------------------------------------------------------------------
 
@@ -282,12 +290,15 @@ class Journal:
         Raises :class:`JournalFullError` when a limit is reached and the profile refuses,
         :class:`JournalStorageError` on a full disk or read-only file system.
         """
-        self._enforce_limits()
+        if self._limited:
+            self._enforce_limits()
         payload_json = _canonical_json(payload)
-        record_id = self._ids.new_text()
+        # One system call draws the id's random bits and the personal fields' nonce.
+        entropy = os.urandom(ID_ENTROPY_BYTES + NONCE_BYTES)
+        record_id = self._ids.new_text(entropy[:ID_ENTROPY_BYTES])
         sealed = (self._keys.encrypt(
-            _canonical_json(personal).encode(),
-            record_id.encode()) if personal else None)
+            _canonical_json(personal).encode(), record_id.encode(),
+            entropy[ID_ENTROPY_BYTES:]) if personal else None)
         wall, mono = self._wall_time(time.time_ns()), time.monotonic_ns()
         with self._lock:
             for _attempt in range(3):
@@ -333,9 +344,6 @@ class Journal:
 
     def _enforce_limits(self) -> None:
         limits = self.limits
-        if limits.max_records is None and limits.max_age_s is None \
-                and limits.max_disk_bytes is None:
-            return
         now = time.monotonic()
         status = self._status
         if status is None or now - self._status_at >= _LIMIT_REFRESH_S:
