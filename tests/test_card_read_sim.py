@@ -167,7 +167,8 @@ def test_sim_reader_name_resolves_and_unknown_lists_what_exists() -> None:
 def test_personal_data_is_masked_in_repr_str_dict_and_logs(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="sscard_terminal")
-    logging.getLogger("sscard_terminal.apdu.trace").setLevel(logging.INFO)
+    # The APDU trace (raw card traffic) is off unless a technician asks for it.
+    caplog.set_level(logging.INFO, logger="sscard_terminal.apdu.trace")
     info = _read("gen2-adult")
     clear = info.to_dict(unmask=True)
     masked = info.to_dict()

@@ -28,7 +28,7 @@ from sscard_terminal.apdu.processors import ApduProcessor
 from sscard_terminal.cards.hsm import HsmTwoStepAuthenticator, hsm_step1, hsm_step2, parse_hsm_key
 from sscard_terminal.cards.psam import ForgeryRecord, PsamAuthenticator, read_terminal_number
 from sscard_terminal.cards.read_auth import CardAuthContext
-from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
+from sscard_terminal.cards.security_modules import ModuleChain, _is_psam, find_authenticator
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.cards.unified import unified_code_for
 from sscard_terminal.cards.unified_hsm import HsmTwoStepSession, unified_auth_code_for
@@ -158,6 +158,28 @@ def test_psam_lacking_read_key_or_sm4_reports_unified_codes() -> None:
 
 def test_psam_terminal_number() -> None:
     assert read_terminal_number(_psam(full_psam())) == "410100813475"
+
+
+class _SelectsAnything:
+    """A card that accepts every SELECT (some bank and transit cards answer SELECT DF01
+    with 9000) but is no PSAM: it has no terminal number file."""
+
+    atr = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
+
+    def power_on(self) -> None:
+        pass
+
+    def power_off(self) -> None:
+        pass
+
+    def transmit(self, apdu: bytes) -> bytes:
+        return b"\x90\x00" if apdu[1] == 0xA4 else b"\x6a\x82"
+
+
+def test_a_card_that_only_accepts_select_df01_is_not_taken_for_a_psam() -> None:
+    assert _is_psam(_psam(full_psam()))
+    assert not _is_psam(SimTransport(_SelectsAnything(), reader_name="sim:bank"))
+    assert not _is_psam(_card("gen2-adult"))
 
 
 @pytest.mark.parametrize("device", [psam_without_read_key(), psam_without_sm4()])

@@ -305,7 +305,7 @@ def read_terminal_number(transport: CardTransport) -> str:
     psam = PsamAuthenticator(transport)
     psam._select()
     response = psam._exchange(CommandApdu(0x00, 0xB0, 0x80 | 0x16, 0x00, le=0x06))
-    if not response.ok:
+    if not response.ok or len(response.data) != 6:
         raise SecurityModuleUnavailableError(
             f"{transport.reader_name}: no terminal number (SW {response.sw:04X})",
             code=CODE_NO_PSAM,

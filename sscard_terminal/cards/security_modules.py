@@ -20,7 +20,7 @@ from ..drivers.pcsc import PcscTransport, list_readers
 from ..drivers.transport import CardTransport
 from ..errors import ReaderError, SecurityModuleUnavailableError, SscardError
 from .hsm import HsmTwoStepAuthenticator, JsonPoster
-from .psam import CODE_NO_PSAM, ForgeryRecorder, PsamAuthenticator
+from .psam import CODE_NO_PSAM, ForgeryRecorder, PsamAuthenticator, read_terminal_number
 from .read_auth import CardAuthContext
 
 __all__ = ["ModuleChain", "find_authenticator", "find_psam"]
@@ -33,9 +33,11 @@ def _open_pcsc(reader: str) -> CardTransport:
 
 
 def _is_psam(transport: CardTransport) -> bool:
-    probe = PsamAuthenticator(transport)
+    """Whether the card answers as a PSAM: it selects DF01 *and* has the terminal
+    number file 0016. A user card (or a bank card) that happens to accept SELECT DF01
+    has no such file, so it is never taken for the terminal's PSAM."""
     try:
-        probe._select()
+        read_terminal_number(transport)
     except SscardError:
         return False
     return True
