@@ -1,0 +1,157 @@
+"""``python -m sscard_terminal.local_api``: run the local API until Ctrl-C / SIGTERM.
+
+For technicians and the demo until the daemon mounts the same parts. Logs only (no
+print): function, return code and duration per request, never card data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..cards.read_auth import ReadAuthenticator
+from ..cards.security_modules import find_authenticator
+from ..central.client import CentralClient, TerminalConfig
+from ..deadline import Deadline
+from ..drivers.transport import CardTransport
+from ..errors import ConfigError, SscardError
+from ..sdk import excluded_readers, open_card
+from .card_service import CardReaderService, CardSettings
+from .handler import LocalApi
+from .http_server import HttpSecurity, LoopbackHttpServer
+from .unix_server import UnixSocketServer
+
+__all__ = ["build_parser", "main", "read_token"]
+
+_log = logging.getLogger("sscard_terminal.local_api")
+
+_EXIT_CONFIG = 2
+_EXIT_FAILED = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sscard_terminal.local_api",
+        description="Serve the unified reader interface (iReadCardBas, the HSM two-step) "
+                    "as JSON on a Unix socket and, opt-in, on a loopback HTTP/WebSocket "
+                    "bridge for HIS front-ends. Protocol and security: docs/local-api.md.",
+        epilog="Example: python -m sscard_terminal.local_api --socket /run/sscard/api.sock "
+               "--reader 'Virtual PCD 00 00' --psam 'Virtual PCD 00 01'\n"
+               "         python -m sscard_terminal.local_api --socket /tmp/api.sock "
+               "--reader sim:gen2-adult --http-port 8765 --token-file token "
+               "--allow-origin http://his.example",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--socket", type=Path, required=True, metavar="PATH",
+                        help="Unix socket to create (mode 0660)")
+    parser.add_argument("--http-port", type=int, metavar="N",
+                        help="also serve HTTP POST and WebSocket on 127.0.0.1:N")
+    parser.add_argument("--token-file", type=Path, metavar="F",
+                        help="file holding the bridge's token (required with --http-port)")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="O",
+                        help="web origin allowed to call the bridge (repeatable), "
+                             "e.g. http://his.hospital.local")
+    parser.add_argument("--reader", metavar="R",
+                        help="the user card's reader (default: the first with a card); "
+                             "sim:<holder> for a virtual card")
+    modules = parser.add_mutually_exclusive_group()
+    modules.add_argument("--psam", metavar="READER", help="reader holding the PSAM")
+    modules.add_argument("--no-security-module", action="store_true",
+                         help="do not look for a PSAM: generation 3 reads answer -2201 and "
+                              "HIS software uses the HSM two-step")
+    parser.add_argument("--central", type=Path, metavar="CONFIG",
+                        help="central terminal config (JSON): its HSM authenticates "
+                             "generation 3 cards when no PSAM can")
+    parser.add_argument("--terminal-number", default="", metavar="X", help="终端机编号")
+    parser.add_argument("--device-number", default="", metavar="Y", help="终端设备号")
+    parser.add_argument("--session-timeout", type=float, default=30.0, metavar="S",
+                        help="seconds the card stays connected between HSM Step1 and Step2")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def read_token(path: Path) -> str:
+    """The bridge's token from ``path``; a world-readable token file is refused."""
+    try:
+        mode = path.stat().st_mode
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the token file {path}: {exc}") from exc
+    if mode & stat.S_IROTH:
+        raise ConfigError(f"{path} is readable by every user: chmod o-r it")
+    return token
+
+
+async def _serve(args: argparse.Namespace, service: CardReaderService,
+                 security: HttpSecurity | None) -> None:
+    api = LocalApi(service)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(api.aclose)
+        await stack.enter_async_context(UnixSocketServer(api, args.socket))
+        if security is not None:
+            await stack.enter_async_context(
+                LoopbackHttpServer(api, port=args.http_port, security=security))
+        await stop.wait()
+        _log.info("stopping: releasing the card and removing %s", args.socket)
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.no_security_module and args.central is not None:
+        raise ConfigError("--no-security-module cannot be combined with --central")
+    security = None
+    if args.http_port is not None:
+        if args.token_file is None:
+            raise ConfigError("--http-port needs --token-file")
+        security = HttpSecurity(read_token(args.token_file), frozenset(args.allow_origin))
+    with contextlib.ExitStack() as stack:
+        authenticator: ReadAuthenticator | None = None
+        if not args.no_security_module:
+            central = None
+            if args.central is not None:
+                config = TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
+                central = stack.enter_context(CentralClient.from_config(config))
+            chain = find_authenticator(psam_reader=args.psam, central=central,
+                                       exclude_reader=args.reader)
+            if chain is not None:
+                authenticator = stack.enter_context(chain)
+                _log.info("security module: %s", chain.name)
+        exclude = excluded_readers(authenticator, (args.psam,) if args.psam else ())
+        reader = args.reader
+
+        def opener(deadline: Deadline) -> CardTransport:
+            return open_card(reader, deadline, exclude=exclude)
+
+        service = CardReaderService(opener, authenticator=authenticator, settings=CardSettings(
+            terminal_number=args.terminal_number, device_number=args.device_number,
+            hsm_session_timeout_s=args.session_timeout))
+        asyncio.run(_serve(args, service, security))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        _run(args)
+    except ConfigError as exc:
+        _log.error("%s", exc)
+        return _EXIT_CONFIG
+    except SscardError as exc:
+        _log.error("%s", exc)
+        return _EXIT_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

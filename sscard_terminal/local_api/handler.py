@@ -1,0 +1,162 @@
+"""The transport-independent request handler: a decoded JSON object in, one out.
+
+Card work runs in a worker thread (:class:`CardReaderService` blocks) with a deadline;
+the answer comes back by the deadline even when the card I/O does not (-4, card does
+not answer), while the thread finishes and frees the reader on its own.
+
+Logs name the function, the code, the duration and the kind of client, never the
+returned string nor the key string (personal data, key material).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import __version__
+from ..cards.unified import UnifiedCode
+from ..deadline import Deadline
+from .card_service import CardReaderService, IType
+from .items import parse_items
+from .protocol import ApiRequest, RequestError, error_response, gbk_hex
+
+__all__ = ["FUNCTIONS", "LocalApi"]
+
+_log = logging.getLogger(__name__)
+
+FUNCTIONS = (
+    "iReadCard",
+    "iReadCardBas",
+    "iReadCardBas_HSM_Step1",
+    "iReadCardBas_HSM_Step2",
+    "ping",
+    "version",
+)
+"""The functions answered, with the DLL's names (case-sensitive)."""
+
+_SUPPORTED_ENCODINGS = ("gbk", "utf-8")
+
+
+def _itype(request: ApiRequest) -> int:
+    value = request.params.get("iType", IType.AUTO_CONTACT_FIRST)
+    # Some front-ends send "3": digits are accepted. bool is an int in Python, but
+    # true/false is not an iType.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value not in IType.ALL:
+        raise RequestError(UnifiedCode.BAD_COMMAND_PARAMETERS,
+                           "iType must be 1 (contact), 2 (contactless), 3 or 4 (automatic)")
+    return value
+
+
+def _key(request: ApiRequest) -> str:
+    value = request.params.get("key")
+    if not isinstance(value, str) or not value:
+        raise RequestError(UnifiedCode.ILLEGAL_INPUT,
+                           'iReadCardBas_HSM_Step2 needs "key": "<32 hex>|<32 hex>|"')
+    return value
+
+
+def _file_address(request: ApiRequest) -> str:
+    value = request.params.get("fileAddr", request.params.get("items"))
+    if not isinstance(value, str):
+        raise RequestError(UnifiedCode.BAD_COMMAND_PARAMETERS,
+                           'iReadCard needs "fileAddr": "SSSEEF05|01|07|$SSSEEF06|08|09|$"')
+    return value
+
+
+def _encoding(request: ApiRequest) -> str:
+    value = request.params.get("encoding", "utf-8")
+    if not isinstance(value, str) or value.lower() not in _SUPPORTED_ENCODINGS:
+        raise RequestError(UnifiedCode.BAD_COMMAND_PARAMETERS,
+                           'encoding must be "gbk" or "utf-8"')
+    return value.lower()
+
+
+class LocalApi:
+    """Answers requests for one reader; shared by every transport and connection.
+
+    ``owner`` names the client a two-step session belongs to (one per Unix-socket or
+    WebSocket connection, one per HTTP token); transports call :meth:`release` when an
+    owner goes away.
+    """
+
+    def __init__(self, service: CardReaderService, *, operation_timeout_s: float = 10.0) -> None:
+        self.service = service
+        self._operation_timeout_s = operation_timeout_s
+
+    async def handle(self, request: ApiRequest, owner: str) -> dict[str, Any]:
+        """The answer to ``request``; never raises for bad input or a card failure."""
+        started = time.monotonic()
+        # The name only when it is one of ours: a caller's string is not for the log.
+        shown = request.function if request.function in FUNCTIONS else "unknown function"
+        try:
+            encoding = _encoding(request)
+            code, data = await self._dispatch(request, owner)
+        except RequestError as exc:
+            answer = error_response(int(exc.code), str(exc), request)
+            code = answer["code"]
+        except Exception:
+            # A bug of ours must cost this request only, never the server.
+            _log.exception("internal error answering %s", shown)
+            code = int(UnifiedCode.UNKNOWN)
+            answer = error_response(code, "internal error (see the service log)", request)
+        else:
+            answer = {"code": code, "data": data, "function": request.function}
+            if request.request_id is not None:
+                answer["id"] = request.request_id
+            if encoding == "gbk":
+                answer["data_gbk_hex"] = gbk_hex(data)
+        _log.info("%s from %s: code %d in %.1f ms", shown, owner.partition(":")[0],
+                  code, (time.monotonic() - started) * 1000)
+        return answer
+
+    async def release(self, owner: str) -> None:
+        """Close ``owner``'s two-step session, if any (its client went away)."""
+        if self.service.has_session(owner):
+            await asyncio.to_thread(self.service.release, owner)
+
+    async def aclose(self) -> None:
+        """Release the card of any open session (the server is stopping)."""
+        await asyncio.to_thread(self.service.close)
+
+    async def _dispatch(self, request: ApiRequest, owner: str) -> tuple[int, str]:
+        function = request.function
+        if function == "ping":
+            return 0, "pong"
+        if function == "version":
+            return 0, f"sscard-terminal {__version__}"
+        deadline = Deadline.after(self._operation_timeout_s)
+        service = self.service
+        if function == "iReadCardBas":
+            itype = _itype(request)
+            return await self._in_thread(deadline, lambda: service.read_basic(itype, deadline))
+        if function == "iReadCard":
+            itype = _itype(request)
+            files = parse_items(_file_address(request))
+            return await self._in_thread(
+                deadline, lambda: service.read_items(itype, files, deadline))
+        if function == "iReadCardBas_HSM_Step1":
+            itype = _itype(request)
+            return await self._in_thread(
+                deadline, lambda: service.hsm_step1(owner, itype, deadline))
+        if function == "iReadCardBas_HSM_Step2":
+            key = _key(request)
+            return await self._in_thread(deadline, lambda: service.hsm_step2(owner, key, deadline))
+        raise RequestError(UnifiedCode.COMMAND_NOT_SUPPORTED,
+                           f"function not supported; supported: {', '.join(FUNCTIONS)}")
+
+    async def _in_thread(self, deadline: Deadline,
+                         work: Callable[[], tuple[int, str]]) -> tuple[int, str]:
+        future = asyncio.get_running_loop().run_in_executor(None, work)
+        try:
+            # shield: when the client goes away (this task is cancelled) the worker still
+            # runs to its end and frees the reader itself; only the waiting stops.
+            return await asyncio.wait_for(asyncio.shield(future),
+                                          timeout=deadline.remaining() + 1.0)
+        except TimeoutError:
+            _log.warning("card operation still running after its deadline")
+            return int(UnifiedCode.CARD_DOES_NOT_ANSWER), ""

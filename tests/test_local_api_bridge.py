@@ -1,0 +1,249 @@
+"""The loopback bridge through real TCP on 127.0.0.1: HTTP POST and WebSocket.
+
+Host, Origin and token checks (each refusal touches no card), CORS, bad input. The
+harness and the independent clients are in test_local_api.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import struct
+import time
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sscard_terminal.errors import ConfigError
+from sscard_terminal.local_api import MAX_REQUEST_BYTES, HttpSecurity, decode_request
+from sscard_terminal.local_api.items import parse_items
+from sscard_terminal.local_api.protocol import RequestError
+from tests.test_local_api import (
+    ALLOWED_ORIGIN,
+    ApiHarness,
+    Make,
+    WsClient,
+    expected_basic,
+    hsm_key_for,
+    make_harness,
+    released,
+)
+
+__all__ = ["make_harness"]  # the fixture, shared with test_local_api.py
+
+
+# --- loopback HTTP -------------------------------------------------------------------------
+
+
+def _post(harness: ApiHarness, body: Any, *, token: str | None = "valid",
+          headers: dict[str, str] | None = None, path: str = "/") -> httpx.Response:
+    sent = dict(headers or {})
+    if token is not None:
+        sent["Authorization"] = f"Bearer {harness.token if token == 'valid' else token}"
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(harness.base + path, content=content, headers=sent, timeout=10)
+
+
+def test_http_post_reads_the_card(make_harness: Make) -> None:
+    harness, _ = make_harness("gen2-adult")
+    for path in ("/", "/api"):
+        answer = _post(harness, {"function": "iReadCardBas", "iType": 3}, path=path,
+                       headers={"Origin": ALLOWED_ORIGIN})
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+        assert answer.headers["content-type"] == "application/json; charset=utf-8"
+        assert answer.json()["data"] == expected_basic("gen2-adult")
+    # A native HIS client sends no Origin: the token alone admits it.
+    plain = _post(harness, {"function": "iReadCardBas", "iType": 3})
+    assert plain.json()["code"] == 0 and "access-control-allow-origin" not in plain.headers
+
+
+def test_http_refusals_touch_no_card(make_harness: Make) -> None:
+    harness, opener = make_harness("gen2-adult")
+    read = {"function": "iReadCardBas", "iType": 3}
+    rebinding = _post(harness, read, headers={"Host": f"evil.example:{harness.port}"})
+    assert rebinding.status_code == 403 and "Host" in rebinding.json()["error"]
+    evil = _post(harness, read, headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403
+    assert "access-control-allow-origin" not in evil.headers
+    assert _post(harness, read, headers={"Origin": "null"}).status_code == 403
+    assert _post(harness, read, token=None).status_code == 401
+    last = "y" if harness.token.endswith("x") else "x"
+    wrong = _post(harness, read, token=harness.token[:-1] + last)
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    basic = {"Origin": ALLOWED_ORIGIN, "Authorization": "Basic dXNlcjpwYXNz"}
+    assert _post(harness, read, token=None, headers=basic).status_code == 401
+    assert opener.opened == []
+    # The same request, correctly made, does reach the card.
+    assert _post(harness, read).json()["code"] == 0 and len(opener.opened) == 1
+
+
+def test_http_cors_preflight_only_for_allowed_origins(make_harness: Make) -> None:
+    harness, _ = make_harness()
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+    good = httpx.options(harness.base + "/", headers={**preflight, "Origin": ALLOWED_ORIGIN})
+    assert good.status_code == 204
+    assert good.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "Authorization" in good.headers["access-control-allow-headers"]
+    bad = httpx.options(harness.base + "/", headers={**preflight, "Origin": "http://evil.example"})
+    assert bad.status_code == 403 and "access-control-allow-origin" not in bad.headers
+
+
+def test_http_bad_input(make_harness: Make) -> None:
+    harness, opener = make_harness()
+    assert _post(harness, b"{oops").status_code == 400
+    assert _post(harness, b"\x00\xff" * 10).json()["code"] == -23
+    assert _post(harness, b"[]").status_code == 400
+    big = _post(harness, b"{" + b" " * (MAX_REQUEST_BYTES + 1))
+    assert big.status_code == 413
+    assert httpx.get(harness.base + "/").status_code == 405
+    assert httpx.get(harness.base + "/other").status_code == 404
+    unknown = _post(harness, {"function": "iDoSomething"})
+    assert unknown.status_code == 200 and unknown.json()["code"] == -13
+    # Raw garbage and a client that stalls mid-body leave the server serving.
+    with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
+        raw.sendall(b"\x16\x03\x01garbage\r\n\r\n")
+        assert raw.recv(100).startswith(b"HTTP/1.1 400")
+    with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
+        raw.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{harness.port}\r\n"
+                    f"Authorization: Bearer {harness.token}\r\nContent-Length: 50\r\n\r\n{{"
+                    .encode())
+    assert opener.opened == []
+    assert _post(harness, {"function": "ping"}).json()["data"] == "pong"
+
+
+def test_http_security_configuration() -> None:
+    with pytest.raises(ConfigError):
+        HttpSecurity("short")
+    with pytest.raises(ConfigError):
+        HttpSecurity("x" * 32, frozenset({"*"}))
+
+
+# --- WebSocket -----------------------------------------------------------------------------
+
+
+def test_websocket_token_in_query_and_two_step(make_harness: Make) -> None:
+    harness, opener = make_harness("gen3-adult")
+    ws = WsClient(harness.port, path=f"/?token={harness.token}")
+    assert ws.status == 101
+    assert ws.call({"function": "iReadCardBas", "iType": 3})["code"] == -2201
+    step1 = ws.call({"function": "iReadCardBas_HSM_Step1", "iType": 3})
+    step2 = ws.call({"function": "iReadCardBas_HSM_Step2", "key": hsm_key_for(step1["data"])})
+    assert step2["code"] == 0 and step2["data"] == expected_basic("gen3-adult")
+    # The session of a WebSocket ends with it.
+    ws.call({"function": "iReadCardBas_HSM_Step1", "iType": 3})
+    card = opener.opened[-1]
+    ws.send_frame(0x8, struct.pack("!H", 1000))
+    assert ws.receive_frame()[0] == 0x8
+    ws.close()
+    end = time.monotonic() + 5
+    while not released(card) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert released(card)
+
+
+def test_websocket_auth_message(make_harness: Make) -> None:
+    harness, _ = make_harness("gen2-adult")
+    ws = WsClient(harness.port, origin=None)
+    assert ws.status == 101
+    ws.send_frame(0x9, b"hi")  # ping before anything: answered with pong
+    assert ws.receive_frame() == (0xA, b"hi")
+    assert ws.call({"function": "auth", "token": harness.token})["code"] == 0
+    # A fragmented message is reassembled.
+    text = json.dumps({"function": "iReadCardBas", "iType": 3}).encode()
+    ws.send_frame(0x1, text[:10], fin=False)
+    ws.send_frame(0x0, text[10:])
+    assert json.loads(ws.receive_frame()[1])["data"] == expected_basic("gen2-adult")
+    ws.close()
+
+
+def test_websocket_refusals(make_harness: Make) -> None:
+    harness, opener = make_harness("gen2-adult")
+    unauthenticated = WsClient(harness.port)
+    answer = unauthenticated.call({"function": "iReadCardBas", "iType": 3})
+    assert answer["code"] == -12 and "auth" in answer["error"]
+    opcode, payload = unauthenticated.receive_frame()
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1008
+    unauthenticated.close()
+    wrong = WsClient(harness.port)
+    assert wrong.call({"function": "auth", "token": "x" * 32})["code"] == -12
+    wrong.close()
+    assert WsClient(harness.port, path="/?token=nope").status == 401
+    assert WsClient(harness.port, path=f"/?token={harness.token}",
+                    origin="http://evil.example").status == 403
+    assert WsClient(harness.port, path=f"/?token={harness.token}",
+                    host=f"attacker.example:{harness.port}").status == 403
+    assert opener.opened == []
+
+
+def test_websocket_bad_frames_close_only_that_connection(make_harness: Make) -> None:
+    harness, _ = make_harness("gen2-adult")
+    good = WsClient(harness.port, path=f"/?token={harness.token}")
+    binary = WsClient(harness.port, path=f"/?token={harness.token}")
+    binary.send_frame(0x2, b"\x00\x01")
+    opcode, payload = binary.receive_frame()
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1003
+    binary.close()
+    big = WsClient(harness.port, path=f"/?token={harness.token}")
+    big.send_frame(0x1, b" " * (MAX_REQUEST_BYTES + 1))
+    opcode, payload = big.receive_frame()
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1009
+    big.close()
+    garbage = WsClient(harness.port, path=f"/?token={harness.token}")
+    assert garbage.call({"not": "a request"})["code"] == -14
+    garbage.send_frame(0x1, b"\xff\xfe")
+    opcode, payload = garbage.receive_frame()
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1007
+    garbage.close()
+    assert good.call({"function": "iReadCardBas", "iType": 3})["code"] == 0
+    good.close()
+
+
+# --- arbitrary input -----------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300))
+def test_any_request_bytes_decode_or_refuse(raw: bytes | str) -> None:
+    try:
+        request = decode_request(raw)
+    except RequestError as exc:
+        assert exc.code in (-14, -23, -42)
+    else:
+        assert isinstance(request.function, str) and request.function
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="SE3F0561789ABCDabcdx|$ ", max_size=60))
+def test_any_item_address_parses_or_refuses(text: str) -> None:
+    try:
+        files = parse_items(text)
+    except RequestError as exc:
+        assert exc.code == -14
+    else:
+        assert files and all(item.tags for item in files)
+
+
+def test_random_bytes_on_the_port_never_stop_the_bridge(make_harness: Make,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    harness, opener = make_harness()
+    rng = random.Random(6455)
+    heads = [b"POST / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n",
+             f"Host: 127.0.0.1:{harness.port}\r\n".encode(), b"Content-Length: \xb2\r\n", b""]
+    for _ in range(40):
+        junk = rng.choice(heads) + rng.choice(heads) + rng.randbytes(rng.randrange(0, 200))
+        with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
+            raw.sendall(junk + rng.choice([b"\r\n\r\n", b""]))
+            raw.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(ConnectionError):
+                raw.recv(4096)
+    assert opener.opened == []
+    assert _post(harness, {"function": "iReadCardBas", "iType": 3}).json()["code"] == 0
+    # Every one was an expected refusal, none an internal error.
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
