@@ -18,7 +18,7 @@ from sscard_terminal.ecode import (
     decode_text,
     encode_text,
 )
-from sscard_terminal.ecode.cose import sig_structure
+from sscard_terminal.ecode.cose import _split_common_layout, _split_general, sig_structure
 from sscard_terminal.ecode.format import MAX_COSE_BYTES
 from sscard_terminal.errors import ECodeError, MalformedECodeError
 
@@ -185,3 +185,50 @@ def test_sig_structure_is_the_cbor_encoding_of_the_rfc_array(payload: bytes,
                                                              protected: bytes) -> None:
     assert sig_structure(protected, payload) == cbor2.dumps(
         ["Signature1", protected, b"", payload])
+
+
+# The fast paths (the canonical payload pattern, the common COSE layout) must agree with
+# the general decoder on every input: same result, or both refuse.
+
+_payloads = st.tuples(
+    st.text("abcdefghijklmnopqrstuvwxyz234567", min_size=24, max_size=24),
+    st.text("0123456789", min_size=6, max_size=6),
+    st.integers(0, 2**32 - 4000), st.integers(1, 3600), st.binary(min_size=8, max_size=32),
+).map(lambda t: ECodePayload(card_ref=t[0], region=t[1], issued_at=t[2],
+                             expires_at=t[2] + t[3], nonce=t[4]))
+
+
+def _outcome(parse, data: bytes) -> object:  # type: ignore[no-untyped-def]
+    try:
+        return parse(data)
+    except MalformedECodeError as exc:
+        return ("refused", exc.reason)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_payloads, st.integers(0, 200), st.integers(0, 255), st.booleans())
+def test_canonical_payload_fast_path_agrees_with_the_general_decoder(
+        payload: ECodePayload, where: int, byte: int, mutate: bool) -> None:
+    data = payload.to_cbor()
+    assert ECodePayload.from_cbor(data) == payload == ECodePayload.from_cbor_general(data)
+    if mutate:
+        index = where % (len(data) + 1)
+        data = data[:index] + bytes((byte,)) + data[index + 1:]
+    assert _outcome(ECodePayload.from_cbor, data) == _outcome(
+        ECodePayload.from_cbor_general, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=23), st.binary(max_size=300), st.binary(min_size=60, max_size=70),
+       st.booleans(), st.integers(0, 400), st.integers(0, 255), st.booleans())
+def test_common_cose_layout_agrees_with_the_general_decoder(
+        protected: bytes, payload: bytes, signature: bytes, tagged: bool, where: int,
+        byte: int, mutate: bool) -> None:
+    body = [protected, {}, payload, signature]
+    data = cbor2.dumps(cbor2.CBORTag(18, body) if tagged else body)
+    if mutate:
+        index = where % (len(data) + 1)
+        data = data[:index] + bytes((byte,)) + data[index + 1:]
+    fast = _split_common_layout(data)
+    if fast is not None:
+        assert fast == _split_general(data)

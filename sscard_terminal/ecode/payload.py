@@ -36,6 +36,15 @@ _MAX_TIME = 2**40    # far beyond any real date; stops huge integers early
 _CARD_REF = re.compile(r"[a-z2-7]{24}")
 _REGION = re.compile(r"[0-9]{6}")
 _KEYS = {1, 2, 3, 4, 5, 6}
+# The canonical CBOR of a version-1 payload (RFC 8949 §4.2, as ``to_cbor`` and every
+# issuer we know write it): map(6), keys 1-6 in order, a 24-letter card_ref, a six-digit
+# region, both times as 4-byte integers, an 8-32 byte nonce. Matched in one go on the
+# verification hot path, where a general decoder was the largest cost after the
+# signature; the captured groups still go through every check of ``__post_init__``.
+_CANONICAL = re.compile(
+    rb"\xa6\x01\x01\x02\x78\x18([a-z2-7]{24})\x03\x66([0-9]{6})"
+    rb"\x04\x1a(.{4})\x05\x1a(.{4})\x06(?:([\x48-\x57])|\x58([\x18-\x20]))(.*)",
+    re.DOTALL)
 
 
 def _bad(what: str) -> MalformedECodeError:
@@ -77,7 +86,25 @@ class ECodePayload:
 
     @classmethod
     def from_cbor(cls, data: bytes) -> ECodePayload:
-        """Parse and check; raise :class:`MalformedECodeError` (reason ``bad_payload``)."""
+        """Parse and check; raise :class:`MalformedECodeError` (reason ``bad_payload``).
+
+        The canonical encoding (what issuers write) is read with one pattern match;
+        anything else goes through the general decoder, which takes every valid
+        encoding. Both end in the same checks (``__post_init__``).
+        """
+        match = _CANONICAL.fullmatch(data)
+        if match is not None:
+            short, long, nonce = match[5], match[6], match[7]
+            if len(nonce) == (short[0] - 0x40 if short else long[0]):
+                return cls(version=1, card_ref=match[1].decode("ascii"),
+                           region=match[2].decode("ascii"),
+                           issued_at=int.from_bytes(match[3], "big"),
+                           expires_at=int.from_bytes(match[4], "big"), nonce=nonce)
+        return cls.from_cbor_general(data)
+
+    @classmethod
+    def from_cbor_general(cls, data: bytes) -> ECodePayload:
+        """:meth:`from_cbor` through the general CBOR decoder (any valid encoding)."""
         obj = strict_cbor_loads(data, "the e-code payload")
         if not int_keyed(obj) or set(obj) != _KEYS:
             raise _bad("the map must hold exactly keys 1-6")
