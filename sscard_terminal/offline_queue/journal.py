@@ -101,10 +101,8 @@ def record_hash(keys: JournalKeys, prev_hash: bytes, *, seq: int, record_id: str
 
     Equal to ``keys.mac(prev_hash, seq, record_id, ...)``, each part length-prefixed.
     """
-    return _chain_link(keys, prev_hash, seq=seq, record_id=record_id,
-                       terminal_framed=_framed(terminal_id), wall_time=wall_time,
-                       mono_ns=mono_ns, boot_framed=_framed(boot_id), kind=kind,
-                       payload=payload, personal=personal)
+    return _chain_link(keys, prev_hash, seq, record_id, _framed(terminal_id), wall_time,
+                       mono_ns, _framed(boot_id), kind, payload, personal)
 
 
 def _framed(text: str) -> bytes:
@@ -112,11 +110,11 @@ def _framed(text: str) -> bytes:
     return _LENGTH(len(data)) + data
 
 
-def _chain_link(keys: JournalKeys, prev_hash: bytes, *, seq: int, record_id: str,
-                terminal_framed: bytes, wall_time: str, mono_ns: int, boot_framed: bytes,
-                kind: str, payload: str, personal: bytes | None) -> bytes:
-    # Framed inline, with the per-journal constants framed once by the caller: every
-    # durable enqueue pays for this (see bench/queue.py).
+def _chain_link(keys: JournalKeys, prev_hash: bytes, seq: int,  # noqa: PLR0917
+                record_id: str, terminal_framed: bytes, wall_time: str, mono_ns: int,
+                boot_framed: bytes, kind: str, payload: str, personal: bytes | None) -> bytes:
+    # Framed inline, with the per-journal constants framed once by the caller, and called
+    # with positional arguments: every durable enqueue pays for this (see bench/queue.py).
     record_id_b, wall_b, kind_b, payload_b = (
         record_id.encode(), wall_time.encode(), kind.encode(), payload.encode())
     personal = personal or b""
@@ -299,18 +297,19 @@ class Journal:
         sealed = (self._keys.encrypt(
             _canonical_json(personal).encode(), record_id.encode(),
             entropy[ID_ENTROPY_BYTES:]) if personal else None)
-        wall, mono = self._wall_time(time.time_ns()), time.monotonic_ns()
+        seconds, rest = divmod(time.time_ns(), 1_000_000_000)
+        if seconds != self._wall_second:   # the formatted second is reused within it
+            self._wall_second, self._wall_prefix = seconds, _utc_iso(seconds * 1_000_000_000)[:-5]
+        wall, mono = f"{self._wall_prefix}.{rest // 1_000_000:03d}Z", time.monotonic_ns()
         with self._lock:
             for _attempt in range(3):
                 if self._cached_head is None:
                     self._cached_head = self._read_head()
                 head_seq, head_hash = self._cached_head
                 seq = head_seq + 1
-                hash_ = _chain_link(
-                    self._keys, head_hash, seq=seq, record_id=record_id,
-                    terminal_framed=self._terminal_framed, wall_time=wall, mono_ns=mono,
-                    boot_framed=self._boot_framed, kind=kind, payload=payload_json,
-                    personal=sealed)
+                hash_ = _chain_link(self._keys, head_hash, seq, record_id,
+                                    self._terminal_framed, wall, mono, self._boot_framed, kind,
+                                    payload_json, sealed)
                 try:
                     # One statement in autocommit mode: exactly one SQLite transaction.
                     # The head is cached; if another writer moved it, the sequence number
@@ -334,13 +333,6 @@ class Journal:
             self._added_since_status += 1
         return JournalRecord(seq, record_id, self.terminal_id, wall, mono, self._boot_id, kind,
                              dict(payload), sealed is not None, head_hash, hash_)
-
-    def _wall_time(self, ns: int) -> str:
-        """ISO 8601 UTC with milliseconds; the formatted second is reused within a second."""
-        seconds, rest = divmod(ns, 1_000_000_000)
-        if seconds != self._wall_second:
-            self._wall_second, self._wall_prefix = seconds, _utc_iso(seconds * 1_000_000_000)[:-5]
-        return f"{self._wall_prefix}.{rest // 1_000_000:03d}Z"
 
     def _enforce_limits(self) -> None:
         limits = self.limits
