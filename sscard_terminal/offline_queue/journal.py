@@ -180,8 +180,7 @@ class Journal:
         self._cached_head: tuple[int, bytes] | None = None
         self._status_at = 0.0
         self._added_since_status = 0     # enqueues since ``_status`` was read
-        self._wall_second = -1
-        self._wall_prefix = ""
+        self._wall_second = (-1, "")    # (Unix second, its ISO text up to the seconds)
         self._closed = False
 
     @property
@@ -298,9 +297,11 @@ class Journal:
             _canonical_json(personal).encode(), record_id.encode(),
             entropy[ID_ENTROPY_BYTES:]) if personal else None)
         seconds, rest = divmod(time.time_ns(), 1_000_000_000)
-        if seconds != self._wall_second:   # the formatted second is reused within it
-            self._wall_second, self._wall_prefix = seconds, _utc_iso(seconds * 1_000_000_000)[:-5]
-        wall, mono = f"{self._wall_prefix}.{rest // 1_000_000:03d}Z", time.monotonic_ns()
+        cached_second, prefix = self._wall_second   # one tuple: safe between threads
+        if seconds != cached_second:   # the formatted second is reused within it
+            prefix = _utc_iso(seconds * 1_000_000_000)[:-5]
+            self._wall_second = (seconds, prefix)
+        wall, mono = f"{prefix}.{rest // 1_000_000:03d}Z", time.monotonic_ns()
         with self._lock:
             for _attempt in range(3):
                 if self._cached_head is None:
