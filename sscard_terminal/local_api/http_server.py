@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..cards.unified import UnifiedCode
 from ..errors import ConfigError
+from .connections import StreamServer
 from .handler import LocalApi
 from .protocol import (
     MAX_REQUEST_BYTES,
@@ -143,17 +144,16 @@ async def _send(connection: WebSocket, answer: dict[str, Any]) -> None:
     await connection.send_text(encode_response(answer).decode("utf-8"))
 
 
-class LoopbackHttpServer:
+class LoopbackHttpServer(StreamServer):
     """Serves :class:`LocalApi` over HTTP and WebSocket on 127.0.0.1:``port`` (0: any
     free port; read :attr:`port` after :meth:`start`)."""
 
     def __init__(self, api: LocalApi, *, port: int, security: HttpSecurity) -> None:
+        super().__init__()
         self.api = api
         self.port = port
         self.security = security
-        self._server: asyncio.Server | None = None
         self._ids = itertools.count(1)
-        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         try:
@@ -165,29 +165,10 @@ class LoopbackHttpServer:
         _log.info("local API bridge on http://%s:%d (HTTP POST and WebSocket)",
                   LOOPBACK, self.port)
 
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def __aenter__(self) -> LoopbackHttpServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
     # --- one connection ------------------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
         try:
             await self._request(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
@@ -196,7 +177,6 @@ class LoopbackHttpServer:
             # A bug of ours costs this connection only, never the server.
             _log.exception("local API bridge: unexpected error; connection dropped")
         finally:
-            self._connections.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..cards.unified import UnifiedCode
 from ..errors import ConfigError
+from .connections import StreamServer
 from .handler import LocalApi
 from .protocol import (
     MAX_REQUEST_BYTES,
@@ -83,16 +84,15 @@ def _bind(path: Path) -> tuple[socket.socket, int]:
     return sock, inode
 
 
-class UnixSocketServer:
+class UnixSocketServer(StreamServer):
     """Serves :class:`LocalApi` on a Unix socket; ``async with`` starts and stops it."""
 
     def __init__(self, api: LocalApi, path: Path) -> None:
+        super().__init__()
         self.api = api
         self.path = path
-        self._server: asyncio.Server | None = None
         self._inode: int | None = None
         self._ids = itertools.count(1)
-        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         sock, self._inode = _bind(self.path)
@@ -101,32 +101,14 @@ class UnixSocketServer:
             self._serve, sock=sock, limit=MAX_REQUEST_BYTES + 1)
         _log.info("local API listening on %s", self.path)
 
-    async def stop(self) -> None:
-        """Stop listening, drop the connections (their sessions are released) and
-        remove the socket file if it is still ours."""
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
+    def _stopped(self) -> None:
+        # Remove the socket file, but only if it is still ours.
         with contextlib.suppress(OSError):
             if self.path.lstat().st_ino == self._inode:
                 self.path.unlink()
 
-    async def __aenter__(self) -> UnixSocketServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
         owner = f"unix:{next(self._ids)}"
         try:
             await self._lines(reader, writer, owner)
@@ -136,7 +118,6 @@ class UnixSocketServer:
             # A bug of ours costs this connection only, never the server.
             _log.exception("local API: unexpected error; connection dropped")
         finally:
-            self._connections.discard(task)
             writer.close()
             await self.api.release(owner)
 
