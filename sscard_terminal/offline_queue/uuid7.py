@@ -26,7 +26,7 @@ class Uuid7Generator:
     """Makes strictly increasing UUIDv7 values; safe to share between threads."""
 
     def __init__(self, clock_ms: Callable[[], int] | None = None) -> None:
-        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._clock_ms = clock_ms   # None: the system clock, read inline (hot path)
         self._lock = threading.Lock()
         self._last_ms = -1
         self._counter = 0
@@ -46,8 +46,8 @@ class Uuid7Generator:
         elif len(entropy) != ENTROPY_BYTES:
             raise ValueError(f"a UUIDv7 needs {ENTROPY_BYTES} random bytes")
         random = int.from_bytes(entropy, "big")
+        now = time.time_ns() // 1_000_000 if self._clock_ms is None else self._clock_ms()
         with self._lock:
-            now = self._clock_ms()
             if now > self._last_ms:
                 self._last_ms = now
                 # Start low in the counter space so that many ids fit in one millisecond.
