@@ -24,6 +24,7 @@ from typing import Protocol
 from ..central.models import CardStatus, DenylistEntry, DenylistUpdate
 from ..deadline import Deadline
 from ..errors import CentralProtocolError, DenylistError
+from ..sqlite_transaction import write_transaction
 from .clock import Clock, SystemClock, local_date
 
 __all__ = ["Denylist", "DenylistSource", "DenylistState"]
@@ -97,14 +98,13 @@ class Denylist:
         tables = {row[0] for row in self._db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         if app_id == 0 and not tables:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-            self._db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.execute("CREATE TABLE entries (card_ref TEXT PRIMARY KEY, "
-                             "status TEXT NOT NULL, until TEXT) WITHOUT ROWID")
-            self._db.executemany("INSERT INTO meta VALUES (?, ?)",
-                                 [("schema_version", str(SCHEMA_VERSION)), ("version", "0")])
-            self._db.execute("COMMIT")
+            with write_transaction(self._db) as db:
+                db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+                db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                db.execute("CREATE TABLE entries (card_ref TEXT PRIMARY KEY, "
+                           "status TEXT NOT NULL, until TEXT) WITHOUT ROWID")
+                db.executemany("INSERT INTO meta VALUES (?, ?)",
+                               [("schema_version", str(SCHEMA_VERSION)), ("version", "0")])
             return
         if app_id != _APPLICATION_ID:
             raise DenylistError(f"{self.path}: not a denylist file (foreign SQLite database); "
@@ -187,20 +187,17 @@ class Denylist:
             for entry in update.added:
                 entries[entry.card_ref] = entry
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                if update.full:
-                    self._db.execute("DELETE FROM entries")
-                self._db.executemany("DELETE FROM entries WHERE card_ref = ?",
-                                     [(ref,) for ref in update.removed])
-                self._db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
-                                     [(e.card_ref, e.status.value, e.until) for e in update.added])
-                self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                     [("version", str(update.version)),
-                                      ("installed_at", now.isoformat())])
-                self._db.execute("COMMIT")
+                with write_transaction(self._db) as db:
+                    if update.full:
+                        db.execute("DELETE FROM entries")
+                    db.executemany("DELETE FROM entries WHERE card_ref = ?",
+                                   [(ref,) for ref in update.removed])
+                    db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
+                                   [(e.card_ref, e.status.value, e.until) for e in update.added])
+                    db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                   [("version", str(update.version)),
+                                    ("installed_at", now.isoformat())])
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
                 raise DenylistError(f"{self.path}: cannot install denylist "
                                     f"version {update.version}: {exc}") from exc
             self._entries = entries

@@ -14,6 +14,7 @@ import threading
 from typing import Protocol
 
 from ..errors import JournalError
+from ..sqlite_transaction import write_transaction
 
 __all__ = ["MemoryReplayCache", "ReplayCache", "SqliteReplayCache"]
 
@@ -83,21 +84,16 @@ class SqliteReplayCache:
     def remember_once(self, key: bytes, keep_until: float, now: float) -> bool:
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.execute("DELETE FROM ecode_replay WHERE keep_until < ?", (now,))
-                    inserted = self._db.execute(
+                with write_transaction(self._db) as db:
+                    db.execute("DELETE FROM ecode_replay WHERE keep_until < ?", (now,))
+                    inserted = db.execute(
                         "INSERT OR IGNORE INTO ecode_replay(key, keep_until) VALUES (?, ?)",
                         (key, keep_until)).rowcount == 1
                     if inserted:
-                        self._db.execute(
+                        db.execute(
                             "DELETE FROM ecode_replay WHERE key IN (SELECT key FROM "
                             "ecode_replay ORDER BY keep_until LIMIT max(0, "
                             "(SELECT count(*) FROM ecode_replay) - ?))", (self._max,))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
             except sqlite3.Error as exc:
                 raise JournalError(f"e-code replay cache failed: {exc}") from exc
             return inserted

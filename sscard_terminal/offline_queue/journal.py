@@ -18,6 +18,7 @@ another record unnoticed.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import json.encoder
 import logging
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JournalError, JournalFullError, JournalKeyError
+from ..sqlite_transaction import write_transaction
 from .crypto import NONCE_BYTES, JournalKeys
 from .records import (
     AckOutcome,
@@ -467,31 +469,19 @@ class Journal:
             return 0
         acked_at = _utc_iso(time.time_ns())
         changed = 0
-        with self._lock:
-            conn = self._db
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for record, outcome, reason in acks:
-                        row = conn.execute(
-                            "SELECT hash FROM records WHERE seq=? AND id=? AND acked_at IS NULL",
-                            (record.seq, record.id)).fetchone()
-                        if row is None:
-                            continue
-                        mac = ack_mac(self._keys, bytes(row[0]), outcome.value, reason, acked_at)
-                        conn.execute(
-                            "UPDATE records SET acked_at=?, ack_outcome=?, ack_reason=?, "
-                            "ack_mac=? WHERE seq=?",
-                            (acked_at, outcome.value, reason, mac, record.seq))
-                        changed += 1
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise storage_error(self.path, exc) from exc
-            self._status = None
+        with self._write() as conn:
+            for record, outcome, reason in acks:
+                row = conn.execute(
+                    "SELECT hash FROM records WHERE seq=? AND id=? AND acked_at IS NULL",
+                    (record.seq, record.id)).fetchone()
+                if row is None:
+                    continue
+                mac = ack_mac(self._keys, bytes(row[0]), outcome.value, reason, acked_at)
+                conn.execute(
+                    "UPDATE records SET acked_at=?, ack_outcome=?, ack_reason=?, "
+                    "ack_mac=? WHERE seq=?",
+                    (acked_at, outcome.value, reason, mac, record.seq))
+                changed += 1
         return changed
 
     def prune(self, retention_s: float) -> int:
@@ -501,34 +491,34 @@ class Journal:
         same transaction), so verification still covers everything that remains.
         """
         cutoff = _utc_iso(time.time_ns() - int(retention_s * 1e9))
+        removed = 0
+        with self._write() as conn:
+            boundary = conn.execute(
+                "SELECT min(seq) FROM records WHERE acked_at IS NULL OR acked_at > ?",
+                (cutoff,)).fetchone()[0]
+            if boundary is None:
+                boundary = conn.execute(
+                    "SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
+            last = conn.execute(
+                "SELECT seq, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1",
+                (boundary,)).fetchone()
+            if last is not None:
+                removed = conn.execute("DELETE FROM records WHERE seq <= ?",
+                                       (last[0],)).rowcount
+                seq, hash_ = int(last[0]), bytes(last[1])
+                conn.execute(
+                    "UPDATE journal_meta SET value=? WHERE name='anchor'",
+                    (seq.to_bytes(8, "big") + hash_ + anchor_mac(self._keys, seq, hash_),))
+        return removed
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the journal's lock; SQLite failures become the
+        storage error a technician can act on, and the cached status is dropped."""
         with self._lock:
-            conn = self._db
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    boundary = conn.execute(
-                        "SELECT min(seq) FROM records WHERE acked_at IS NULL OR acked_at > ?",
-                        (cutoff,)).fetchone()[0]
-                    if boundary is None:
-                        boundary = conn.execute(
-                            "SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
-                    last = conn.execute(
-                        "SELECT seq, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1",
-                        (boundary,)).fetchone()
-                    removed = 0
-                    if last is not None:
-                        removed = conn.execute("DELETE FROM records WHERE seq <= ?",
-                                               (last[0],)).rowcount
-                        seq, hash_ = int(last[0]), bytes(last[1])
-                        conn.execute(
-                            "UPDATE journal_meta SET value=? WHERE name='anchor'",
-                            (seq.to_bytes(8, "big") + hash_ + anchor_mac(self._keys, seq, hash_),))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                with write_transaction(self._db) as conn:
+                    yield conn
             except sqlite3.Error as exc:
                 raise storage_error(self.path, exc) from exc
             self._status = None
-        return removed

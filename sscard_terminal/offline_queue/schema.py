@@ -23,6 +23,7 @@ from ..errors import (
     JournalNewerSchemaError,
     JournalStorageError,
 )
+from ..sqlite_transaction import write_transaction
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "read_meta", "storage_error"]
 
@@ -190,35 +191,26 @@ def _check_existing(path: Path, conn: sqlite3.Connection) -> None:
 
 
 def _apply(conn: sqlite3.Connection, version: int) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in _MIGRATIONS[version].split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute("INSERT INTO schema_versions VALUES (?, ?)",
-                     (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    with write_transaction(conn):
+        _migrate(conn, version)
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring the schema to ``version`` (inside the caller's transaction) and say so."""
+    for statement in _MIGRATIONS[version].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("INSERT INTO schema_versions VALUES (?, ?)",
+                 (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
 
 
 def _create(path: Path, conn: sqlite3.Connection,
             on_new: Callable[[sqlite3.Connection], None]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         for version in range(1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT INTO schema_versions VALUES (?, ?)",
-                         (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+            _migrate(conn, version)
         on_new(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     os.chmod(path, 0o600)
 
 

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sscard_terminal.central.models import Application, CardStatus, Entitlement, card_ref
 from sscard_terminal.central.signed import public_key_text
+from sscard_terminal.sqlite_transaction import write_transaction
 
 __all__ = [
     "DEMO_CARDS",
@@ -289,14 +290,8 @@ class CentralStore:
     @contextlib.contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
         """One explicit write transaction (BEGIN IMMEDIATE ... COMMIT / ROLLBACK)."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.conn) as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
