@@ -57,6 +57,8 @@ def vpcd_slot(pcscd: PcscdRunner) -> _Iterator[_Callable[..., VpcdLink]]:
 # --- central system (task B): the simulator as a real subprocess -----------------------
 from sscard_hardware_sim.central_harness import CentralSim  # noqa: E402 - per-part section
 
+from sscard_terminal.central.client import CentralClient  # noqa: E402 - per-part section
+
 
 @pytest.fixture
 def central_sim(tmp_path: _Path) -> _Iterator[CentralSim]:
@@ -72,3 +74,22 @@ def central_sim(tmp_path: _Path) -> _Iterator[CentralSim]:
         yield sim
     finally:
         sim.stop()
+
+
+@pytest.fixture
+def client(central_sim: CentralSim) -> _Iterator[CentralClient]:
+    """A client of ``central_sim`` as its bus terminal."""
+    with central_sim.make_client() as made:
+        yield made
+
+
+# --- decision pipeline: a real denylist file ------------------------------------------
+from sscard_terminal.decision import Denylist  # noqa: E402 - per-part section
+
+
+@pytest.fixture
+def denylist(tmp_path: _Path) -> _Iterator[Denylist]:
+    """An empty denylist file on the system clock (tests/test_decision_offline.py
+    overrides it with one on a manual clock)."""
+    with Denylist.open(tmp_path / "denylist.db") as store:
+        yield store

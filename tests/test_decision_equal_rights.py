@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sscard_hardware_sim.central_harness import CentralSim
@@ -48,18 +46,6 @@ CARDS = {
     "spare": CardStatus.REPLACED,
     "spare2": CardStatus.RENEWED,
 }
-
-
-@pytest.fixture
-def client(central_sim: CentralSim) -> Iterator[CentralClient]:
-    with central_sim.make_client() as made:
-        yield made
-
-
-@pytest.fixture
-def denylist(tmp_path: Path) -> Iterator[Denylist]:
-    with Denylist.open(tmp_path / "denylist.db") as store:
-        yield store
 
 
 def cli(sim: CentralSim, *args: str) -> str:

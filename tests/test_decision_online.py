@@ -8,9 +8,7 @@ import datetime as dt
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -36,18 +34,6 @@ from sscard_terminal.profiles import load_profile
 from .decision_helpers import ManualClock, read_tap, tap
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def client(central_sim: CentralSim) -> Iterator[CentralClient]:
-    with central_sim.make_client() as made:
-        yield made
-
-
-@pytest.fixture
-def denylist(tmp_path: Path) -> Iterator[Denylist]:
-    with Denylist.open(tmp_path / "denylist.db") as store:
-        yield store
 
 
 def number(key: str) -> str:
