@@ -26,13 +26,17 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import JournalKeyError
 
-__all__ = ["MASTER_KEY_BYTES", "NONCE_BYTES", "JournalKeys", "load_credential", "load_key_file"]
+__all__ = [
+    "LENGTH_PREFIX", "MASTER_KEY_BYTES", "NONCE_BYTES", "JournalKeys", "load_credential",
+    "load_key_file",
+]
 
 MASTER_KEY_BYTES = 32
 NONCE_BYTES = 12
 _ENCRYPTION_INFO = b"sscard-journal/personal-fields/aes-256-gcm/v1"
 _CHAIN_INFO = b"sscard-journal/hash-chain/hmac-sha256/v1"
-_LENGTH = struct.Struct(">I").pack   # the 4-byte big-endian length before each part
+LENGTH_PREFIX = struct.Struct(">I").pack
+"""The 4-byte big-endian length before each part a MAC covers (:meth:`JournalKeys.mac`)."""
 
 
 def _derive(master: bytes, salt: bytes, info: bytes) -> bytes:
@@ -57,7 +61,7 @@ class JournalKeys:
 
     def mac(self, *parts: bytes) -> bytes:
         """HMAC-SHA256 over length-prefixed parts (so no two part lists collide)."""
-        return self.mac_framed(b"".join([_LENGTH(len(part)) + part for part in parts]))
+        return self.mac_framed(b"".join([LENGTH_PREFIX(len(part)) + part for part in parts]))
 
     def mac_framed(self, message: bytes) -> bytes:
         """HMAC-SHA256 of a message already framed as :meth:`mac` frames its parts.

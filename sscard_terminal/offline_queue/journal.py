@@ -24,7 +24,6 @@ import json.encoder
 import logging
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,7 +32,7 @@ from typing import Any
 
 from ..errors import JournalError, JournalFullError, JournalKeyError
 from ..sqlite_transaction import write_transaction
-from .crypto import NONCE_BYTES, JournalKeys
+from .crypto import LENGTH_PREFIX, NONCE_BYTES, JournalKeys
 from .records import (
     AckOutcome,
     Alarm,
@@ -59,7 +58,7 @@ _SELECT_PENDING = (
     "prev_hash, hash, acked_at, ack_outcome, ack_reason, ack_mac "
     "FROM records WHERE acked_at IS NULL ORDER BY seq LIMIT ?")
 _LIMIT_REFRESH_S = 1.0
-_LENGTH = struct.Struct(">I").pack
+_LENGTH = LENGTH_PREFIX   # the framing JournalKeys.mac uses, shared so the two agree
 _EIGHT = _LENGTH(8)
 # Canonical JSON (sorted keys, no spaces): the stored text is what the chain hashes.
 _JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
