@@ -27,7 +27,14 @@ from typing import Any
 
 from ..deadline import Deadline
 from ..errors import CameraUnavailableError, ConfigError
-from .code_filter import CodeFilter, InputCounters, ScannedCode, ScannerEvent, ScannerState
+from .code_filter import (
+    CodeFilter,
+    InputCounters,
+    ScannedCode,
+    ScannerEvent,
+    ScannerState,
+    notify,
+)
 
 __all__ = ["CameraScanner", "decode_gray", "single_library_decoders", "to_gray"]
 
@@ -325,8 +332,4 @@ class CameraScanner:
     def _transition(self, state: ScannerState, kind: str, detail: str) -> None:
         previous, self._state = self._state, state
         log.info("camera %s: %s -> %s (%s) %s", self._target, previous, state, kind, detail)
-        if self._on_event is not None:
-            try:
-                self._on_event(ScannerEvent(kind, self.source, time.monotonic(), detail))
-            except Exception:
-                log.exception("camera event listener failed on %s", kind)
+        notify(self._on_event, kind, self.source, detail, log)

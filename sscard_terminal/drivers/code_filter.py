@@ -10,6 +10,7 @@ delivered the code, and every discarded read is counted rather than silently los
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 import unicodedata
@@ -23,6 +24,7 @@ __all__ = [
     "ScannedCode",
     "ScannerEvent",
     "ScannerState",
+    "notify",
 ]
 
 # Code texts are pseudonymous, but the national e-card's opaque codes are bearer tokens:
@@ -79,6 +81,18 @@ class ScannerEvent:
     source: str
     at_monotonic: float
     detail: str = ""
+
+
+def notify(listener: Callable[[ScannerEvent], None] | None, kind: str, source: str,
+           detail: str, log: logging.Logger) -> None:
+    """Hand a state change to the device's listener, if any. A broken listener must not
+    take the input device down with it: its failure is logged, never raised."""
+    if listener is None:
+        return
+    try:
+        listener(ScannerEvent(kind, source, time.monotonic(), detail))
+    except Exception:
+        log.exception("%s: event listener failed on %s", source, kind)
 
 
 @dataclass(frozen=True)

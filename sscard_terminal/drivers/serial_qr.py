@@ -29,6 +29,7 @@ from .code_filter import (
     ScannedCode,
     ScannerEvent,
     ScannerState,
+    notify,
 )
 from .line_framer import LineFramer, Terminator
 
@@ -269,13 +270,7 @@ class SerialQrScanner:
     def _transition(self, state: ScannerState, kind: str, detail: str) -> None:
         previous, self._state = self._state, state
         log.info("scanner %s: %s -> %s (%s) %s", self.port_path, previous, state, kind, detail)
-        if self._on_event is not None:
-            event = ScannerEvent(kind, self.source, time.monotonic(), detail)
-            try:
-                self._on_event(event)
-            except Exception:
-                # A broken listener must not take the scanner down with it.
-                log.exception("scanner event listener failed on %s", kind)
+        notify(self._on_event, kind, self.source, detail, log)
 
 
 def _explain_open_failure(path: str, exc: BaseException) -> str:
