@@ -24,6 +24,7 @@ __all__ = [
     "code_for_sw",
     "format_basic_info",
     "unified_code_for",
+    "unified_date",
 ]
 
 BASIC_INFO_FIELDS = (
@@ -77,7 +78,8 @@ class UnifiedCode(enum.IntEnum):
     UNKNOWN = -999
 
 
-def _date(value: _dt.date | None) -> str:
+def unified_date(value: _dt.date | None) -> str:
+    """A date as the unified interface writes it: ``YYYYMMDD``, empty when unknown."""
     return value.strftime("%Y%m%d") if value else ""
 
 
@@ -104,8 +106,8 @@ def format_basic_info(
         info.name.strip(),
         info.historical_bytes.hex().upper(),
         info.spec_version,
-        _date(info.issue_date),
-        _date(info.expiry_date),
+        unified_date(info.issue_date),
+        unified_date(info.expiry_date),
         terminal_number,
         device_number,
         *extra_fields,

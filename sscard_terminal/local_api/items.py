@@ -11,22 +11,15 @@ for dates, the name as tags 09 and 4E joined (so 4E itself is not offered: ask 0
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..cards.card_info import CardInfo
-from ..cards.unified import UnifiedCode
+from ..cards.ssse import GEN3_FREE_TAGS
+from ..cards.unified import UnifiedCode, unified_date
 from .protocol import RequestError
 
-__all__ = ["FREE_TAGS", "ItemFile", "format_items", "needs_authentication", "parse_items"]
-
-FREE_TAGS = frozenset({0x01, 0x03, 0x07})
-"""Tags a generation 3 card gives without read authentication."""
-
-
-def _date(value: _dt.date | None) -> str:
-    return value.strftime("%Y%m%d") if value else ""
+__all__ = ["ItemFile", "format_items", "needs_authentication", "parse_items"]
 
 
 _VALUES: dict[str, dict[int, Callable[[CardInfo], str]]] = {
@@ -35,8 +28,8 @@ _VALUES: dict[str, dict[int, Callable[[CardInfo], str]]] = {
         0x02: lambda i: i.card_type,
         0x03: lambda i: i.spec_version,
         0x04: lambda i: i.initialising_institution,
-        0x05: lambda i: _date(i.issue_date),
-        0x06: lambda i: _date(i.expiry_date),
+        0x05: lambda i: unified_date(i.issue_date),
+        0x06: lambda i: unified_date(i.expiry_date),
         0x07: lambda i: i.card_number,
     },
     "EF06": {
@@ -45,7 +38,7 @@ _VALUES: dict[str, dict[int, Callable[[CardInfo], str]]] = {
         0x0A: lambda i: i.sex_code,
         0x0B: lambda i: i.ethnicity_code,
         0x0C: lambda i: i.birthplace,
-        0x0D: lambda i: _date(i.birth_date),
+        0x0D: lambda i: unified_date(i.birth_date),
     },
 }
 _APPLICATIONS = ("SSSE", "3F00")
@@ -99,7 +92,7 @@ def parse_items(text: str) -> tuple[ItemFile, ...]:
 def needs_authentication(files: tuple[ItemFile, ...]) -> bool:
     """Whether any item asked for is closed on a generation 3 card until read
     authentication (anything but 01, 03, 07)."""
-    return any(tag not in FREE_TAGS for item in files for tag in item.tags)
+    return any(tag not in GEN3_FREE_TAGS for item in files for tag in item.tags)
 
 
 def format_items(files: tuple[ItemFile, ...], info: CardInfo) -> str:
