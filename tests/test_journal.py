@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -107,6 +108,49 @@ def test_chain_link_is_the_mac_of_the_length_prefixed_fields() -> None:
                             (-5).to_bytes(8, "big", signed=True), b"b" * 36, b"card_tap",
                             fields["payload"].encode(), personal or b"")
         assert record_hash(keys, prev, personal=personal, **fields) == expected  # type: ignore[arg-type]
+
+
+def test_uuid7_takes_the_callers_clock_and_random_bits() -> None:
+    generator = Uuid7Generator()
+    now_ns = 1_763_856_000_123_456_789
+    first = uuid.UUID(generator.new_text(bytes(range(1, 11)), now_ns))
+    assert first.int >> 80 == now_ns // 1_000_000 and first.version == 7
+    # rand_b is the entropy's last 8 bytes under the variant bits: nothing else random.
+    assert first.int & ((1 << 62) - 1) == int.from_bytes(bytes(range(3, 11)), "big") & (
+        (1 << 62) - 1)
+    # The clock stepping back keeps the ids increasing.
+    second = uuid.UUID(generator.new_text(bytes(10), now_ns - 5_000_000))
+    assert second > first and second.int >> 80 == now_ns // 1_000_000
+    with pytest.raises(ValueError, match="10 random bytes"):
+        generator.new_text(bytes(9))
+
+
+def test_chain_mac_is_hmac_sha256_of_the_chain_key() -> None:
+    keys = JournalKeys.derive(bytes(range(32)), "BUS-0042")
+    for message in (b"", b"x", bytes(range(256)) * 3):
+        expected = hmac.new(keys.chain_key, message, hashlib.sha256).digest()
+        assert keys.mac_framed(message) == expected
+    assert keys.mac(b"a", b"bc") == hmac.new(
+        keys.chain_key, b"\0\0\0\x01a\0\0\0\x02bc", hashlib.sha256).digest()
+
+
+@pytest.mark.parametrize(("payload", "error", "message"), [
+    ({"fare": object()}, TypeError, "'object' values are not JSON"),
+    ({"fare": b"\x01"}, TypeError, "'bytes' values are not JSON"),
+    ({"fare": float("nan")}, ValueError, "not JSON compliant"),
+    ({"fare": float("inf")}, ValueError, "not JSON compliant"),
+])
+def test_enqueue_refuses_a_payload_json_cannot_hold_and_writes_nothing(
+        tmp_path: Path, payload: dict[str, object], error: type[Exception],
+        message: str) -> None:
+    path = _filled(tmp_path, 2)
+    with _open(path) as journal:
+        with pytest.raises(error, match=message):
+            journal.enqueue("card_tap", payload)
+        with pytest.raises(error, match=message):
+            journal.enqueue("card_tap", {"fare_cents": 1}, {"name": payload["fare"]})
+        assert journal.enqueue("card_tap", {"fare_cents": 1}).seq == 3
+        assert verify_journal(journal).ok
 
 
 @pytest.mark.parametrize("value", [

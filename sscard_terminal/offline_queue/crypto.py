@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -25,6 +26,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import JournalKeyError
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 __all__ = [
     "LENGTH_PREFIX", "MASTER_KEY_BYTES", "NONCE_BYTES", "JournalKeys", "load_credential",
@@ -35,6 +39,7 @@ MASTER_KEY_BYTES = 32
 NONCE_BYTES = 12
 _ENCRYPTION_INFO = b"sscard-journal/personal-fields/aes-256-gcm/v1"
 _CHAIN_INFO = b"sscard-journal/hash-chain/hmac-sha256/v1"
+_SHA256_BLOCK = 64
 LENGTH_PREFIX = struct.Struct(">I").pack
 """The 4-byte big-endian length before each part a MAC covers (:meth:`JournalKeys.mac`)."""
 
@@ -67,18 +72,25 @@ class JournalKeys:
         """HMAC-SHA256 of a message already framed as :meth:`mac` frames its parts.
 
         For the one hot caller (the chain link of every enqueue), which frames its parts
-        inline; tests pin both paths to the same result.
+        inline; tests pin both paths to the same result, and to :func:`hmac.new`.
         """
-        mac = self._chain_hmac.copy()
-        mac.update(message)
-        return mac.digest()
+        inner_pad, outer_pad = self._chain_pads
+        inner = inner_pad.copy()
+        inner.update(message)
+        outer = outer_pad.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     @cached_property
-    def _chain_hmac(self) -> hmac.HMAC:
-        # Keyed once and copied per message: ``hmac.digest(key, msg, "sha256")`` looks the
-        # digest up and keys it again on every call, which is most of its cost right after
-        # a commit's fsync has let the CPU go cold (see bench/queue.py).
-        return hmac.new(self.chain_key, digestmod=hashlib.sha256)
+    def _chain_pads(self) -> tuple[_Hash, _Hash]:
+        # HMAC (RFC 2104) from its two keyed SHA-256 states, each hashed once and copied
+        # per message. ``hmac.HMAC.copy()`` does the same through several Python-level
+        # calls, and ``hmac.digest`` keys both states again on every call; right after a
+        # commit's fsync has let the CPU caches go cold, either costs several times the
+        # hashing itself (see bench/queue.py). The key is 32 bytes, shorter than the block.
+        block = self.chain_key.ljust(_SHA256_BLOCK, b"\0")
+        return (hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+                hashlib.sha256(bytes(b ^ 0x5C for b in block)))
 
     @cached_property
     def _aead(self) -> AESGCM:

@@ -57,21 +57,36 @@ _SELECT_PENDING = (
     "SELECT seq, id, terminal_id, wall_time, mono_ns, boot_id, kind, payload, personal, "
     "prev_hash, hash, acked_at, ack_outcome, ack_reason, ack_mac "
     "FROM records WHERE acked_at IS NULL ORDER BY seq LIMIT ?")
+_INSERT = ("INSERT INTO records (seq, id, terminal_id, wall_time, mono_ns, boot_id, kind, "
+           "payload, personal, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 _LIMIT_REFRESH_S = 1.0
+_ENTROPY_PER_RECORD = ID_ENTROPY_BYTES + NONCE_BYTES
 _LENGTH = LENGTH_PREFIX   # the framing JournalKeys.mac uses, shared so the two agree
 _EIGHT = _LENGTH(8)
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"journal payload: {type(value).__name__!r} values are not JSON "
+                    f"(use str, int, float, bool, None, list or dict)")
+
+
 # Canonical JSON (sorted keys, no spaces): the stored text is what the chain hashes.
-_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                         allow_nan=False, default=_not_json)
 # The same encoder's C core, built once. ``JSONEncoder.encode`` builds it again on every
 # call, which is a third of an enqueue's JSON cost; the output is identical (a test pins it).
 _MAKE_C_ENCODER: Callable[..., Callable[[object, int], Sequence[str]]] | None = getattr(
     json.encoder, "c_make_encoder", None)
-_C_JSON = (_MAKE_C_ENCODER(None, None, json.encoder.encode_basestring, None, ":", ",", True,
-                           False, True) if _MAKE_C_ENCODER is not None else None)
+_C_JSON = (_MAKE_C_ENCODER(None, _not_json, json.encoder.encode_basestring, None, ":", ",",
+                           True, False, False) if _MAKE_C_ENCODER is not None else None)
 
 
 def _canonical_json(value: Mapping[str, Any]) -> str:
-    """Sorted keys, no spaces, UTF-8 left as is: the text the chain hashes."""
+    """Sorted keys, no spaces, UTF-8 left as is: the text the chain hashes.
+
+    Raises ``TypeError`` for a value JSON cannot hold, ``ValueError`` for NaN or infinity
+    (not JSON: the central would refuse the record).
+    """
     data = value if type(value) is dict else dict(value)
     if _C_JSON is None:
         return _JSON.encode(data)
@@ -290,20 +305,24 @@ class Journal:
         """
         if self._limited:
             self._enforce_limits()
+        # Everything below runs right after the previous commit's fsync, with the CPU
+        # caches cold, where each step costs several times its warm price: keep it lean
+        # (docs/offline-journal.md).
         payload_json = _canonical_json(payload)
-        # One system call draws the id's random bits and the personal fields' nonce.
-        entropy = os.urandom(ID_ENTROPY_BYTES + NONCE_BYTES)
-        record_id = self._ids.new_text(entropy[:ID_ENTROPY_BYTES])
-        sealed = (self._keys.encrypt(
-            _canonical_json(personal).encode(), record_id.encode(),
-            entropy[ID_ENTROPY_BYTES:]) if personal else None)
-        seconds, rest = divmod(time.time_ns(), 1_000_000_000)
+        entropy = os.urandom(_ENTROPY_PER_RECORD)   # the id's random bits and the nonce
+        now = time.time_ns()
+        record_id = self._ids.new_text(entropy[:ID_ENTROPY_BYTES], now)
+        sealed = (self._keys.encrypt(_canonical_json(personal).encode(), record_id.encode(),
+                                     entropy[ID_ENTROPY_BYTES:]) if personal else None)
+        seconds, rest = divmod(now, 1_000_000_000)
         cached_second, prefix = self._wall_second   # one tuple: safe between threads
         if seconds != cached_second:   # the formatted second is reused within it
             prefix = _utc_iso(seconds * 1_000_000_000)[:-5]
             self._wall_second = (seconds, prefix)
         wall, mono = f"{prefix}.{rest // 1_000_000:03d}Z", time.monotonic_ns()
         with self._lock:
+            if self._closed:
+                raise JournalError(f"journal {self.path} is closed")
             for _attempt in range(3):
                 if self._cached_head is None:
                     self._cached_head = self._read_head()
@@ -316,11 +335,9 @@ class Journal:
                     # One statement in autocommit mode: exactly one SQLite transaction.
                     # The head is cached; if another writer moved it, the sequence number
                     # collides with the primary key and we re-read and re-link.
-                    self._db.execute(
-                        "INSERT INTO records (seq, id, terminal_id, wall_time, mono_ns, boot_id,"
-                        " kind, payload, personal, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        (seq, record_id, self.terminal_id, wall, mono, self._boot_id, kind,
-                         payload_json, sealed, head_hash, hash_))
+                    self._conn.execute(
+                        _INSERT, (seq, record_id, self.terminal_id, wall, mono, self._boot_id,
+                                  kind, payload_json, sealed, head_hash, hash_))
                 except sqlite3.IntegrityError:
                     self._cached_head = None
                     continue

@@ -18,6 +18,7 @@ from collections.abc import Callable
 __all__ = ["Uuid7Generator"]
 
 _COUNTER_MAX = 0xFFF
+_MS_MASK = (1 << 48) - 1
 ENTROPY_BYTES = 10
 """Random bytes one id uses (62 bits of ``rand_b``, 9 for the counter's start)."""
 
@@ -34,24 +35,27 @@ class Uuid7Generator:
     def new(self) -> uuid.UUID:
         return uuid.UUID(self.new_text())
 
-    def new_text(self, entropy: bytes | None = None) -> str:
+    def new_text(self, entropy: bytes | None = None, now_ns: int | None = None) -> str:
         """The next id in its canonical text form, without building a ``UUID`` object.
 
         The journal asks for one per durable enqueue, so this is the one implementation
         (:meth:`new` parses its text). ``entropy``: 10 fresh random bytes when the caller
-        already drew them (one system call per record, not two).
+        already drew them (one system call per record, not two); ``now_ns``: the wall
+        clock the caller already read (so the id and the record's time agree).
         """
         if entropy is None:
             entropy = os.urandom(ENTROPY_BYTES)
         elif len(entropy) != ENTROPY_BYTES:
             raise ValueError(f"a UUIDv7 needs {ENTROPY_BYTES} random bytes")
-        random = int.from_bytes(entropy, "big")
-        now = time.time_ns() // 1_000_000 if self._clock_ms is None else self._clock_ms()
+        if self._clock_ms is not None:
+            now = self._clock_ms()
+        else:
+            now = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
         with self._lock:
             if now > self._last_ms:
                 self._last_ms = now
                 # Start low in the counter space so that many ids fit in one millisecond.
-                self._counter = (random >> 64) & 0x1FF
+                self._counter = ((entropy[0] << 8) | entropy[1]) & 0x1FF
             else:
                 self._counter += 1
                 if self._counter > _COUNTER_MAX:
@@ -59,8 +63,9 @@ class Uuid7Generator:
                     self._last_ms += 1
                     self._counter = 0
             ms, counter = self._last_ms, self._counter
-        value = (((ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62)
-                 | (random & ((1 << 62) - 1)))
-        digits = f"{value:032x}"
+        # unix_ts_ms (48) | ver (4) | rand_a (12), then var (2) | rand_b (62): as bytes and
+        # one hex conversion, which is a fraction of the cost of formatting a 128-bit int.
+        digits = ((((ms & _MS_MASK) << 16) | 0x7000 | counter).to_bytes(8, "big")
+                  + bytes((0x80 | (entropy[2] & 0x3F),)) + entropy[3:]).hex()
         return (f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-"
                 f"{digits[20:]}")
