@@ -45,9 +45,14 @@ def test_verify_accepts_online_then_offline_from_the_cached_trust_list(
     assert done.returncode == 0, done.stderr
     assert "ACCEPTED (accepted)" in done.stdout and "verified online" in done.stdout
     assert "card status: normal" in done.stdout and trust.exists()
-    offline = _sscard("verify", issue_code(central_sim.store, normal, alg="EdDSA"),
-                      "--trust-list", str(trust))
+    code = issue_code(central_sim.store, normal, alg="EdDSA")
+    offline = _sscard("verify", code, "--trust-list", str(trust),
+                      "--central-key", central_sim.central_public_key)
     assert offline.returncode == 0 and "verified offline" in offline.stdout
+    # The file is trusted only as the central signed it: no key, no trust.
+    keyless = _sscard("verify", code, "--trust-list", str(trust))
+    assert keyless.returncode == 16 and "REFUSED (no_trust_list)" in keyless.stdout
+    assert "--central-key" in keyless.stderr
 
 
 def test_verify_refuses_a_cancelled_cards_code_with_exit_16(

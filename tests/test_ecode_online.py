@@ -15,6 +15,7 @@ from sscard_hardware_sim.central_harness import CentralSim
 from sscard_hardware_sim.central_store import DEMO_CARDS
 
 from sscard_terminal.central.models import CardStatus, Channel
+from sscard_terminal.central.signed import load_public_key
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.ecode import (
     SIMULATOR_SHAPES,
@@ -33,7 +34,8 @@ PROFILE = RecognitionProfile.from_mapping(SIMULATOR_SHAPES)
 def _verifier(sim: CentralSim, tmp_path: Path, *, central: bool = True,
               identity: bool = False, policy: str = "refuse") -> ECodeVerifier:
     client = sim.make_client(identity=identity)
-    trust = CentralTrustListProvider(client, cache=CachedTrustListFile(tmp_path / "trust.json"))
+    cache = CachedTrustListFile(tmp_path / "trust.json", load_public_key(sim.central_public_key))
+    trust = CentralTrustListProvider(client, cache=cache)
     return ECodeVerifier(trust, MemoryReplayCache(), central=client if central else None,
                          recognition=PROFILE, opaque_policy=policy)  # type: ignore[arg-type]
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from pathlib import Path
 
 import cbor2
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sscard_terminal.central import models
+from sscard_terminal.central import models, read_signed_trust_list
+from sscard_terminal.central.signed import sign_document
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.ecode import (
     DEFAULT_ALGORITHMS,
@@ -225,6 +229,20 @@ def test_the_centrals_trust_list_converts_with_key_validity_and_revocation() -> 
     assert late.reason is Reason.KEY_OUT_OF_VALIDITY and "sim-es256-1" in late.message
 
 
+_CENTRAL_KEY = Ed25519PrivateKey.generate()
+
+
+def _signed(trust: models.TrustList) -> models.TrustList:
+    """``trust`` as the central client returns it: read from the central's signed envelope."""
+    document = {"type": "trust_list", "version": trust.version, "issued_at": trust.issued_at,
+                "keys": [{"kid": k.kid, "alg": k.alg,
+                          "public_key": base64.b64encode(k.public_key).decode("ascii"),
+                          "not_before": k.not_before, "not_after": k.not_after,
+                          "revoked": k.revoked} for k in trust.keys]}
+    return read_signed_trust_list(sign_document(_CENTRAL_KEY, document),
+                                  _CENTRAL_KEY.public_key())
+
+
 class _FlakySource:
     """Stands in for the central client's trust_list(); the real client is exercised in
     test_ecode_online.py against the simulator."""
@@ -242,9 +260,9 @@ class _FlakySource:
 def test_trust_list_is_cached_in_memory_and_on_disk_for_a_restart_while_central_is_down(
         tmp_path: Path) -> None:
     a = es256_issuer(b"sim-es256-1")
-    source = _FlakySource(_central_trust_list((a, False)))
+    source = _FlakySource(_signed(_central_trust_list((a, False))))
     ticks = [0.0]
-    cache = CachedTrustListFile(tmp_path / "trust.json")
+    cache = CachedTrustListFile(tmp_path / "trust.json", _CENTRAL_KEY.public_key())
     provider = CentralTrustListProvider(source, cache=cache, refresh_after=300,
                                         retry_after=30, clock=lambda: ticks[0])
     assert a.kid in provider.trust_list(_deadline()).keys
@@ -258,7 +276,8 @@ def test_trust_list_is_cached_in_memory_and_on_disk_for_a_restart_while_central_
     restarted = CentralTrustListProvider(source, cache=cache)
     verifier = ECodeVerifier(restarted, memory_cache(), clock=lambda: NOW)
     assert verifier.verify(a.issue(CARD_REF, REGION, now=NOW), deadline=_deadline()).accepted
-    nothing = CentralTrustListProvider(source, cache=CachedTrustListFile(tmp_path / "no.json"))
+    nothing = CentralTrustListProvider(
+        source, cache=CachedTrustListFile(tmp_path / "no.json", _CENTRAL_KEY.public_key()))
     refused = ECodeVerifier(nothing, memory_cache(), clock=lambda: NOW).verify(
         a.issue(CARD_REF, REGION, now=NOW), deadline=_deadline())
     assert refused.reason is Reason.NO_TRUST_LIST
@@ -268,7 +287,64 @@ def test_a_damaged_trust_list_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "trust.json"
     path.write_text('{"keys": [{"kid": "zz"}]}')
     with pytest.raises(ConfigError, match="damaged"):
-        CachedTrustListFile(path).load()
+        CachedTrustListFile(path, _CENTRAL_KEY.public_key()).load()
+    path.write_text('{"keys": [')
+    with pytest.raises(ConfigError, match="damaged"):
+        CachedTrustListFile(path, _CENTRAL_KEY.public_key()).load()
+
+
+def _cached(tmp_path: Path, *keys: tuple[object, bool]) -> CachedTrustListFile:
+    cache = CachedTrustListFile(tmp_path / "trust.json", _CENTRAL_KEY.public_key())
+    cache.save(_signed(_central_trust_list(*keys)))
+    return cache
+
+
+def test_the_cache_holds_the_centrals_signed_document_and_checks_it_on_every_load(
+        tmp_path: Path) -> None:
+    a = es256_issuer(b"sim-es256-1")
+    cache = _cached(tmp_path, (a, False))
+    envelope = json.loads(cache.path.read_text(encoding="utf-8"))
+    assert envelope["document"]["type"] == "trust_list" and envelope["signature"]
+    assert a.kid in cache.load().keys
+    # Without the pinned key the file is not trusted, whoever wrote it.
+    with pytest.raises(ConfigError, match="--central-key"):
+        CachedTrustListFile(cache.path, None).load()
+    # Nor with another central's key.
+    with pytest.raises(ConfigError, match="refused"):
+        CachedTrustListFile(cache.path, Ed25519PrivateKey.generate().public_key()).load()
+    # A list that did not come from the central's envelope is never written.
+    with pytest.raises(ValueError, match="signed envelope"):
+        cache.save(_central_trust_list((a, False)))
+
+
+@pytest.mark.parametrize("edit", ["add_key", "unrevoke", "extend_validity"])
+def test_an_edited_cache_file_is_refused_and_codes_are_not_verified_from_it(
+        tmp_path: Path, edit: str) -> None:
+    """Whoever can write the state directory must not be able to add a signer key or undo
+    a revocation: the central's signature covers the document, and it is checked again."""
+    genuine, revoked = es256_issuer(b"sim-es256-1"), eddsa_issuer(b"sim-ed25519-1")
+    cache = _cached(tmp_path, (genuine, False), (revoked, True))
+    envelope = json.loads(cache.path.read_text(encoding="utf-8"))
+    keys = envelope["document"]["keys"]
+    forger = es256_issuer(b"forger-1")
+    if edit == "add_key":
+        keys.append(dict(keys[0], kid="forger-1", public_key=base64.b64encode(
+            forger.private_key.public_key().public_bytes(  # type: ignore[attr-defined]
+                Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).decode("ascii")))
+    elif edit == "unrevoke":
+        keys[1]["revoked"] = False
+    else:
+        keys[0]["not_after"] = "2199-12-31"
+    cache.path.write_text(json.dumps(envelope), encoding="utf-8")
+    with pytest.raises(ConfigError, match="refused"):
+        cache.load()
+    source = _FlakySource(_signed(_central_trust_list((genuine, False))))
+    source.down = True
+    verifier = ECodeVerifier(CentralTrustListProvider(source, cache=cache), memory_cache(),
+                             clock=lambda: NOW)
+    for issuer in (forger, revoked, genuine):
+        result = verifier.verify(issuer.issue(CARD_REF, REGION, now=NOW), deadline=_deadline())
+        assert result.reason is Reason.NO_TRUST_LIST
 
 
 class _PluggedAlgorithm:

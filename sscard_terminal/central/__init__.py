@@ -1,6 +1,6 @@
 """Client of the central system's terminal protocol (docs/central-protocol.md)."""
 
-from .client import MAX_BATCH, CentralClient, TerminalConfig
+from .client import MAX_BATCH, CentralClient, TerminalConfig, read_signed_trust_list
 from .models import (
     Application,
     CardStatus,
@@ -38,4 +38,5 @@ __all__ = [
     "TrustList",
     "TrustedKey",
     "card_ref",
+    "read_signed_trust_list",
 ]

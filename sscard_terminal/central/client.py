@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import socket
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -67,7 +68,7 @@ from .models import (
 )
 from .signed import load_public_key, verify_document
 
-__all__ = ["MAX_BATCH", "CentralClient", "TerminalConfig"]
+__all__ = ["MAX_BATCH", "CentralClient", "TerminalConfig", "read_signed_trust_list"]
 
 _log = logging.getLogger(__name__)
 
@@ -303,8 +304,11 @@ class CentralClient:
         return _parse_denylist(document)
 
     def trust_list(self, deadline: Deadline) -> TrustList:
-        """The e-code signer keys, signature checked against the pinned central key."""
-        return _parse_trust_list(self._signed("/v1/trust-list", "trust_list", deadline))
+        """The e-code signer keys, signature checked against the pinned central key (the
+        signed envelope stays on the result, for a cache to check again)."""
+        key = self._pinned_key("trust_list")
+        return read_signed_trust_list(
+            self._request("GET", "/v1/trust-list", None, deadline, retry=True), key)
 
     def get_json(self, path: str, deadline: Deadline) -> dict[str, Any]:
         """A signed GET of an extension route; retried within the deadline."""
@@ -318,10 +322,14 @@ class CentralClient:
     # --- plumbing ---------------------------------------------------------------------------
 
     def _signed(self, path: str, kind: str, deadline: Deadline) -> dict[str, Any]:
+        key = self._pinned_key(kind)
+        return verify_document(key, self._request("GET", path, None, deadline, retry=True),
+                               kind)
+
+    def _pinned_key(self, kind: str) -> Ed25519PublicKey:
         if self._public_key is None:
             raise ConfigError(f"no central public key configured: cannot verify the {kind}")
-        envelope = self._request("GET", path, None, deadline, retry=True)
-        return verify_document(self._public_key, envelope, kind)
+        return self._public_key
 
     def _request(self, method: str, path: str, body: Mapping[str, Any] | None,
                  deadline: Deadline, *, retry: bool) -> dict[str, Any]:
@@ -517,6 +525,18 @@ def _parse_denylist(document: Mapping[str, Any]) -> DenylistUpdate:
                           since_version=_int(document, "since_version"),
                           full=bool(document.get("full")), added=tuple(added),
                           removed=tuple(removed_raw))
+
+
+def read_signed_trust_list(envelope: object, central_key: Ed25519PublicKey) -> TrustList:
+    """The trust list in a signed envelope, checked against the pinned central key.
+
+    The envelope is kept on the result. Raises :class:`CentralProtocolError` when the
+    envelope is malformed, is not a trust list or does not verify.
+    """
+    document = verify_document(central_key, envelope, "trust_list")
+    # verify_document refused anything but a dict, so the cast only tells the type checker.
+    return dataclasses.replace(_parse_trust_list(document),
+                               envelope=cast("dict[str, Any]", envelope))
 
 
 def _parse_trust_list(document: Mapping[str, Any]) -> TrustList:

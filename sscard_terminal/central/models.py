@@ -10,7 +10,7 @@ import base64
 import enum
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..privacy import mask_id_number, mask_name
@@ -239,9 +239,17 @@ class TrustedKey:
 
 @dataclass(frozen=True)
 class TrustList:
+    """The e-code signer keys as the central published them.
+
+    ``envelope`` is the signed envelope the list was read from (when it came from the
+    central): a cache keeps that, not the parsed list, so that whoever loads the cache
+    checks the central's signature again instead of trusting a file.
+    """
+
     version: int
     issued_at: str
     keys: tuple[TrustedKey, ...]
+    envelope: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def key(self, kid: str) -> TrustedKey | None:
         return next((k for k in self.keys if k.kid == kid), None)

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..central.client import CentralClient, TerminalConfig
+from ..central.signed import load_public_key
 from ..deadline import Deadline
 from ..ecode import (
     SIMULATOR_SHAPES,
@@ -39,8 +40,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--central is given and answers, online for the card's status (the same status "
         "as a tap of the card). National e-card and e-voucher codes are online only. "
         "Output is masked; exit 0 when accepted, 16 when refused or deferred.",
-        epilog="Example: sscard verify 'SC1:6BFOXN*TS0...' --central terminal.json "
-        "--trust-list /var/lib/sscard/trust.json",
+        epilog="Examples: sscard verify 'SC1:6BFOXN*TS0...' --central terminal.json "
+        "--trust-list /var/lib/sscard/trust.json\n"
+        "          sscard verify 'SC1:6BFOXN*TS0...' --trust-list trust.json "
+        "--central-key KEY   (offline)",
         formatter_class=_RAW)
     verify.add_argument("code", metavar="CODE", help="the code text as scanned")
     add_verification_options(verify)
@@ -53,8 +56,11 @@ def add_verification_options(parser: argparse.ArgumentParser) -> None:
                         help="terminal config JSON (base_url, terminal_id, secret, "
                         "central_public_key) for the trust list and online checks")
     parser.add_argument("--trust-list", type=Path, metavar="FILE",
-                        help="cached trust list file: read when offline, refreshed from "
-                        "--central when it answers")
+                        help="cached trust list file (the central's signed document): read "
+                        "when offline, refreshed from --central when it answers")
+    parser.add_argument("--central-key", metavar="KEY",
+                        help="the central's public key (base64url, as central_public_key in "
+                        "the terminal config) to check --trust-list without --central")
     parser.add_argument("--shape", action="append", default=[], metavar="KIND=REGEX",
                         help="shape of an opaque code kind (national, evoucher); repeatable")
     parser.add_argument("--sim-shapes", action="store_true",
@@ -84,11 +90,14 @@ def build_verifier(args: argparse.Namespace) -> tuple[ECodeVerifier, CentralClie
             raise ConfigError(f"--shape wants KIND=REGEX, not {item!r}")
         shapes[kind] = pattern
     recognition = RecognitionProfile.from_mapping(shapes)
-    cache = CachedTrustListFile(args.trust_list) if args.trust_list else None
+    config = (TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
+              if args.central is not None else None)
+    key_text = args.central_key or (config.central_public_key if config else None)
+    central_key = load_public_key(key_text) if key_text else None
+    cache = CachedTrustListFile(args.trust_list, central_key) if args.trust_list else None
     client: CentralClient | None = None
     trust: TrustListProvider
-    if args.central is not None:
-        config = TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
+    if config is not None:
         client = CentralClient.from_config(config)
         trust = CentralTrustListProvider(client, cache=cache)
     elif cache is not None:

@@ -8,7 +8,8 @@ parsed once so verifying a code does no key parsing, validity as Unix seconds.
 
 :class:`CentralTrustListProvider` keeps the last good list in memory and in a file, so a
 terminal that restarts while the central is down still verifies codes offline. The file
-is the terminal's own state (like its journal), written atomically.
+holds the central's signed envelope, written atomically, and is checked against the
+pinned central key each time it is read.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
@@ -33,8 +35,9 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from ..central import models
+from ..central.client import read_signed_trust_list
 from ..deadline import Deadline
-from ..errors import ConfigError, SscardError
+from ..errors import CentralProtocolError, ConfigError, SscardError
 from .algorithms import DEFAULT_ALGORITHMS, EDDSA, ES256, SignatureAlgorithm, VerifyKey
 
 __all__ = [
@@ -164,26 +167,30 @@ def trust_list_from_central(
 
 
 class CachedTrustListFile:
-    """The last good trust list on disk (JSON), and a provider that reads only it.
+    """The last good trust list on disk, as the central signed it, and a provider that
+    reads only it.
 
+    The file holds the central's signed envelope, not our parsed form: loading it checks
+    the signature against the pinned central key again, so a file edited on disk (a
+    signer key added, a revocation dropped) is refused instead of trusted.
     ``sscard verify --trust-list FILE`` uses it to verify offline on a technician's laptop.
     """
 
-    def __init__(self, path: str | os.PathLike[str],
+    def __init__(self, path: str | os.PathLike[str], central_key: Ed25519PublicKey | None,
                  algorithms: Mapping[int, SignatureAlgorithm] = DEFAULT_ALGORITHMS) -> None:
         self.path = Path(path)
+        self._central_key = central_key
         self._algorithms = algorithms
 
-    def save(self, trust: TrustList) -> None:
-        """Write atomically (temporary file, fsync, rename)."""
-        doc = {"issued_at": trust.issued_at, "keys": [
-            {"kid": k.kid.hex(), "alg": k.alg, "public_key": k.public_key.hex(),
-             "revoked": k.revoked, "not_before": k.not_before, "not_after": k.not_after}
-            for k in trust.keys.values()]}
+    def save(self, central: models.TrustList) -> None:
+        """Write the central's signed envelope atomically (temporary file, fsync, rename)."""
+        if central.envelope is None:
+            raise ValueError("only a trust list read from the central's signed envelope "
+                             "can be cached")
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trust-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(doc, out)
+                json.dump(central.envelope, out, ensure_ascii=False)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
@@ -192,16 +199,26 @@ class CachedTrustListFile:
             raise ConfigError(f"cannot write the trust list cache {self.path}: {exc}") from exc
 
     def load(self) -> TrustList:
+        """The cached list, its signature checked again; :class:`ConfigError` if it is
+        missing, damaged, or not signed by the pinned central key."""
+        if self._central_key is None:
+            raise ConfigError(
+                f"the trust list file {self.path} is trusted only with the central's public "
+                f"key: give --central CONFIG or --central-key KEY")
         try:
-            doc: Any = json.loads(self.path.read_text(encoding="utf-8"))
-            keys = [SignerKey(bytes.fromhex(k["kid"]), int(k["alg"]),
-                              bytes.fromhex(k["public_key"]), bool(k["revoked"]),
-                              k["not_before"], k["not_after"]) for k in doc["keys"]]
-            return TrustList.build(keys, str(doc["issued_at"]), self._algorithms)
+            envelope = json.loads(self.path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"no trust list at {self.path}: {exc.strerror}") from exc
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise ConfigError(f"the trust list file {self.path} is damaged: {exc}") from exc
+        try:
+            central = read_signed_trust_list(envelope, self._central_key)
+        except CentralProtocolError as exc:
+            raise ConfigError(
+                f"the trust list file {self.path} was refused ({exc}); it is damaged, edited "
+                f"or from another central: delete it and let the terminal fetch a fresh one"
+            ) from exc
+        return trust_list_from_central(central, self._algorithms)
 
     def trust_list(self, deadline: Deadline) -> TrustList:
         return self.load()
@@ -235,8 +252,8 @@ class CentralTrustListProvider:
         if current is not None and self._clock() < next_fetch:
             return current
         try:
-            fresh = trust_list_from_central(
-                self._source.trust_list(deadline.capped(self._fetch_budget)), self._algorithms)
+            central = self._source.trust_list(deadline.capped(self._fetch_budget))
+            fresh = trust_list_from_central(central, self._algorithms)
         except SscardError as exc:
             with self._lock:
                 self._next_fetch = self._clock() + self._retry_after
@@ -253,5 +270,5 @@ class CentralTrustListProvider:
         with self._lock:
             self._current, self._next_fetch = fresh, self._clock() + self._refresh_after
         if self._cache is not None:
-            self._cache.save(fresh)
+            self._cache.save(central)
         return fresh
