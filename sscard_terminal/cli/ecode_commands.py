@@ -40,10 +40,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--central is given and answers, online for the card's status (the same status "
         "as a tap of the card). National e-card and e-voucher codes are online only. "
         "Output is masked; exit 0 when accepted, 16 when refused or deferred.",
-        epilog="Examples: sscard verify 'SC1:6BFOXN*TS0...' --central terminal.json "
+        epilog="Example: sscard verify 'SC1:6BFOXN*TS0...' --central terminal.json "
         "--trust-list /var/lib/sscard/trust.json\n"
-        "          sscard verify 'SC1:6BFOXN*TS0...' --trust-list trust.json "
-        "--central-key KEY   (offline)",
+        "Offline: sscard verify 'SC1:6BFOXN*TS0...' --trust-list trust.json "
+        "--central-key KEY",
         formatter_class=_RAW)
     verify.add_argument("code", metavar="CODE", help="the code text as scanned")
     add_verification_options(verify)
