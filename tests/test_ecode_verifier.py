@@ -288,9 +288,10 @@ def test_a_damaged_trust_list_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_text('{"keys": [{"kid": "zz"}]}')
     with pytest.raises(ConfigError, match="damaged"):
         CachedTrustListFile(path, _CENTRAL_KEY.public_key()).load()
-    path.write_text('{"keys": [')
-    with pytest.raises(ConfigError, match="damaged"):
-        CachedTrustListFile(path, _CENTRAL_KEY.public_key()).load()
+    for text in ('{"keys": [', "[" * 100_000 + "]" * 100_000):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match="damaged"):
+            CachedTrustListFile(path, _CENTRAL_KEY.public_key()).load()
 
 
 def _cached(tmp_path: Path, *keys: tuple[object, bool]) -> CachedTrustListFile:

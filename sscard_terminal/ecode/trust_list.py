@@ -209,7 +209,7 @@ class CachedTrustListFile:
             envelope = json.loads(self.path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"no trust list at {self.path}: {exc.strerror}") from exc
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:   # not JSON, or nested beyond reason
             raise ConfigError(f"the trust list file {self.path} is damaged: {exc}") from exc
         try:
             central = read_signed_trust_list(envelope, self._central_key)
