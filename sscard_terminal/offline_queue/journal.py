@@ -321,8 +321,6 @@ class Journal:
             self._wall_second = (seconds, prefix)
         wall, mono = f"{prefix}.{rest // 1_000_000:03d}Z", time.monotonic_ns()
         with self._lock:
-            if self._closed:
-                raise JournalError(f"journal {self.path} is closed")
             for _attempt in range(3):
                 if self._cached_head is None:
                     self._cached_head = self._read_head()
@@ -335,7 +333,7 @@ class Journal:
                     # One statement in autocommit mode: exactly one SQLite transaction.
                     # The head is cached; if another writer moved it, the sequence number
                     # collides with the primary key and we re-read and re-link.
-                    self._conn.execute(
+                    self._db.execute(
                         _INSERT, (seq, record_id, self.terminal_id, wall, mono, self._boot_id,
                                   kind, payload_json, sealed, head_hash, hash_))
                 except sqlite3.IntegrityError:
