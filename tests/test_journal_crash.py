@@ -31,6 +31,9 @@ KEY = bytes(range(32))
 ROOT = Path(__file__).resolve().parent.parent
 ITERATIONS = int(os.environ.get("SSCARD_CRASH_ITERATIONS", "10"))
 POWER_CUTS = int(os.environ.get("SSCARD_POWER_CUTS", "40"))
+# pytest-timeout's 300 s fits the defaults; a soak run with more rounds gets room in step.
+KILL_TIMEOUT_S = max(300, 10 * ITERATIONS)
+POWER_CUT_TIMEOUT_S = max(300, 3 * POWER_CUTS)
 
 
 @pytest.fixture
@@ -78,6 +81,7 @@ def _central_keys(sim: CentralSim) -> dict[str, int]:
         conn.close()
 
 
+@pytest.mark.timeout(KILL_TIMEOUT_S)
 def test_sigkill_of_writer_and_forwarder_loses_nothing_and_duplicates_nothing(
         tmp_path: Path, central: CentralSim) -> None:
     rng = random.Random(int(os.environ.get("SSCARD_CRASH_SEED", str(time.time_ns()))))
@@ -123,6 +127,7 @@ def _wal_frames(wal: bytes) -> int:
     return (len(wal) - 32) // (24 + page_size)
 
 
+@pytest.mark.timeout(POWER_CUT_TIMEOUT_S)
 def test_power_cut_mid_commit_recovers_every_returned_record(tmp_path: Path) -> None:
     """Simulate losing the page cache: cut the WAL at the point of a commit in flight.
 
