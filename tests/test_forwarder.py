@@ -15,7 +15,7 @@ from sscard_hardware_sim.central_harness import CentralSim
 
 from sscard_terminal.central.models import TransactionAck, TransactionUpload
 from sscard_terminal.deadline import Deadline
-from sscard_terminal.errors import SscardError
+from sscard_terminal.errors import JournalTamperedError, SscardError
 from sscard_terminal.offline_queue import (
     AckOutcome,
     Backoff,
@@ -218,3 +218,75 @@ def test_an_answer_without_any_ack_counts_as_a_failure_and_backs_off(
     assert result.remaining == 2 and result.forwarded == 0
     assert "none of the 2" in (result.last_error or "")
     assert 2 <= silent.calls <= 40 and len(failures) == silent.calls   # backed off, no spin
+
+
+def test_an_unreadable_record_stops_the_queue_with_a_journal_error_not_a_dead_thread(
+        tmp_path: Path, central: CentralSim) -> None:
+    # An edited (or damaged) row must reach on_failure like any journal error: a raw
+    # JSONDecodeError would end Forwarder.run's thread and forwarding with it, unreported.
+    _journal(tmp_path, central, 3).close()
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    conn.execute("UPDATE records SET payload = '{broken' WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    failures: list[SscardError] = []
+    journal = Journal.open(tmp_path / "journal.db", terminal_id=central.terminal_id, keys=KEY)
+    with journal, central.make_client() as client:
+        forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.02),
+                              on_failure=failures.append)
+        thread = threading.Thread(target=forwarder.run)
+        thread.start()
+        end = time.monotonic() + 20
+        while len(failures) < 2 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert thread.is_alive()
+        forwarder.stop()
+        thread.join(10)
+        assert not thread.is_alive()
+    assert failures and all(isinstance(f, JournalTamperedError) for f in failures)
+    assert "record 2" in str(failures[0]) and "sscard queue verify" in str(failures[0])
+    assert _central_rows(central) == []
+
+
+def test_a_forged_delivery_mark_stops_the_queue_instead_of_hiding_the_record(
+        tmp_path: Path, central: CentralSim) -> None:
+    # Marking a queued record acknowledged takes no key, only its MAC does. The forwarder
+    # must not skip a record on a mark the journal did not make: it would never reach the
+    # central, and the next prune would delete it.
+    _journal(tmp_path, central, 4).close()
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    conn.execute("UPDATE records SET acked_at = '2026-01-01T00:00:00.000Z', "
+                 "ack_outcome = 'accepted' WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    failures: list[SscardError] = []
+    journal = Journal.open(tmp_path / "journal.db", terminal_id=central.terminal_id, keys=KEY)
+    with journal, central.make_client() as client:
+        forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.02),
+                              on_failure=failures.append)
+        result = forwarder.drain(Deadline.after(0.5))
+        assert result.remaining == 3 and result.forwarded == 0
+        assert [p.seq for p in verify_journal(journal).problems] == [2]
+    assert failures and all(isinstance(f, JournalTamperedError) for f in failures)
+    assert "record 2 ack-edited" in str(failures[0])
+    assert _central_rows(central) == []
+
+
+def test_delivery_marks_are_checked_once_then_forwarding_goes_on(
+        tmp_path: Path, central: CentralSim) -> None:
+    # The forwarder's own marks and those of another process (a technician's drain),
+    # with pruning in between, all pass the check.
+    with _journal(tmp_path, central, 30) as journal, central.make_client() as client:
+        other = Journal.open(tmp_path / "journal.db", terminal_id=central.terminal_id, keys=KEY)
+        with other:
+            Forwarder(other, client, batch_size=7).drain(Deadline.after(30))
+            for i in range(10):
+                other.enqueue("card_tap", {"fare_cents": 100 + i}, PERSON)
+            other.prune(retention_s=0)
+        forwarder = Forwarder(journal, client, batch_size=4)
+        result = forwarder.drain(Deadline.after(30))
+        assert (result.forwarded, result.remaining, result.last_error) == (10, 0, None)
+        journal.enqueue("card_tap", {"fare_cents": 1}, PERSON)
+        assert forwarder.drain(Deadline.after(30)).forwarded == 1
+        assert verify_journal(journal).ok
+    assert [seq for _, seq, _ in _central_rows(central)] == list(range(1, 42))

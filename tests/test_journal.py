@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -9,6 +10,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from sscard_terminal.errors import (
     JournalKeyError,
     JournalNewerSchemaError,
     JournalStorageError,
+    JournalTamperedError,
 )
 from sscard_terminal.offline_queue import (
     AckOutcome,
@@ -378,6 +382,12 @@ if mode == "full":
     with Journal.open(path, terminal_id="BUS-0042", keys=bytes(range(32))) as journal:
         report = verify_journal(journal)
         print("VERIFIED", report.ok, report.checked)
+else:   # what the CLI reads first: a read-only file system, not a corrupt journal
+    from sscard_terminal.offline_queue.journal import peek_terminal_id
+    try:
+        print("PEEK", peek_terminal_id(path))
+    except JournalStorageError as exc:
+        print("PEEK-STORAGE", exc)
 """
 
 
@@ -408,6 +418,7 @@ def test_real_read_only_file_system_is_a_clear_error_and_nothing_changes(
     out = _in_mount_namespace(
         tmp_path, "mount --bind {dir} {dir} && mount -o remount,bind,ro {dir}", "ro")
     assert out.startswith("STORAGE") and "read-only" in out, out
+    assert out.splitlines()[-1].startswith("PEEK-STORAGE") and "read-only" in out, out
     assert _digest(tmp_path / "fs" / "journal.db") == before
 
 
@@ -436,3 +447,208 @@ def test_a_closed_journal_raises_journal_error_not_sqlite_errors(tmp_path: Path)
         journal.enqueue("card_tap", {}, None)
     with pytest.raises(JournalError, match="is closed"):
         journal.status()
+
+
+# -- found in review: evidence left by a crash, the disk limit, unreadable records ----------
+
+_CRASH_WRITER = r"""
+import os, signal, sqlite3, sys
+from sscard_terminal.offline_queue import Journal
+path, count, sql = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+journal = Journal.open(path, terminal_id="BUS-0042", keys=bytes(range(32)))
+for i in range(count):
+    journal.enqueue("card_tap", {"fare_cents": i}, {"name": "张三丰"})
+if sql:
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute(sql)
+os.kill(os.getpid(), signal.SIGKILL)   # no close: no checkpoint, the WAL keeps the records
+"""
+
+
+def _crashed(tmp_path: Path, count: int = 5, sql: str = "") -> Path:
+    """A journal whose writer was killed: what it recorded is still only in its WAL."""
+    path = tmp_path / "journal.db"
+    done = subprocess.run([sys.executable, "-c", _CRASH_WRITER, str(path), str(count), sql],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == -9, done.stderr
+    assert Path(f"{path}-wal").stat().st_size > 4096
+    return path
+
+
+@pytest.mark.parametrize("main_file", ["missing", "empty"])
+def test_a_wal_without_its_journal_is_refused_and_kept(tmp_path: Path, main_file: str) -> None:
+    # The records that enqueue reported durable are in the WAL; a journal created over it
+    # would make SQLite drop the WAL and start the chain again at sequence 1.
+    path = _crashed(tmp_path)
+    wal = Path(f"{path}-wal")
+    before = _digest(wal)
+    if main_file == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(JournalCorruptError, match=rf"{wal}.*left untouched"):
+        _open(path)
+    assert _digest(wal) == before
+    assert path.exists() is (main_file == "empty")
+    if path.exists():
+        assert path.read_bytes() == b""
+
+
+@pytest.mark.parametrize(("refusal", "sql", "error", "message"), [
+    ("wrong key", "", JournalKeyError, "another key"),
+    ("other terminal", "", JournalError, "belongs to terminal"),
+    ("newer schema", "INSERT INTO schema_versions VALUES (9, '2031-01-01T00:00:00Z')",
+     JournalNewerSchemaError, "schema version 9"),
+])
+def test_a_refused_crashed_journal_keeps_its_file_and_wal_byte_for_byte(
+        tmp_path: Path, refusal: str, sql: str, error: type[Exception], message: str) -> None:
+    # After a crash the last records live only in the WAL. A refusal must not checkpoint
+    # it into the file and delete it (SQLite does that when a writer connection closes).
+    path = _crashed(tmp_path, sql=sql)
+    wal = Path(f"{path}-wal")
+    before = (_digest(path), _digest(wal))   # the -shm is an index SQLite rebuilds: not evidence
+    key = os.urandom(32) if refusal == "wrong key" else KEY
+    terminal = "BUS-0043" if refusal == "other terminal" else "BUS-0042"
+    with pytest.raises(error, match=message):
+        Journal.open(path, terminal_id=terminal, keys=key)
+    assert (_digest(path), _digest(wal)) == before
+    with _open(path) if refusal != "newer schema" else contextlib.nullcontext() as journal:
+        if journal is not None:   # and the evidence is still the whole journal
+            assert verify_journal(journal).checked == 5
+
+
+def test_a_crashed_journal_reopens_with_every_record(tmp_path: Path) -> None:
+    path = _crashed(tmp_path, count=7)
+    with _open(path) as journal:
+        assert [r.seq for r in journal.records()] == list(range(1, 8))
+        assert journal.enqueue("card_tap", {}, None).seq == 8
+        assert verify_journal(journal).ok
+
+
+def test_a_missing_directory_is_named_not_called_read_only(tmp_path: Path) -> None:
+    with pytest.raises(JournalStorageError, match=r"directory .*nowhere does not exist"):
+        _open(tmp_path / "nowhere" / "journal.db")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_disk_limit_clears_once_forwarded_records_are_pruned(tmp_path: Path) -> None:
+    # Pruning frees pages that SQLite reuses but never gives back to the file system: a
+    # limit on the files' sizes would, once reached, refuse every offline transaction for
+    # good, however empty the queue. The limit counts the pages in use.
+    refuse = JournalLimits(max_disk_bytes=512 * 1024, when_full=FullBehaviour.REFUSE)
+    with _open(tmp_path / "journal.db", limits=refuse, synchronous="NORMAL") as journal:
+        with pytest.raises(JournalFullError, match="disk limit"):
+            for i in range(200_000):
+                journal.enqueue("card_tap", {"pad": "x" * 1000, "i": i}, PERSON)
+        while pending := journal.pending(500):
+            journal.acknowledge([(p.record, AckOutcome.ACCEPTED, "") for p in pending])
+        pruned = 0
+        while removed := journal.prune(retention_s=0):
+            pruned += removed
+        assert pruned > 5000
+        status = journal.status()
+        assert status.queued == 0 and status.alarms == frozenset(), status
+        assert journal.enqueue("card_tap", {"fare_cents": 1}, PERSON).seq == status.head_seq + 1
+        assert verify_journal(journal).ok
+
+
+def test_an_unreadable_record_is_a_journal_error_not_a_crash(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 3)
+    _tamper(path, "UPDATE records SET payload = '{broken' WHERE seq = 2")
+    with _open(path) as journal:
+        with pytest.raises(JournalTamperedError, match=r"record 2 .*sscard queue verify"):
+            journal.pending(10)
+        with pytest.raises(JournalTamperedError, match="record 2"):
+            list(journal.records())
+        assert [p.problem for p in verify_journal(journal).problems] == ["edited"]
+
+
+def test_a_deleted_anchor_is_reported_not_a_crash(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 3)
+    _tamper(path, "DELETE FROM journal_meta WHERE name = 'anchor'")
+    with _open(path) as journal:
+        assert [p.problem for p in verify_journal(journal).problems] == ["anchor-edited"]
+
+
+@pytest.mark.parametrize(("sql", "seq", "problem"), [
+    # Two queued records marked delivered: never uploaded, then pruned without a trace.
+    ("UPDATE records SET acked_at = '2000-01-01T00:00:00.000Z', ack_outcome = 'accepted' "
+     "WHERE seq IN (4, 5)", 4, "ack-edited"),
+    ("DELETE FROM records WHERE seq = 2", 2, "missing"),
+    ("UPDATE records SET payload = '{\"fare_cents\":1}' WHERE seq = 2", 2, "edited"),
+    ("UPDATE journal_meta SET value = zeroblob(72) WHERE name = 'anchor'", 0,
+     "anchor-edited"),
+])
+def test_prune_refuses_to_launder_what_verify_reports(tmp_path: Path, sql: str, seq: int,
+                                                     problem: str) -> None:
+    # Pruning re-MACs the anchor past what it deletes: through tampered records it would
+    # leave a chain that verifies, the evidence gone.
+    path = _filled(tmp_path, 5)
+    with _open(path) as journal:
+        journal.acknowledge([(p.record, AckOutcome.ACCEPTED, "") for p in journal.pending(3)])
+    _tamper(path, sql)
+    with _open(path) as journal:
+        before = [tuple(row) for row in journal.raw_rows()]
+        assert (seq, problem) in {(p.seq, p.problem) for p in verify_journal(journal).problems}
+        with pytest.raises(JournalTamperedError, match=r"nothing was pruned.*verify"):
+            journal.prune(retention_s=0)
+        assert [tuple(row) for row in journal.raw_rows()] == before
+        assert (seq, problem) in {(p.seq, p.problem) for p in verify_journal(journal).problems}
+
+
+def test_prune_after_prune_still_checks_from_the_moved_anchor(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 6)
+    with _open(path) as journal:
+        journal.acknowledge([(p.record, AckOutcome.ACCEPTED, "") for p in journal.pending(3)])
+        assert journal.prune(retention_s=0) == 3
+        journal.acknowledge([(p.record, AckOutcome.DUPLICATE, "") for p in journal.pending(9)])
+        assert journal.prune(retention_s=0) == 3
+        assert journal.anchor()[0] == 6 and verify_journal(journal).ok
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE records SET mono_ns = 'late' WHERE seq = 2",
+    "UPDATE records SET hash = 'not a blob' WHERE seq = 2",
+    "UPDATE records SET personal = 'clear text' WHERE seq = 2",
+    "UPDATE records SET acked_at = 20260101, ack_outcome = 'accepted', ack_mac = 'x' "
+    "WHERE seq = 2",
+])
+def test_verify_reports_a_value_of_the_wrong_type_as_edited(tmp_path: Path, sql: str) -> None:
+    # SQLite keeps whatever type is written; verify must report it, not crash on it.
+    path = _filled(tmp_path, 3)
+    _tamper(path, sql)
+    with _open(path) as journal:
+        problems = [(p.seq, p.problem) for p in verify_journal(journal).problems]
+    assert problems[0] == (2, "edited"), problems
+
+
+def test_verify_while_the_daemon_prunes_sees_one_consistent_journal(tmp_path: Path) -> None:
+    # A technician runs `sscard queue verify` on a running validator: the forwarder
+    # acknowledges and prunes meanwhile. Reading the chain in pieces across those commits
+    # reports records as missing that were pruned legitimately (a false "tampered").
+    path = tmp_path / "journal.db"
+    with _open(path, synchronous="NORMAL") as daemon:
+        for i in range(20_000):
+            daemon.enqueue("card_tap", {"fare_cents": i})
+    reports = []
+    with _open(path, synchronous="NORMAL") as daemon, _open(path) as technician:
+        def forward_and_prune() -> None:
+            while pending := daemon.pending(2500):   # more than verify reads at a time
+                daemon.acknowledge([(p.record, AckOutcome.ACCEPTED, "") for p in pending])
+                daemon.prune(retention_s=0)
+                time.sleep(0.02)   # let verify walks start in between
+        forwarder = threading.Thread(target=forward_and_prune)
+        forwarder.start()
+        while forwarder.is_alive():
+            reports.append(verify_journal(technician))
+        forwarder.join()
+    assert len(reports) >= 2
+    assert [r.problems for r in reports if not r.ok] == []
+
+
+def test_prune_removes_at_most_its_limit_per_call(tmp_path: Path) -> None:
+    path = _filled(tmp_path, 7)
+    with _open(path) as journal:
+        journal.acknowledge([(p.record, AckOutcome.ACCEPTED, "") for p in journal.pending(9)])
+        assert [journal.prune(retention_s=0, limit=3) for _ in range(4)] == [3, 3, 1, 0]
+        assert journal.anchor()[0] == 7 and verify_journal(journal).ok

@@ -96,3 +96,54 @@ def test_drain_forwards_with_a_progress_bar(tmp_path: Path, central: CentralSim)
     assert "forwarded 450, rejected 0, remaining 0" in done.stdout
     assert "100.0% 450/450" in done.stderr and "/s ETA" in done.stderr
     assert central.store.transaction_count(central.terminal_id) == 450
+
+
+def test_an_unmasked_export_file_is_readable_by_its_owner_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Clear personal data must not land in a file every local user can read (umask 022).
+    args = _setup(tmp_path)
+    fresh, existing = tmp_path / "fresh.jsonl", tmp_path / "existing.jsonl"
+    existing.write_text("")
+    existing.chmod(0o644)
+    for out in (fresh, existing):
+        assert main(["queue", "export", *args, "--unmask", "-o", str(out)]) == 0
+        assert "330302199001011234" in out.read_text(encoding="utf-8")
+        assert out.stat().st_mode & 0o077 == 0, oct(out.stat().st_mode)
+
+
+def test_export_of_an_edited_record_is_a_journal_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _setup(tmp_path)
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    conn.execute("UPDATE records SET ack_outcome = 'maybe' WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    assert main(["queue", "export", *args, "-o", str(tmp_path / "out.jsonl")]) == 15
+    assert "record 2 does not read back" in capsys.readouterr().err
+
+
+def test_status_checks_the_profiles_limits(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # Without a profile the journal has no limits, so "alarms: none" would be said of
+    # a journal far over them: status takes the deployment's profile to check them.
+    args = _setup(tmp_path, count=3)
+    shipped = Path(__file__).resolve().parent.parent / "profiles" / "bus-validator.toml"
+    profile = tmp_path / "tight.toml"
+    profile.write_text(shipped.read_text(encoding="utf-8").replace(
+        "max_records = 200000", "max_records = 2"), encoding="utf-8")
+    assert main(["queue", "status", *args, "--json", "--profile", str(profile)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["alarms"] == ["count"] and data["limits_checked"] is True
+    assert main(["queue", "status", *args]) == 0
+    assert "not checked" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "many"])
+def test_drain_refuses_a_batch_size_below_one_as_a_usage_error(
+        tmp_path: Path, size: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _setup(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["queue", "drain", *args, "--config", str(tmp_path / "central.json"),
+              "--batch-size", size])
+    assert exited.value.code == 2
+    assert "--batch-size" in capsys.readouterr().err

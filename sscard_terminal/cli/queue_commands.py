@@ -22,6 +22,7 @@ from ..errors import ConfigError, JournalTamperedError
 from ..offline_queue import (
     Forwarder,
     Journal,
+    JournalLimits,
     JournalRecord,
     load_credential,
     load_key_file,
@@ -29,6 +30,7 @@ from ..offline_queue import (
 )
 from ..offline_queue.journal import peek_terminal_id
 from ..privacy import mask_card_number, mask_id_number, mask_name, mask_pan, mask_text
+from ..profiles import load_profile
 
 _log = logging.getLogger("sscard_terminal.cli.queue")
 _FMT = argparse.RawDescriptionHelpFormatter
@@ -72,6 +74,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
              "the journal uses on disk and which limits are exceeded.",
              "sscard queue status --db journal.db --key-file journal.key")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--profile", metavar="NAME|PATH",
+                   help="deployment profile whose [journal] limits to check (without it, "
+                        "no limits are checked)")
     p.set_defaults(func=_status)
 
     p = _add(qsub, "drain", "forward everything queued to the central now",
@@ -82,7 +87,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="terminal config JSON (base_url, terminal_id, secret, ...)")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="give up after this many seconds (default 300)")
-    p.add_argument("--batch-size", type=int, default=200, help="records per upload (200)")
+    p.add_argument("--batch-size", type=_at_least_one, default=200,
+                   help="records per upload (200)")
     p.set_defaults(func=_drain)
 
     p = _add(qsub, "export", "write the journal as JSON Lines (personal data masked)",
@@ -101,6 +107,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_verify)
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"want a whole number of at least 1, not {text!r}")
+    return value
+
+
 def _master_key(args: argparse.Namespace) -> bytes:
     if args.credential:
         return load_credential(args.credential)
@@ -109,21 +125,24 @@ def _master_key(args: argparse.Namespace) -> bytes:
     return load_key_file(args.key_file or DEFAULT_KEY_FILE)
 
 
-def _open(args: argparse.Namespace) -> Journal:
+def _open(args: argparse.Namespace, limits: JournalLimits | None = None) -> Journal:
     if not args.db.exists():
         raise ConfigError(f"no journal at {args.db}; pass --db with the journal's path")
     terminal_id = args.terminal_id or peek_terminal_id(args.db)
-    return Journal.open(args.db, terminal_id=terminal_id, keys=_master_key(args))
+    return Journal.open(args.db, terminal_id=terminal_id, keys=_master_key(args),
+                        limits=limits)
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _open(args) as journal:
+    limits = load_profile(args.profile).journal.limits() if args.profile else None
+    with _open(args, limits) as journal:
         status = journal.status()
         records = status.head_seq
     alarms = sorted(a.value for a in status.alarms)
     data = {"journal": str(args.db), "terminal_id": journal.terminal_id,
             "queued": status.queued, "oldest_queued_age_s": status.oldest_queued_age_s,
-            "disk_bytes": status.disk_bytes, "last_sequence": records, "alarms": alarms}
+            "disk_bytes": status.disk_bytes, "last_sequence": records, "alarms": alarms,
+            "limits_checked": limits is not None}
     if args.json:
         print(json.dumps(data))
         return 0
@@ -132,9 +151,12 @@ def _status(args: argparse.Namespace) -> int:
     print(f"journal      {args.db} (terminal {journal.terminal_id})")
     print(f"queued       {status.queued}")
     print(f"oldest       {age}")
-    print(f"disk         {status.disk_bytes / 1e6:.1f} MB")
+    print(f"disk in use  {status.disk_bytes / 1e6:.1f} MB")
     print(f"last seq     {records}")
-    print(f"alarms       {', '.join(alarms) or 'none'}")
+    if limits is None:
+        print("alarms       not checked (give --profile for the deployment's limits)")
+    else:
+        print(f"alarms       {', '.join(alarms) or 'none'}")
     return 0
 
 
@@ -204,12 +226,28 @@ def _export_line(journal: Journal, record: JournalRecord, unmask: bool) -> str:
     }, ensure_ascii=False)
 
 
+def _private_file(path: Path) -> IO[str]:
+    """Open ``path`` for writing, readable by its owner only (an export may be unmasked;
+    an existing file is narrowed too, before anything is written to it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the export to {path}: {exc.strerror}") from exc
+    try:
+        if hasattr(os, "fchmod"):   # not on Windows before 3.13, where modes do not apply
+            os.fchmod(fd, 0o600)
+    except OSError as exc:
+        os.close(fd)
+        raise ConfigError(f"cannot make {path} private to its owner: {exc.strerror}") from exc
+    return open(fd, "w", encoding="utf-8")
+
+
 def _export(args: argparse.Namespace) -> int:
     if args.unmask:
         _log.warning("exporting journal %s with personal data UNMASKED (user %s)",
                      args.db, os.environ.get("USER", os.getuid()))
     with _open(args) as journal:
-        out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+        out = _private_file(args.output) if args.output else sys.stdout
         try:
             count = 0
             for record in journal.records():

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_PRUNE_SLICE = 5000
 
 DEFAULT_DISCLOSURE: Mapping[str, frozenset[str]] = {
     # Settlement of fares and concessions needs the card the transaction was made with.
@@ -271,10 +272,15 @@ class Forwarder:
         if now - self._last_prune < self._prune_interval:
             return
         self._last_prune = now
+        removed = 0
         try:
-            removed = self.journal.prune(self._retention)
+            # In slices, so that enqueues get the journal between them.
+            while not self._stop.is_set():
+                pruned = self.journal.prune(self._retention, limit=_PRUNE_SLICE)
+                removed += pruned
+                if pruned < _PRUNE_SLICE:
+                    break
         except JournalError as exc:
             _log.warning("pruning the journal failed: %s", exc)
-            return
         if removed:
             _log.info("pruned %d acknowledged record(s) past retention", removed)

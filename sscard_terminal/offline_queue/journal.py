@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import JournalError, JournalFullError, JournalKeyError
+from ..errors import JournalError, JournalFullError, JournalKeyError, JournalTamperedError
 from ..sqlite_transaction import write_transaction
 from .crypto import LENGTH_PREFIX, NONCE_BYTES, JournalKeys
 from .records import (
@@ -53,12 +53,25 @@ _SELECT_AFTER = (
     "SELECT seq, id, terminal_id, wall_time, mono_ns, boot_id, kind, payload, personal, "
     "prev_hash, hash, acked_at, ack_outcome, ack_reason, ack_mac "
     "FROM records WHERE seq > ? ORDER BY seq LIMIT ?")
+_SELECT_ALL = (
+    "SELECT seq, id, terminal_id, wall_time, mono_ns, boot_id, kind, payload, personal, "
+    "prev_hash, hash, acked_at, ack_outcome, ack_reason, ack_mac FROM records ORDER BY seq")
+_SELECT_DELIVERED = (
+    "SELECT seq, id, terminal_id, wall_time, mono_ns, boot_id, kind, payload, personal, "
+    "prev_hash, hash, acked_at, ack_outcome, ack_reason, ack_mac "
+    "FROM records WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?")
+_CHECK_SLICE = 1000
+_NO_SEQ = 1 << 62   # above any sequence number: "nothing is queued"
 _SELECT_PENDING = (
     "SELECT seq, id, terminal_id, wall_time, mono_ns, boot_id, kind, payload, personal, "
     "prev_hash, hash, acked_at, ack_outcome, ack_reason, ack_mac "
     "FROM records WHERE acked_at IS NULL ORDER BY seq LIMIT ?")
 _INSERT = ("INSERT INTO records (seq, id, terminal_id, wall_time, mono_ns, boot_id, kind, "
            "payload, personal, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+# The Python types of a row as _SELECT_AFTER reads it, when the journal wrote it.
+_ROW_TYPES: tuple[type | tuple[type, ...], ...] = (
+    int, str, str, str, int, str, str, str, (bytes, type(None)), bytes, bytes,
+    (str, type(None)), (str, type(None)), (str, type(None)), (bytes, type(None)))
 _LIMIT_REFRESH_S = 1.0
 _ENTROPY_PER_RECORD = ID_ENTROPY_BYTES + NONCE_BYTES
 _LENGTH = LENGTH_PREFIX   # the framing JournalKeys.mac uses, shared so the two agree
@@ -148,6 +161,34 @@ def ack_mac(keys: JournalKeys, record_hash_: bytes, outcome: str, reason: str,
     return keys.mac(b"ack", record_hash_, outcome.encode(), reason.encode(), acked_at.encode())
 
 
+def chain_problem(keys: JournalKeys, row: Sequence[Any], expected_seq: int,
+                  expected_prev: bytes) -> tuple[int, str] | None:
+    """The first problem of one stored row (as :data:`_SELECT_AFTER` reads it) that
+    should follow ``expected_seq`` / ``expected_prev``: ``(seq, problem)`` or None.
+
+    ``edited`` (its hash does not cover what is stored), ``missing`` (a gap before it),
+    ``reordered`` (out of place) or ``ack-edited`` (an acknowledgement without a valid MAC).
+    """
+    if not all(isinstance(value, kind) for value, kind in zip(row, _ROW_TYPES, strict=True)):
+        return int(row[0]), "edited"   # SQLite stores any type a tamperer writes
+    (seq, record_id, terminal_id, wall, mono, boot, kind, payload, personal,
+     prev_hash, hash_, acked_at, outcome, reason, mac) = row
+    computed = record_hash(keys, prev_hash, seq=seq, record_id=record_id,
+                           terminal_id=terminal_id, wall_time=wall, mono_ns=int(mono),
+                           boot_id=boot, kind=kind, payload=payload,
+                           personal=personal)
+    if computed != hash_:
+        return seq, "edited"
+    if seq > expected_seq:
+        return expected_seq, "missing"
+    if seq != expected_seq or prev_hash != expected_prev:
+        return seq, "reordered"
+    if acked_at is not None and (
+            mac is None or mac != ack_mac(keys, hash_, outcome or "", reason or "", acked_at)):
+        return seq, "ack-edited"
+    return None
+
+
 def anchor_mac(keys: JournalKeys, seq: int, hash_: bytes) -> bytes:
     return keys.mac(b"anchor", seq.to_bytes(8, "big"), hash_)
 
@@ -198,6 +239,8 @@ class Journal:
         self._added_since_status = 0     # enqueues since ``_status`` was read
         self._wall_second = (-1, "")    # (Unix second, its ISO text up to the seconds)
         self._closed = False
+        # (seq, hash) up to which the records marked delivered were checked (pending()).
+        self._delivered_checked: tuple[int, bytes] | None = None
 
     @property
     def limits(self) -> JournalLimits:
@@ -282,18 +325,60 @@ class Journal:
             return int(row[0]), bytes(row[1])
         return self._anchor()
 
+    def _anchor_value(self) -> bytes | None:
+        row = self._db.execute("SELECT value FROM journal_meta WHERE name='anchor'").fetchone()
+        return bytes(row[0]) if row is not None and isinstance(row[0], bytes) else None
+
     def _anchor(self) -> tuple[int, bytes]:
-        raw = bytes(self._db.execute(
-            "SELECT value FROM journal_meta WHERE name='anchor'").fetchone()[0])
+        raw = self._anchor_value()
+        if raw is None:
+            raise JournalTamperedError(
+                f"journal {self.path} has lost its chain anchor (edited); keep the file as "
+                f"evidence and run 'sscard queue verify'")
         return int.from_bytes(raw[:8], "big"), raw[8:40]
 
     def anchor(self) -> tuple[int, bytes, bool]:
-        """The chain anchor (last pruned sequence and hash) and whether its MAC holds."""
+        """The chain anchor (last pruned sequence and hash) and whether its MAC holds.
+
+        A deleted anchor reads as the genesis, not valid: verification still walks the
+        records from sequence 1 and reports the anchor as edited.
+        """
         with self._lock:
-            raw = bytes(self._db.execute(
-                "SELECT value FROM journal_meta WHERE name='anchor'").fetchone()[0])
+            return self._parse_anchor(self._anchor_value())
+
+    def _parse_anchor(self, raw: bytes | None) -> tuple[int, bytes, bool]:
+        if raw is None:
+            return 0, genesis_hash(self._keys, self.terminal_id), False
         seq, hash_ = int.from_bytes(raw[:8], "big"), raw[8:40]
         return seq, hash_, raw[40:] == anchor_mac(self._keys, seq, hash_)
+
+    @contextlib.contextmanager
+    def chain_snapshot(self) -> Iterator[tuple[tuple[int, bytes, bool],
+                                               Iterator[tuple[Any, ...]]]]:
+        """The anchor (as :meth:`anchor`) and every stored row, as of one moment.
+
+        Read in one transaction on a connection of its own, so that acknowledgements and
+        pruning committed meanwhile (by this process or another) are not half seen: read
+        in pieces, a prune between two pieces looks like deleted records. The journal's
+        own connection stays open, so closing this one never checkpoints.
+        """
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed")
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise storage_error(self.path, exc) from exc
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("BEGIN")
+            row = conn.execute("SELECT value FROM journal_meta WHERE name='anchor'").fetchone()
+            raw = bytes(row[0]) if row is not None and isinstance(row[0], bytes) else None
+            yield self._parse_anchor(raw), iter(conn.execute(_SELECT_ALL))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise storage_error(self.path, exc) from exc
+        finally:
+            conn.close()
 
     def enqueue(self, kind: str, payload: Mapping[str, Any],
                 personal: Mapping[str, Any] | None = None) -> JournalRecord:
@@ -392,7 +477,7 @@ class Journal:
     # -- reading -------------------------------------------------------------------------
 
     def status(self) -> JournalStatus:
-        """Queued count, age of the oldest queued record, bytes on disk, alarms."""
+        """Queued count, age of the oldest queued record, bytes in use, alarms."""
         with self._lock:
             try:
                 queued = int(self._db.execute(
@@ -401,14 +486,9 @@ class Journal:
                     "SELECT wall_time FROM records WHERE acked_at IS NULL ORDER BY seq LIMIT 1"
                 ).fetchone()
                 head_seq, _ = self._head()
+                disk = self._bytes_in_use()
             except sqlite3.Error as exc:
                 raise storage_error(self.path, exc) from exc
-        disk = 0
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                disk += os.stat(f"{self.path}{suffix}").st_size
-            except FileNotFoundError:
-                pass
         age = max(0.0, time.time() - _parse_iso(oldest[0])) if oldest else None
         partial = JournalStatus(queued, age, disk, head_seq, frozenset())
         status = JournalStatus(queued, age, disk, head_seq, self._alarms_for(partial))
@@ -416,13 +496,33 @@ class Journal:
         self._added_since_status = 0
         return status
 
+    def _bytes_in_use(self) -> int:
+        """The bytes of the pages that hold data, as the last commit left them.
+
+        Not the files' sizes: SQLite reuses the pages that pruning frees but never gives
+        them back to the file system, so a limit on the sizes, once reached, would stay
+        reached (and a refusing profile refuse for good) however empty the queue. The
+        files are at most this plus the free pages and the WAL (bounded by checkpoints).
+        """
+        pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        return (pages - free) * page_size
+
     def _row_to_record(self, row: Sequence[Any]) -> JournalRecord:
-        return JournalRecord(
-            seq=int(row[0]), id=row[1], terminal_id=row[2], wall_time=row[3], mono_ns=row[4],
-            boot_id=row[5], kind=row[6], payload=json.loads(row[7]),
-            has_personal=row[8] is not None, prev_hash=bytes(row[9]), hash=bytes(row[10]),
-            acked_at=row[11], ack_outcome=AckOutcome(row[12]) if row[12] else None,
-            ack_reason=row[13])
+        try:
+            return JournalRecord(
+                seq=int(row[0]), id=row[1], terminal_id=row[2], wall_time=row[3],
+                mono_ns=row[4], boot_id=row[5], kind=row[6], payload=json.loads(row[7]),
+                has_personal=row[8] is not None, prev_hash=bytes(row[9]),
+                hash=bytes(row[10]), acked_at=row[11],
+                ack_outcome=AckOutcome(row[12]) if row[12] else None, ack_reason=row[13])
+        except (TypeError, ValueError) as exc:
+            # Only an edited or damaged row gets here (the journal writes canonical JSON
+            # and known outcomes). The message names the row, never what it holds.
+            raise JournalTamperedError(
+                f"journal {self.path}: record {row[0]} does not read back (edited or "
+                f"damaged); keep the file as evidence and run 'sscard queue verify'") from exc
 
     def raw_rows(self, batch: int = 1000) -> Iterator[tuple[Any, ...]]:
         """Every stored row in sequence order, exactly as on disk (for verification)."""
@@ -453,12 +553,17 @@ class Journal:
         return opened
 
     def pending(self, limit: int) -> list[PendingRecord]:
-        """The oldest ``limit`` records not yet acknowledged, in order, personal opened."""
+        """The oldest ``limit`` records not yet acknowledged, in order, personal opened.
+
+        Raises :class:`JournalTamperedError` if a record before them is marked delivered
+        by a mark the journal did not make (see :meth:`_check_delivered_below`).
+        """
         with self._lock:
             try:
                 rows = self._db.execute(_SELECT_PENDING, (limit,)).fetchall()
             except sqlite3.Error as exc:
                 raise storage_error(self.path, exc) from exc
+        self._check_delivered_below(int(rows[-1][0]) + 1 if rows else _NO_SEQ)
         out = []
         for row in rows:
             record = self._row_to_record(row)
@@ -467,6 +572,50 @@ class Journal:
                 personal = json.loads(self._keys.decrypt(bytes(row[8]), record.id.encode()))
             out.append(PendingRecord(record, personal))
         return out
+
+    def _check_delivered_below(self, below: int) -> None:
+        """Check the chain of the records before ``below`` before the forwarder relies on
+        what it says about them.
+
+        Marking a queued record acknowledged takes no key (only a valid ``ack_mac`` does):
+        skipped on such a forged mark, a record would never reach the central, and the
+        next prune would delete it. The records up to the first one still queued are
+        checked once per journal object (from the chain anchor on); the rest, up to
+        ``below``, at every call (a mark may be forged on them later). In slices that
+        hold the lock briefly.
+        """
+        settled = self._delivered_checked   # checked, and marked delivered when checked
+        walked: tuple[int, bytes] | None = None
+        while True:
+            with self._lock:
+                try:
+                    if walked is None:
+                        anchor_seq, anchor_hash, anchor_ok = self._parse_anchor(
+                            self._anchor_value())
+                        if settled is None or anchor_seq > settled[0]:   # first, or pruned
+                            if not anchor_ok:
+                                raise JournalTamperedError(
+                                    f"journal {self.path}: its chain anchor was edited; "
+                                    f"forwarding stops: keep the file as evidence and run "
+                                    f"'sscard queue verify'")
+                            settled = (anchor_seq, anchor_hash)
+                        walked = settled
+                    rows = self._db.execute(_SELECT_DELIVERED,
+                                            (walked[0], below, _CHECK_SLICE)).fetchall()
+                except sqlite3.Error as exc:
+                    raise storage_error(self.path, exc) from exc
+            for row in rows:
+                problem = chain_problem(self._keys, row, walked[0] + 1, walked[1])
+                if problem is not None:
+                    raise JournalTamperedError(
+                        f"journal {self.path}: record {problem[0]} {problem[1]}; forwarding "
+                        f"stops: keep the file as evidence and run 'sscard queue verify'")
+                walked = (int(row[0]), bytes(row[10]))
+                if row[11] is not None and settled is not None and settled[0] + 1 == walked[0]:
+                    settled = walked
+            self._delivered_checked = settled
+            if len(rows) < _CHECK_SLICE:
+                return
 
     @property
     def keys(self) -> JournalKeys:
@@ -498,11 +647,13 @@ class Journal:
                 changed += 1
         return changed
 
-    def prune(self, retention_s: float) -> int:
+    def prune(self, retention_s: float, limit: int = 5000) -> int:
         """Delete acknowledged records older than ``retention_s``, oldest first.
 
         Only a contiguous prefix goes (the chain anchor moves to its last record in the
-        same transaction), so verification still covers everything that remains.
+        same transaction), so verification still covers everything that remains. At most
+        ``limit`` records per call: enqueues wait while it runs (it checks the chain of
+        what it deletes); call it again while it returns ``limit``.
         """
         cutoff = _utc_iso(time.time_ns() - int(retention_s * 1e9))
         removed = 0
@@ -513,10 +664,12 @@ class Journal:
             if boundary is None:
                 boundary = conn.execute(
                     "SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
+            boundary = min(int(boundary), self._anchor()[0] + 1 + limit)
             last = conn.execute(
                 "SELECT seq, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1",
                 (boundary,)).fetchone()
             if last is not None:
+                self._check_prunable(conn, int(last[0]))
                 removed = conn.execute("DELETE FROM records WHERE seq <= ?",
                                        (last[0],)).rowcount
                 seq, hash_ = int(last[0]), bytes(last[1])
@@ -524,6 +677,29 @@ class Journal:
                     "UPDATE journal_meta SET value=? WHERE name='anchor'",
                     (seq.to_bytes(8, "big") + hash_ + anchor_mac(self._keys, seq, hash_),))
         return removed
+
+    def _check_prunable(self, conn: sqlite3.Connection, last_seq: int) -> None:
+        """Refuse to prune through anything ``sscard queue verify`` would report.
+
+        Pruning re-MACs the anchor past what it deletes: without this check it would
+        launder a forged acknowledgement (a queued record marked delivered, so never
+        uploaded, then deleted), a deleted or edited record or an edited anchor into a
+        chain that verifies.
+        """
+        anchor_seq, expected_prev, anchor_ok = self.anchor()
+        if not anchor_ok:
+            raise JournalTamperedError(
+                f"journal {self.path}: its chain anchor was edited; nothing was pruned: keep "
+                f"the file as evidence and run 'sscard queue verify'")
+        expected_seq = anchor_seq + 1
+        rows = conn.execute(_SELECT_AFTER, (anchor_seq, last_seq - anchor_seq))
+        for row in rows:
+            problem = chain_problem(self._keys, row, expected_seq, expected_prev)
+            if problem is not None:
+                raise JournalTamperedError(
+                    f"journal {self.path}: record {problem[0]} {problem[1]}; nothing was "
+                    f"pruned: keep the file as evidence and run 'sscard queue verify'")
+            expected_seq, expected_prev = int(row[0]) + 1, bytes(row[10])
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

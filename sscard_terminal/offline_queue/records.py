@@ -97,6 +97,6 @@ class JournalStatus:
 
     queued: int
     oldest_queued_age_s: float | None
-    disk_bytes: int
+    disk_bytes: int              # bytes of the pages in use (what the disk limit counts)
     head_seq: int
     alarms: frozenset[Alarm]

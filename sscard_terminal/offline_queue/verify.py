@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .journal import Journal, ack_mac, record_hash
+from .journal import Journal, chain_problem
 
 __all__ = ["ChainProblem", "VerifyReport", "verify_journal"]
 
@@ -42,39 +42,24 @@ class VerifyReport:
 
 
 def verify_journal(journal: Journal) -> VerifyReport:
-    """Check the whole chain of ``journal``; never modifies it."""
+    """Check the whole chain of ``journal`` as of one moment; never modifies it."""
     keys = journal.keys
-    anchor_seq, expected_prev, anchor_ok = journal.anchor()
     problems: list[ChainProblem] = []
-    if not anchor_ok:
-        problems.append(ChainProblem(anchor_seq, "anchor-edited"))
-    expected_seq = anchor_seq + 1
     checked = 0
     first: int | None = None
     last: int | None = None
-    for row in journal.raw_rows():
-        (seq, record_id, terminal_id, wall, mono, boot, kind, payload, personal,
-         prev_hash, hash_, acked_at, outcome, reason, mac) = row
-        seq = int(seq)
-        prev_hash, hash_ = bytes(prev_hash), bytes(hash_)
-        checked += 1
-        first = seq if first is None else first
-        last = seq
-        computed = record_hash(keys, prev_hash, seq=seq, record_id=record_id,
-                               terminal_id=terminal_id, wall_time=wall, mono_ns=int(mono),
-                               boot_id=boot, kind=kind, payload=payload,
-                               personal=bytes(personal) if personal else None)
-        if computed != hash_:
-            problems.append(ChainProblem(seq, "edited"))
-        elif seq != expected_seq or prev_hash != expected_prev:
-            if seq > expected_seq:
-                problems.append(ChainProblem(expected_seq, "missing"
-                                             if seq - expected_seq > 0 else "reordered"))
-            else:
-                problems.append(ChainProblem(seq, "reordered"))
-        elif acked_at is not None and (
-                mac is None or bytes(mac) != ack_mac(keys, hash_, outcome or "", reason or "",
-                                                     acked_at)):
-            problems.append(ChainProblem(seq, "ack-edited"))
-        expected_seq, expected_prev = seq + 1, hash_
+    with journal.chain_snapshot() as ((anchor_seq, anchor_hash, anchor_ok), rows):
+        if not anchor_ok:
+            problems.append(ChainProblem(anchor_seq, "anchor-edited"))
+        expected_seq, expected_prev = anchor_seq + 1, anchor_hash
+        for row in rows:
+            seq = int(row[0])
+            checked += 1
+            first = seq if first is None else first
+            last = seq
+            problem = chain_problem(keys, row, expected_seq, expected_prev)
+            if problem is not None:
+                problems.append(ChainProblem(*problem))
+            expected_seq = seq + 1
+            expected_prev = row[10] if isinstance(row[10], bytes) else b""
     return VerifyReport(checked, first, last, tuple(problems))
