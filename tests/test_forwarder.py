@@ -42,6 +42,16 @@ def _journal(tmp_path: Path, sim: CentralSim, count: int) -> Journal:
     return journal
 
 
+def _tampered(tmp_path: Path, sim: CentralSim, count: int, sql: str) -> Journal:
+    """A journal of ``count`` records that ``sql`` edited behind its back, reopened."""
+    _journal(tmp_path, sim, count).close()
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+    return Journal.open(tmp_path / "journal.db", terminal_id=sim.terminal_id, keys=KEY)
+
+
 def _central_rows(sim: CentralSim) -> list[tuple[str, int, str]]:
     conn = sqlite3.connect(sim.db)
     try:
@@ -224,13 +234,9 @@ def test_an_unreadable_record_stops_the_queue_with_a_journal_error_not_a_dead_th
         tmp_path: Path, central: CentralSim) -> None:
     # An edited (or damaged) row must reach on_failure like any journal error: a raw
     # JSONDecodeError would end Forwarder.run's thread and forwarding with it, unreported.
-    _journal(tmp_path, central, 3).close()
-    conn = sqlite3.connect(tmp_path / "journal.db")
-    conn.execute("UPDATE records SET payload = '{broken' WHERE seq = 2")
-    conn.commit()
-    conn.close()
+    journal = _tampered(tmp_path, central, 3,
+                        "UPDATE records SET payload = '{broken' WHERE seq = 2")
     failures: list[SscardError] = []
-    journal = Journal.open(tmp_path / "journal.db", terminal_id=central.terminal_id, keys=KEY)
     with journal, central.make_client() as client:
         forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.02),
                               on_failure=failures.append)
@@ -253,14 +259,10 @@ def test_a_forged_delivery_mark_stops_the_queue_instead_of_hiding_the_record(
     # Marking a queued record acknowledged takes no key, only its MAC does. The forwarder
     # must not skip a record on a mark the journal did not make: it would never reach the
     # central, and the next prune would delete it.
-    _journal(tmp_path, central, 4).close()
-    conn = sqlite3.connect(tmp_path / "journal.db")
-    conn.execute("UPDATE records SET acked_at = '2026-01-01T00:00:00.000Z', "
-                 "ack_outcome = 'accepted' WHERE seq = 2")
-    conn.commit()
-    conn.close()
+    journal = _tampered(tmp_path, central, 4,
+                        "UPDATE records SET acked_at = '2026-01-01T00:00:00.000Z', "
+                        "ack_outcome = 'accepted' WHERE seq = 2")
     failures: list[SscardError] = []
-    journal = Journal.open(tmp_path / "journal.db", terminal_id=central.terminal_id, keys=KEY)
     with journal, central.make_client() as client:
         forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.02),
                               on_failure=failures.append)
