@@ -4,6 +4,7 @@ replayed nonce and tampered body are refused with a reason a terminal can log.""
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
@@ -115,3 +116,47 @@ def test_health_needs_no_auth_but_routes_do(central_sim: CentralSim) -> None:
     assert httpx.get(central_sim.base_url + "/v1/health", timeout=5).json() == {"status": "ok"}
     answer = httpx.get(central_sim.base_url + "/v1/ping", timeout=5)
     assert answer.status_code == 401 and answer.json()["reason"] == "missing_header"
+
+
+@pytest.mark.parametrize("header,value", [
+    ("X-Sscard-Signature", "é" * 64),
+    ("X-Sscard-Nonce", "é"),
+    ("X-Sscard-Timestamp", "١٧٠٠٠٠٠٠٠٠"),
+])
+def test_hostile_header_text_is_refused_not_a_type_error(header: str, value: str) -> None:
+    headers = sign_request("T1", "s3cret", "GET", "/v1/ping", body=b"", now=1000.0)
+    headers[header] = value
+    with pytest.raises(CentralRefusedError) as info:
+        verify_request("GET", "/v1/ping", headers, b"", secret_for={"T1": "s3cret"}.get,
+                       nonces=NonceCache(), now=1000.0)
+    assert info.value.reason in ("bad_signature", "bad_timestamp")
+
+
+def test_non_ascii_signature_over_http_gets_a_refusal(central_sim: CentralSim) -> None:
+    """http.server decodes header bytes as Latin-1: a hostile byte must still get a 401
+    with a reason, not a handler thread that dies and drops the connection."""
+    headers: dict[str, str | bytes] = dict(sign_request(
+        central_sim.terminal_id, central_sim.secret, "GET", "/v1/ping", body=b""))
+    headers["X-Sscard-Signature"] = b"\xe9" * 64
+    answer = httpx.get(central_sim.base_url + "/v1/ping", headers=headers, timeout=5)
+    assert answer.status_code == 401 and answer.json()["reason"] == "bad_signature"
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3"])
+def test_a_bad_content_length_gets_a_400_not_a_dropped_or_stuck_connection(
+        central_sim: CentralSim, length: str) -> None:
+    port = int(central_sim.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"POST /v1/cards/validate HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {length}\r\n\r\n".encode())
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+
+
+def test_a_deeply_nested_request_body_gets_a_400(central_sim: CentralSim) -> None:
+    raw = b'{"a":' * 100_000
+    headers = sign_request(central_sim.terminal_id, central_sim.secret, "POST",
+                           "/v1/cards/validate", body=raw)
+    answer = httpx.post(central_sim.base_url + "/v1/cards/validate", content=raw,
+                        headers=headers, timeout=5)
+    assert answer.status_code == 400 and answer.json()["reason"] == "body is not JSON"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import httpx
@@ -101,3 +103,105 @@ def test_ping_cli_with_terminal_config(central_sim: CentralSim, tmp_path: Path) 
     down = _cli("central", "ping", "--url", "http://127.0.0.1:9", "--terminal-id", "T",
                 "--secret-file", str(wrong), "--timeout", "0.5")
     assert down.returncode == 13, down.stderr
+
+
+def test_a_deadline_that_never_expires_is_served(central_sim: CentralSim) -> None:
+    """``Deadline.never()`` (a daemon's background job) means no timeout, not a crash of
+    the socket layer on an infinite timeout."""
+    with central_sim.make_client() as client:
+        assert client.server_time(Deadline.never()) > 0
+        assert client.ping(Deadline.never()).auth_ok
+
+
+@pytest.mark.parametrize("content", [b"[" * 100_000, b'{"a":' * 100_000])
+def test_deeply_nested_answer_is_a_protocol_error_not_a_recursion_error(content: bytes) -> None:
+    with _client(lambda request: httpx.Response(200, content=content)) as client:
+        with pytest.raises(CentralProtocolError):
+            _validate(client)
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "-inf", "1e999"])
+def test_a_server_time_that_is_not_a_finite_number_is_ignored(header: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"status": "normal", "reason": "ok"},
+                              headers={"X-Sscard-Server-Time": header})
+    with _client(answer) as client:
+        _validate(client)
+        assert client.clock_offset is None
+
+
+@pytest.mark.parametrize("changes", [
+    {"base_url": 5},
+    {"base_url": "http://[::1"},
+    {"base_url": "ftp://central.example"},
+    {"terminal_id": 7},
+    {"terminal_id": "T-巴士"},
+    {"terminal_id": "T\r\nX-Injected: 1"},
+    {"secret": ["s"]},
+    {"ca_file": 5},
+    {"verify": "false"},
+    {"central_public_key": 5},
+])
+def test_a_broken_config_is_a_config_error(changes: dict[str, object]) -> None:
+    data = {"base_url": "http://127.0.0.1:9", "terminal_id": "T", "secret": "s", **changes}
+    with pytest.raises(ConfigError):
+        client = CentralClient.from_config(TerminalConfig.from_mapping(data))
+        client.close()
+
+
+def test_cli_bad_files_are_config_errors_not_tracebacks(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    missing = str(tmp_path / "no" / "such" / "dir" / "c.db")
+    runs = [
+        ("central", "ping", "--url", "http://127.0.0.1:9", "--terminal-id", "T",
+         "--secret-file", str(tmp_path / "none")),
+        ("central-sim", "terminal-config", "--db", str(junk), "--terminal-id", "T"),
+        ("central-sim", "set-app", "D00000013", "library", "off", "--db", str(junk)),
+        ("central-sim", "set-status", "D00000013", "normal", "--db", missing),
+        ("central-sim", "serve", "--port", "0", "--db", missing),
+    ]
+    for args in runs:
+        done = _cli(*args)
+        assert done.returncode == 17 and "Traceback" not in done.stderr, (args, done.stderr)
+        assert done.stderr.startswith("sscard: "), args
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"true", b'"12"'])
+def test_a_time_answer_that_is_not_a_finite_number_is_a_protocol_error(value: bytes) -> None:
+    content = b'{"server_time": ' + value + b"}"
+    with _client(lambda request: httpx.Response(200, content=content)) as client:
+        with pytest.raises(CentralProtocolError):
+            client.server_time(Deadline.after(2))
+
+
+def test_a_compressed_answer_cannot_inflate_past_the_cap_in_memory() -> None:
+    """The cap must hold for what is held in memory, not only for what came off the wire:
+    one 64 KiB read of gzip (what the socket layer hands over at once) inflates to ~64 MB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = packer.compress(b"\0" * (64 * 1024 * 1024)) + packer.flush()
+    assert len(bomb) < 100_000
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"},
+                              content=iter([bomb]))
+    with _client(answer, max_response_bytes=1024 * 1024) as client:
+        tracemalloc.start()
+        try:
+            with pytest.raises(CentralProtocolError):
+                _validate(client)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_the_client_asks_for_uncompressed_answers() -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Accept-Encoding", ""))
+        return httpx.Response(200, json={"status": "normal", "reason": "ok"})
+    with _client(answer) as client:
+        _validate(client)
+    assert seen == ["identity"]

@@ -123,3 +123,41 @@ def test_close_from_another_thread_ends_a_blocked_call_at_once(central_sim: Cent
     worker.join(5.0)
     assert outcome and outcome[0][0] is CentralUnreachableError
     assert outcome[0][1] < 1.5
+
+
+def test_headers_that_trickle_cannot_hold_the_caller_past_its_deadline(
+        central_sim: CentralSim) -> None:
+    """Each byte of the status line and headers comes well inside the read timeout, so a
+    per-read timeout alone never fires: only the caller's deadline can end the wait."""
+    with central_sim.make_client() as client:
+        assert _validate(client, 3.0) is CardStatus.NORMAL  # warm connection
+        central_sim.set_faults(mode="trickle_head", trickle_ms=40)
+        took = _timed_failure(client, CentralUnreachableError)
+        central_sim.set_faults(mode="none")
+        assert _validate(client, 3.0) is CardStatus.NORMAL
+    assert took < BUDGET + SLACK, f"{took:.3f} s"
+
+
+def test_a_slow_trickle_is_cut_at_the_deadline_not_one_read_timeout_later(
+        central_sim: CentralSim) -> None:
+    """A byte arriving just before the deadline must not buy a whole new read timeout."""
+    budget = 1.0
+    with central_sim.make_client() as client:
+        central_sim.set_faults(mode="trickle", trickle_ms=900)
+        start = time.monotonic()
+        with pytest.raises(CentralUnreachableError):
+            _validate(client, budget)
+        took = time.monotonic() - start
+    assert took < budget + SLACK, f"{took:.3f} s"
+
+
+def test_a_spent_counted_fault_stays_spent_when_other_knobs_change(
+        central_sim: CentralSim) -> None:
+    """``count`` limits a mode to the next N requests; changing only the latency later must
+    not bring the spent mode back for every request."""
+    with central_sim.make_client() as client:
+        central_sim.set_faults(mode="error", count=1)
+        assert _validate(client, 3.0) is CardStatus.NORMAL  # one 503, retried
+        plan = central_sim.set_faults(latency_ms=1)
+        assert plan["mode"] == "none", plan
+        assert _validate(client, 3.0) is CardStatus.NORMAL

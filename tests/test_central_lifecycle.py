@@ -20,6 +20,7 @@ from sscard_terminal.central import (
     Entitlement,
 )
 from sscard_terminal.deadline import Deadline
+from sscard_terminal.decision import Denylist
 
 TODAY = dt.date.today()
 
@@ -89,7 +90,7 @@ def test_temporary_loss_lapses_after_15_days_by_itself(central_sim: CentralSim) 
     with central_sim.make_client() as client:
         lost = _check(client, card)
         assert lost.status is CardStatus.TEMPORARY_LOSS
-        assert lost.until == (TODAY + dt.timedelta(days=15)).isoformat()
+        assert lost.until == (TODAY + dt.timedelta(days=14)).isoformat()  # its last day
         # Reported 15 days ago: it has lapsed today without anyone unlocking it.
         life.report_temporary_loss(central_sim.store, card.card_number,
                                    TODAY - dt.timedelta(days=15))
@@ -213,3 +214,48 @@ def test_admin_cli_set_status_and_set_app(central_sim: CentralSim) -> None:
                 db).returncode == 0
     refused = _cli("central-sim", "set-status", card.card_number, "normal", "--db", db)
     assert refused.returncode == 1 and "replacement" in refused.stderr
+
+
+def test_boundary_days_agree_with_what_the_terminal_reads_offline(
+        central_sim: CentralSim, denylist: Denylist) -> None:
+    """A date in the protocol is the LAST day of what it bounds, as on the chip (EF05 tag
+    06 is the last valid day; the offline rules refuse only once it has passed) and as the
+    terminal's denylist reads ``until``. On that day online and offline must agree."""
+    lost, ending = DEMO_CARDS["spare"], DEMO_CARDS["spare2"]
+    life.report_temporary_loss(central_sim.store, lost.card_number, TODAY, until=TODAY)
+    with central_sim.store.atomic() as conn:
+        conn.execute("UPDATE cards SET expires_on = ? WHERE card_number = ?",
+                     (TODAY.isoformat(), ending.card_number))
+    with central_sim.make_client() as client:
+        denylist.install(client.denylist(0, Deadline.after(3)))
+        online_lost = _check(client, lost)
+        online_ending = _check(client, ending)
+    assert online_lost.card_ref is not None
+    refused_offline = denylist.lookup(online_lost.card_ref, today=TODAY) is not None
+    assert refused_offline and online_lost.status is CardStatus.TEMPORARY_LOSS
+    assert online_ending.status is CardStatus.NORMAL  # the chip's expiry day itself
+    assert online_ending.warning == "renew within 3 months"
+    assert denylist.lookup(online_ending.card_ref or "", today=TODAY) is None
+
+
+def test_a_15_day_loss_refuses_on_15_days_then_lapses(central_sim: CentralSim) -> None:
+    card = DEMO_CARDS["spare"]
+    with central_sim.make_client() as client:
+        for reported_days_ago, held in ((14, True), (15, False)):
+            life.report_temporary_loss(central_sim.store, card.card_number,
+                                       TODAY - dt.timedelta(days=reported_days_ago))
+            status = _check(client, card).status
+            assert (status is CardStatus.TEMPORARY_LOSS) is held, reported_days_ago
+
+
+@pytest.mark.parametrize("lock", ["formal_loss", "suspended"])
+def test_a_temporary_loss_cannot_turn_a_lock_into_one_that_lapses(
+        central_sim: CentralSim, lock: str) -> None:
+    """A formal loss holds until unlocked and a suspension until reinstated: reporting a
+    15-day temporary loss on top must not make the card usable again by itself."""
+    card = DEMO_CARDS[lock]
+    with pytest.raises(life.LifecycleError):
+        life.report_temporary_loss(central_sim.store, card.card_number,
+                                   TODAY - dt.timedelta(days=20))
+    with central_sim.make_client() as client:
+        assert _check(client, card).status is CardStatus(lock)

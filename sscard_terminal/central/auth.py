@@ -159,7 +159,10 @@ def verify_request(
         raise _refuse("bad_timestamp", "timestamp is not an integer") from None
     expected = _mac(secret, canonical_string(
         terminal_id, method, target, timestamp=timestamp, nonce=nonce, body=body))
-    if not hmac.compare_digest(expected, signature.lower()):
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII text, and header
+    # bytes arrive decoded as Latin-1, so a hostile byte must compare unequal instead.
+    offered = signature.lower().encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(expected.encode("ascii"), offered):
         raise _refuse("bad_signature", "signature does not match (wrong secret or altered request)")
     skew = stamp - now
     if abs(skew) > max_skew_s:

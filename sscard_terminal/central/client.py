@@ -3,10 +3,13 @@
 Design rules, each for a reason:
 
 - **The caller's deadline is the only timeout.** Every method takes a
-  :class:`~sscard_terminal.deadline.Deadline`; each attempt gets what is left of it, and
-  the body is read chunk by chunk with the deadline checked between chunks, so a central
-  that trickles cannot hold a validator past its budget. When the budget runs out the
-  answer is :class:`CentralUnreachableError` at once: the caller decides offline.
+  :class:`~sscard_terminal.deadline.Deadline`; each attempt gets what is left of it. httpx
+  timeouts bound each socket read alone, so the transport also caps every read and write
+  by what is left of the deadline (:class:`~.abortable.AbortableTransport`), and the body
+  is read chunk by chunk with the deadline checked between chunks: a central that
+  trickles its headers or its body cannot hold a validator past its budget. When the
+  budget runs out the answer is :class:`CentralUnreachableError` at once: the caller
+  decides offline. (An injected ``transport`` keeps only the chunk check.)
 - **Retries only where a repeat cannot do harm**: GETs, card validation (a query), and
   transaction upload (every transaction carries an idempotency key). Never beyond the
   deadline. ``post_json`` is not retried unless the caller says it is idempotent.
@@ -22,9 +25,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import json
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -109,11 +114,19 @@ class TerminalConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> TerminalConfig:
+        """The config from parsed JSON; a missing or mistyped field is a ConfigError here,
+        not a TypeError at the first request (unknown fields are ignored)."""
         missing = [k for k in ("base_url", "terminal_id", "secret") if not data.get(k)]
         if missing:
             raise ConfigError(f"terminal config lacks {', '.join(missing)}")
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        for name, value in fields.items():
+            wanted = bool if name == "verify" else str
+            if not isinstance(value, wanted) and not (wanted is str and value is None):
+                raise ConfigError(f"terminal config: {name} must be a JSON "
+                                  f"{'true/false' if wanted is bool else 'string'}")
+        return cls(**fields)
 
 
 def _ssl_context(ca_file: str | None, client_cert: str | tuple[str, str] | None,
@@ -127,9 +140,33 @@ def _ssl_context(ca_file: str | None, client_cert: str | tuple[str, str] | None,
             context.load_cert_chain(client_cert[0], client_cert[1])
         elif client_cert is not None:
             context.load_cert_chain(client_cert)
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, TypeError) as exc:
         raise ConfigError(f"TLS setup failed (CA {ca_file}, client cert): {exc}") from exc
     return context
+
+
+def _checked_base_url(base_url: object) -> str:
+    """The central's URL, refused now (ConfigError) if no request could ever use it."""
+    if not isinstance(base_url, str):
+        raise ConfigError("central URL must be a string")
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+    except ValueError as exc:
+        raise ConfigError(f"central URL {base_url!r} is not usable: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"central URL {base_url!r} is not an http(s) URL with a host")
+    return base_url
+
+
+def _checked_credentials(terminal_id: object, secret: object) -> tuple[str, str]:
+    """The terminal id travels in a header and in the signed string (one field a line):
+    printable ASCII only, so it can neither fail to encode nor run into the next field."""
+    if not isinstance(terminal_id, str) or not isinstance(secret, str) or not (
+            terminal_id and secret):
+        raise ConfigError("central client needs a terminal id and a secret (strings)")
+    if not (terminal_id.isascii() and terminal_id.isprintable()):
+        raise ConfigError(f"terminal id {terminal_id!r} is not printable ASCII")
+    return terminal_id, secret
 
 
 class CentralClient:
@@ -157,10 +194,10 @@ class CentralClient:
         clock: Callable[[], float] = time.time,
         max_connections: int = 8,
     ) -> None:
-        if not terminal_id or not secret:
-            raise ConfigError("central client needs a terminal id and a secret")
-        self._terminal_id = terminal_id
-        self._secret = secret
+        self._terminal_id, self._secret = _checked_credentials(terminal_id, secret)
+        base_url = _checked_base_url(base_url)
+        if not isinstance(central_public_key, str | Ed25519PublicKey | None):
+            raise ConfigError("central public key must be base64url text or an Ed25519 key")
         self._clock = clock
         self._max_response = max_response_bytes
         self._abortable: AbortableTransport | None = None
@@ -250,7 +287,8 @@ class CentralClient:
         """The central's Unix time (also updates :attr:`clock_offset`)."""
         answer = self._request("GET", "/v1/time", None, deadline, retry=True)
         value = answer.get("server_time")
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(
+                value):  # JSON as Python reads it admits NaN and Infinity
             raise CentralProtocolError("time answer without a numeric server_time")
         return float(value)
 
@@ -358,10 +396,17 @@ class CentralClient:
                                     body=raw, now=self._clock())
         if raw:
             headers["Content-Type"] = "application/json"
+        # Uncompressed only: the byte cap must bound memory, and one 64 KiB read of gzip
+        # inflates to ~64 MB before any cap could look at it.
+        headers["Accept-Encoding"] = "identity"
         sent = self._clock()
+        bounded = (contextlib.nullcontext() if self._abortable is None
+                   else self._abortable.bounded_by(deadline))
         try:
-            with self._http.stream(method, path, content=raw or None, headers=headers,
-                                   timeout=httpx.Timeout(remaining)) as response:
+            # An endless deadline (Deadline.never()) means no timeout: sockets take no inf.
+            timeout = httpx.Timeout(None if math.isinf(remaining) else remaining)
+            with bounded, self._http.stream(method, path, content=raw or None, headers=headers,
+                                            timeout=timeout) as response:
                 self._note_server_time(response.headers, sent)
                 data = self._read_capped(response, deadline)
                 status = response.status_code
@@ -388,13 +433,17 @@ class CentralClient:
         return answer
 
     def _read_capped(self, response: httpx.Response, deadline: Deadline) -> bytes:
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise CentralProtocolError(
+                f"answer is {encoding}-encoded though only identity was accepted")
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_response:
             raise CentralProtocolError(
                 f"answer of {int(declared)} bytes exceeds the {self._max_response}-byte cap")
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes():
+        for chunk in response.iter_bytes():  # identity only (above): nothing inflates
             size += len(chunk)
             if size > self._max_response:
                 raise CentralProtocolError(f"answer exceeds the {self._max_response}-byte cap")
@@ -411,6 +460,8 @@ class CentralClient:
             server = float(value)
         except ValueError:
             return
+        if not math.isfinite(server):  # "nan" and "inf" parse, but are no time
+            return
         offset = server - (sent + self._clock()) / 2.0
         with self._lock:
             self._offset, self._offset_known = offset, True
@@ -425,6 +476,8 @@ def _decode(data: bytes, method: str, path: str) -> dict[str, Any]:
         answer = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CentralProtocolError(f"{method} {path}: answer is not JSON") from exc
+    except RecursionError:  # nested deeper than the interpreter's stack
+        raise CentralProtocolError(f"{method} {path}: answer is nested too deeply") from None
     if not isinstance(answer, dict):
         raise CentralProtocolError(f"{method} {path}: answer is not a JSON object")
     return answer

@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import importlib
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--fail-rate", type=float, default=0.0,
                        help="share of requests answered 503 (0..1)")
     serve.add_argument("--fault", default="none",
-                       help="none|error|timeout|reset|malformed|oversized|trickle")
+                       help="none|error|timeout|reset|malformed|oversized|trickle|trickle_head")
     serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, help="private key of --tls-cert (PEM)")
     serve.add_argument("--client-ca", type=Path,
@@ -89,7 +90,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status.add_argument("card_number", metavar="CARD_NO")
     status.add_argument("status", choices=[s.value for s in CardStatus if s is not
                                            CardStatus.UNKNOWN], metavar="STATUS")
-    status.add_argument("--until", type=dt.date.fromisoformat, help="end date (YYYY-MM-DD)")
+    status.add_argument("--until", type=dt.date.fromisoformat,
+                        help="last day of the status, inclusive (YYYY-MM-DD)")
     status.add_argument("--open-ended", action="store_true",
                         help="temporary loss without an end date")
     status.add_argument("--db", required=True, type=Path, help="SQLite file of the state")
@@ -142,7 +144,10 @@ def _ping(args: argparse.Namespace) -> int:
     if args.terminal_id:
         data["terminal_id"] = args.terminal_id
     if args.secret_file:
-        data["secret"] = args.secret_file.read_text(encoding="utf-8").strip()
+        try:
+            data["secret"] = args.secret_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the secret file {args.secret_file}: {exc}") from exc
     if args.ca_file:
         data["ca_file"] = str(args.ca_file)
     config = TerminalConfig.from_mapping(data)
@@ -177,6 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(server: Any) -> None:
         print(f"central-sim listening on {scheme}://{args.host}:{server.port}", flush=True)
 
+    _open_store(args.db).close()  # a bad --db is a clear error before the socket opens
     try:
         central_server.serve(str(args.db), args.host, args.port, faults, ready, tls)
     except OSError as exc:
@@ -190,7 +196,12 @@ def _sim(module: str) -> Any:
 
 
 def _open_store(db: Path) -> Any:
-    return _sim("central_store").CentralStore.open(db)
+    """The simulator's database; a missing directory or a file that is not one of ours
+    is a ConfigError, not a traceback."""
+    try:
+        return _sim("central_store").CentralStore.open(db)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot open the simulator database {db}: {exc}") from exc
 
 
 def _set_status(args: argparse.Namespace) -> int:

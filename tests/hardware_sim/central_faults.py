@@ -8,7 +8,8 @@ run time with ``POST /v1/admin/faults`` (header ``X-Sscard-Admin-Token``):
 - ``mode`` (optionally for the next ``count`` requests only):
   ``none``, ``error`` (503), ``timeout`` (never answers), ``reset`` (TCP RST),
   ``malformed`` (200 with a body that is not JSON), ``oversized`` (200 with 16 MiB),
-  ``trickle`` (200, then one byte every 200 ms).
+  ``trickle`` (200, then one byte of the body every ``trickle_ms``, 200 by default),
+  ``trickle_head`` (the status line and headers themselves one byte every ``trickle_ms``).
 
 Faults never touch ``/v1/health`` and ``/v1/admin/*``, so the harness can always see and
 repair the server.
@@ -23,7 +24,8 @@ from typing import Any
 
 __all__ = ["MODES", "FaultPlan"]
 
-MODES = ("none", "error", "timeout", "reset", "malformed", "oversized", "trickle")
+MODES = ("none", "error", "timeout", "reset", "malformed", "oversized", "trickle",
+         "trickle_head")
 
 
 @dataclass
@@ -36,6 +38,8 @@ class FaultPlan:
     count: int | None = None
     """How many more requests get ``mode``; None means until changed."""
     seed: int = 1
+    trickle_ms: float = 200.0
+    """Pause between the bytes of a trickling answer."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _random: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -50,16 +54,24 @@ class FaultPlan:
             mode = str(changes.get("mode", self.mode))
             if mode not in MODES:
                 raise ValueError(f"unknown fault mode {mode!r}")
-            self.mode = mode
-            self.latency_ms = float(changes.get("latency_ms", self.latency_ms))
-            self.fail_rate = float(changes.get("fail_rate", self.fail_rate))
-            count = changes.get("count", None)
-            self.count = None if count is None else int(count)
+            latency_ms = float(changes.get("latency_ms", self.latency_ms))
+            fail_rate = float(changes.get("fail_rate", self.fail_rate))
+            trickle_ms = float(changes.get("trickle_ms", self.trickle_ms))
+            count = self.count
+            if "mode" in changes or "count" in changes:  # a new mode: until changed or N
+                count = None if changes.get("count") is None else int(changes["count"])
+            self.mode, self.count = mode, count
+            self.latency_ms, self.fail_rate, self.trickle_ms = latency_ms, fail_rate, trickle_ms
             return self.snapshot_locked()
 
     def snapshot_locked(self) -> dict[str, Any]:
         return {"mode": self.mode, "latency_ms": self.latency_ms, "fail_rate": self.fail_rate,
-                "count": self.count}
+                "count": self.count, "trickle_ms": self.trickle_ms}
+
+    def trickle_interval(self) -> float:
+        """Seconds between the bytes of a trickling answer."""
+        with self._lock:
+            return self.trickle_ms / 1000.0
 
     def next_request(self) -> tuple[float, str]:
         """(seconds to delay, mode) for the request being served now."""
@@ -70,6 +82,8 @@ class FaultPlan:
                     mode = "none"
                 else:
                     self.count -= 1
+                if self.count <= 0:  # spent: back to none, so no later change revives it
+                    self.mode, self.count = "none", None
             if mode == "none" and self.fail_rate > 0 and self._random.random() < self.fail_rate:
                 mode = "error"
             return self.latency_ms / 1000.0, mode

@@ -15,6 +15,12 @@
 
 Time-driven states (lapse, expiry) are computed when asked, from ``today``, so the
 stored row never needs a background job.
+
+Every date that bounds something is its LAST day, inclusive, as on the chip (EF05 tag 06
+is the last valid day, and the terminal's offline rules refuse only once it has passed)
+and as the terminal's denylist reads ``until``: a card is expired the day after
+``expires_on``, and a temporary loss lapses the day after ``until``. So online and
+offline give the same verdict on the boundary day.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ __all__ = [
 ]
 
 TEMPORARY_LOSS_DAYS = 15
+"""Days a temporary loss holds, the day of the report included (``until`` is the last)."""
 RENEWAL_WARNING_DAYS = 92
 """About 3 months: the window in which a holder should renew."""
 MAX_DELTA = 500
@@ -60,11 +67,15 @@ def effective_status(card: CardRow, today: dt.date) -> tuple[CardStatus, str, st
     """(status, reason, until) as of ``today``: lapsed temporary loss and expiry applied."""
     status, reason, until = card.status, card.reason, card.until
     if status is CardStatus.TEMPORARY_LOSS and until is not None and (
-            dt.date.fromisoformat(until) <= today):
+            dt.date.fromisoformat(until) < today):
         status, reason, until = CardStatus.NORMAL, "ok", None
-    if status is CardStatus.NORMAL and dt.date.fromisoformat(card.expires_on) <= today:
+    if status is CardStatus.NORMAL and dt.date.fromisoformat(card.expires_on) < today:
         status, reason = CardStatus.EXPIRED, "expired"
     return status, reason, until
+
+
+def _day_after(day: str | None) -> str | None:
+    return None if day is None else (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
 
 
 def validation_document(store: CentralStore, card: CardRow | None, *, card_number: str,
@@ -75,7 +86,7 @@ def validation_document(store: CentralStore, card: CardRow | None, *, card_numbe
     if card.card_number != card_number:
         return {"status": CardStatus.UNKNOWN.value, "reason": "card_number_mismatch"}
     status, reason, until = effective_status(card, today)
-    since = card.since if status is card.status else (
+    since = card.since if status is card.status else _day_after(
         card.expires_on if status is CardStatus.EXPIRED else card.until)
     doc: dict[str, Any] = {
         "status": status.value, "reason": reason, "card_ref": card.card_ref,
@@ -124,7 +135,11 @@ def report_temporary_loss(store: CentralStore, card_number: str, today: dt.date,
                           open_ended: bool = False, until: dt.date | None = None) -> None:
     card = _require(store, card_number)
     _not_void(card)
-    end = None if open_ended else (until or today + dt.timedelta(days=TEMPORARY_LOSS_DAYS))
+    if card.status in (CardStatus.FORMAL_LOSS, CardStatus.SUSPENDED):
+        # A temporary loss lapses by itself: on top of a lock it would undo the lock.
+        raise LifecycleError(f"card is {card.status.value}: unlock or reinstate it first")
+    end = None if open_ended else (
+        until or today + dt.timedelta(days=TEMPORARY_LOSS_DAYS - 1))
     _update(store, card, CardStatus.TEMPORARY_LOSS, "temporary_loss", today,
             until=None if end is None else end.isoformat())
 
@@ -231,9 +246,10 @@ def set_status(store: CentralStore, card_number: str, status: CardStatus, today:
         cancel_holder(store, card_number, today)
     elif status is CardStatus.EXPIRED:
         card = _require(store, card_number)
+        last_day = until or today - dt.timedelta(days=1)  # expired today: yesterday was last
         with store.atomic() as conn:
             conn.execute("UPDATE cards SET expires_on = ? WHERE card_number = ?",
-                         ((until or today).isoformat(), card.card_number))
+                         (last_day.isoformat(), card.card_number))
             store.log_denylist(conn, card.card_ref, "add", CardStatus.EXPIRED, None, today)
     else:
         raise LifecycleError(f"cannot set a card to {status.value}")

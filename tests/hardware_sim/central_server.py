@@ -148,7 +148,13 @@ class CentralServer:
     def dispatch(self, handler: _Handler, method: str) -> None:
         target = handler.path
         path, _, query_text = target.partition("?")
-        length = int(handler.headers.get("Content-Length") or 0)
+        declared = handler.headers.get("Content-Length") or "0"
+        if not declared.isascii() or not declared.isdigit():
+            # int() would take "-1" (read to EOF: a stuck thread) or raise (no answer).
+            self._send(handler, 400, {"error": "bad_request", "reason": "bad Content-Length"})
+            handler.close_connection = True
+            return
+        length = int(declared)
         if length > MAX_REQUEST_BYTES:
             self._send(handler, 413, {"error": "too_large", "reason": "request body too large"})
             handler.close_connection = True
@@ -183,7 +189,7 @@ class CentralServer:
             terminal = self.store.terminal(terminal_id) or {}
         try:
             body = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             self._send(handler, 400, {"error": "bad_request", "reason": "body is not JSON"})
             return
         query = dict(urllib.parse.parse_qsl(query_text))
@@ -223,24 +229,29 @@ class CentralServer:
             self._send(handler, 200, {}, raw=b'{"status": "normal", "reason": ')
         elif mode == "oversized":
             self._send(handler, 200, {}, raw=b'{"pad": "' + b"x" * (16 * 1024 * 1024) + b'"}')
-        elif mode == "trickle":
+        elif mode in ("trickle", "trickle_head"):
             data = json.dumps({"status": "normal", "reason": "ok"}).encode() + b" " * 200
-            handler.send_response(200)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.send_header(auth.HEADER_SERVER_TIME, f"{time.time():.3f}")
-            handler.end_headers()
-            handler.wfile.flush()
-            for byte in data:
-                if self.stopping.wait(0.2):
-                    break
-                try:
-                    handler.wfile.write(bytes([byte]))
-                    handler.wfile.flush()
-                except OSError:
-                    break
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n"
+                    f"{auth.HEADER_SERVER_TIME}: {time.time():.3f}\r\n\r\n").encode()
+            if mode == "trickle":
+                handler.wfile.write(head)
+                handler.wfile.flush()
+            self._trickle(handler, data if mode == "trickle" else head + data)
             handler.close_connection = True
         return True
+
+    def _trickle(self, handler: _Handler, data: bytes) -> None:
+        """Send ``data`` one byte at a time, ``trickle_ms`` apart (until stopped)."""
+        interval = self.faults.trickle_interval()
+        for byte in data:
+            if self.stopping.wait(interval):
+                return
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                return
 
     def _admin(self, handler: _Handler, path: str, raw: bytes) -> None:
         if handler.headers.get(ADMIN_TOKEN_HEADER) != self.store.admin_token():

@@ -330,7 +330,7 @@ class CentralStore:
                            (card.name, card.id_number))
         holder_id = int(cur.lastrowid or 0)
         issued = today - dt.timedelta(days=round(card.issued_years_ago * 365.25))
-        until = (today + dt.timedelta(days=15)).isoformat() if (
+        until = (today + dt.timedelta(days=14)).isoformat() if (  # 15 days, today included
             card.status is CardStatus.TEMPORARY_LOSS) else None
         reason = "ok" if card.status is CardStatus.NORMAL else card.status.value
         self.insert_card(conn, holder_id=holder_id, card_number=card.card_number,
