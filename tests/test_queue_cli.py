@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,25 @@ def test_drain_refuses_a_batch_size_below_one_as_a_usage_error(
               "--batch-size", size])
     assert exited.value.code == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_drain_of_a_tampered_journal_stops_at_once_with_the_journal_exit_code(
+        tmp_path: Path, central: CentralSim, capsys: pytest.CaptureFixture[str]) -> None:
+    # A journal error does not heal by waiting: drain must say so now (exit 15), not retry
+    # until --timeout and then blame the network (exit 13).
+    args = _setup(tmp_path, central.terminal_id)
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    conn.execute("UPDATE records SET acked_at = '2026-01-01T00:00:00.000Z', "
+                 "ack_outcome = 'accepted' WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    config = tmp_path / "central.json"
+    config.write_text(json.dumps({"base_url": central.base_url,
+                                  "terminal_id": central.terminal_id,
+                                  "secret": central.secret}))
+    started = time.monotonic()
+    code = main(["queue", "drain", *args, "--config", str(config), "--timeout", "30"])
+    assert code == 15
+    assert time.monotonic() - started < 15    # well before the timeout: it did not retry on
+    assert "record 2 ack-edited" in capsys.readouterr().err
+    assert central.store.transaction_count(central.terminal_id) == 0

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from ..central.client import CentralClient, TerminalConfig
 from ..deadline import Deadline
-from ..errors import ConfigError, JournalTamperedError
+from ..errors import ConfigError, JournalError, JournalTamperedError, SscardError
 from ..offline_queue import (
     Forwarder,
     Journal,
@@ -198,9 +198,21 @@ def _drain(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.config} is for terminal {config.terminal_id}, the "
                               f"journal for {journal.terminal_id}")
         bar = ProgressBar(journal.status().queued, sys.stderr)
-        forwarder = Forwarder(journal, client, batch_size=args.batch_size)
+        journal_errors: list[JournalError] = []
+
+        def stop_on_journal_error(exc: SscardError) -> None:
+            # Waiting does not mend a key or a tampered journal (the network may): stop
+            # now and say which, instead of retrying until --timeout.
+            if isinstance(exc, JournalError):
+                journal_errors.append(exc)
+                forwarder.stop()
+
+        forwarder = Forwarder(journal, client, batch_size=args.batch_size,
+                              on_failure=stop_on_journal_error)
         result = forwarder.drain(Deadline.after(args.timeout), bar.update)
         bar.finish()
+        if journal_errors:
+            raise journal_errors[0]
     print(f"forwarded {result.forwarded}, rejected {result.rejected}, "
           f"remaining {result.remaining}")
     if result.remaining:
