@@ -259,3 +259,23 @@ def test_apdu_trace_level_does_not_leak_between_main_calls(
         assert trace.level == logging.NOTSET
     finally:
         trace.setLevel(before)
+
+
+@pytest.mark.parametrize("json_output", [True, False])
+def test_masked_read_does_not_give_back_the_hidden_id_digits(
+        capsys: pytest.CaptureFixture[str], json_output: bool) -> None:
+    """The masked ID number hides the district and the birth date (3303**********007X);
+    printing the birthplace code and the birth date in clear next to it gave all 18
+    digits back (330302 + 19751120 + 007X)."""
+    assert main(["read", "--reader", "sim:gen2-adult", "--json", "--unmask"]) == 0
+    clear = json.loads(capsys.readouterr().out)
+    number = clear["social_security_number"]
+    assert number == "33030219751120007X"
+    assert main(["read", "--reader", "sim:gen2-adult", *(["--json"] if json_output else [])]) == 0
+    out = capsys.readouterr().out
+    assert number not in out
+    for hidden in (clear["birthplace"], clear["birth_date"], clear["birth_date"][5:]):
+        assert hidden not in out, hidden
+    if json_output:
+        masked = json.loads(out)
+        assert masked["birthplace"] == "3303**" and masked["birth_date"] == "1975-**-**"

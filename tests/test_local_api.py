@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import secrets
 import signal
@@ -30,7 +31,7 @@ from sscard_hardware_sim.central_hsm import read_auth_key
 from sscard_hardware_sim.virtual_card import VirtualCard
 from sscard_hardware_sim.virtual_psam import full_psam, psam_without_read_key
 
-from sscard_terminal.cards.psam import PsamAuthenticator
+from sscard_terminal.cards.psam import ForgeryRecord, ForgeryRecorder, PsamAuthenticator
 from sscard_terminal.cards.read_auth import ReadAuthenticator
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.cards.unified import format_basic_info
@@ -217,10 +218,12 @@ class WsClient:
 
 
 def sim_service(holder: str, *, authenticator: ReadAuthenticator | None = None,
-                session_timeout: float = 30.0) -> tuple[CardReaderService, SimOpener]:
+                session_timeout: float = 30.0, recorder: ForgeryRecorder | None = None,
+                ) -> tuple[CardReaderService, SimOpener]:
     opener = SimOpener(holder)
     service = CardReaderService(opener, authenticator=authenticator, settings=CardSettings(
-        terminal_number=TERMINAL, device_number=DEVICE, hsm_session_timeout_s=session_timeout))
+        terminal_number=TERMINAL, device_number=DEVICE, hsm_session_timeout_s=session_timeout),
+        recorder=recorder)
     return service, opener
 
 
@@ -338,7 +341,9 @@ def test_unknown_function_and_bad_parameters(make_harness: Make) -> None:
     client = UnixClient(harness.socket_path)
     unknown = client.call({"function": "ireadcardbas"})  # names are case-sensitive
     assert unknown["code"] == -13 and "iReadCardBas" in unknown["error"]
-    for itype in (0, 5, "x", True, None, 2.5):
+    # "²" and 5000 digits pass str.isdigit() but int() refuses them (was -999); "٣"
+    # (Arabic-Indic 3) passed as 3.
+    for itype in (0, 5, "x", True, None, 2.5, "\u00b2", "\u0663", "3" * 5000):
         answer = client.call({"function": "iReadCardBas", "iType": itype})
         assert answer["code"] == -14 and "iType" in answer["error"], itype
     assert client.call({"iType": 3})["code"] == -14
@@ -429,6 +434,37 @@ def test_step2_wrong_key_is_minus_25_and_releases(make_harness: Make) -> None:
                           "key": hsm_key_for(step1["data"])})
     assert replay["code"] == -23
     client.close()
+
+
+def test_step2_mismatch_is_counted_and_recorded_without_holder_data(
+        make_harness: Make, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 6 item 2: a card whose internal authentication disagrees is counted and
+    recorded (no holder data) on the two-step path too, not only answered -25."""
+    records: list[ForgeryRecord] = []
+    harness, _ = make_harness("gen3-adult", recorder=records.append)
+    client = UnixClient(harness.socket_path)
+    step1 = client.call({"function": "iReadCardBas_HSM_Step1", "iType": 3})
+    key = hsm_key_for(step1["data"])
+    assert client.call({"function": "iReadCardBas_HSM_Step2",
+                        "key": wrong_key(key)})["code"] == -25
+    assert harness.service.forgeries_detected == 1
+    assert len(records) == 1
+    record = records[0]
+    fields = step1["data"].split("|")
+    assert record.card_identification_code == fields[3] and record.region == fields[0]
+    assert record.module == "hsm:two-step" and record.algorithm == int(fields[2], 16)
+    assert any("forged or cloned" in r.getMessage() and r.levelno == logging.WARNING
+               for r in caplog.records)
+    # A genuine card is neither counted nor recorded.
+    step1 = client.call({"function": "iReadCardBas_HSM_Step1", "iType": 3})
+    assert client.call({"function": "iReadCardBas_HSM_Step2",
+                        "key": hsm_key_for(step1["data"])})["code"] == 0
+    assert harness.service.forgeries_detected == 1 and len(records) == 1
+    client.close()
+    clear = read_card_info(SimTransport(VirtualCard.from_holder("gen3-adult")),
+                           authenticator=sim_psam())
+    for secret in (clear.name, clear.social_security_number, clear.card_number):
+        assert secret not in caplog.text and secret not in repr(record)
 
 
 def test_step2_malformed_key_is_minus_23(make_harness: Make) -> None:
@@ -622,6 +658,36 @@ def test_entry_point_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None
     assert fields[1] not in log and fields[4] not in log
 
 
+def test_entry_point_debug_log_holds_no_card_data(tmp_path: Path) -> None:
+    """``--log-level DEBUG`` is for the service's own workings: it turned on the APDU
+    hex trace too (the root level reached it), which put the holder's ID number and
+    name in the log as hex. The trace now needs its own ``--apdu-trace``."""
+    path = tmp_path / "api.sock"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sscard_terminal.local_api", "--socket", str(path),
+         "--reader", "sim:gen2-adult", "--no-security-module", "--log-level", "DEBUG"],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 20
+        while not path.exists() and time.monotonic() < end and server.poll() is None:
+            time.sleep(0.05)
+        client = UnixClient(path)
+        assert client.call({"function": "iReadCardBas", "iType": 3})["code"] == 0
+        client.close()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    log = server.stderr.read() if server.stderr else ""
+    assert "DEBUG" in log and "iReadCardBas from unix: code 0" in log
+    fields = expected_basic("gen2-adult").split("|")
+    for secret in (fields[1], fields[4]):
+        for shown in (secret, secret.encode("gb18030").hex(" ").upper(),
+                      secret.encode("gb18030").hex().upper()):
+            assert shown not in log, shown
+
+
 def test_entry_point_refuses_world_readable_token(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(secrets.token_urlsafe(24))
@@ -632,3 +698,22 @@ def test_entry_point_refuses_world_readable_token(tmp_path: Path) -> None:
          "--http-port", "0", "--token-file", str(token_file)],
         check=False, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "readable by every user" in result.stderr
+
+
+def test_deep_nesting_and_lone_surrogates_get_answers(make_harness: Make) -> None:
+    """JSON nested past the parser's recursion limit, and ``\\ud800`` escapes (valid JSON,
+    not encodable Unicode) echoed in ``function`` or ``id``, are answered -23 like any
+    bad request: the connection keeps serving."""
+    harness, opener = make_harness()
+    client = UnixClient(harness.socket_path)
+    for raw in (b"[" * 60000 + b"\n", b'{"a":' * 12000 + b"\n",
+                b'{"function": "\\ud800"}\n', b'{"function": "ping", "id": "\\udfff"}\n'):
+        client.send_raw(raw)
+        answer = client.receive()
+        assert answer["code"] == -23 and answer["error"], raw[:30]
+    # A valid surrogate pair is ordinary Unicode, answered as sent.
+    client.send_raw(b'{"function": "ping", "id": "\\ud83d\\ude00"}\n')
+    assert client.receive()["id"] == "\U0001f600"
+    assert client.call({"function": "ping"})["data"] == "pong"
+    client.close()
+    assert opener.opened == []

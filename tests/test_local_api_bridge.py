@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sscard_terminal.errors import ConfigError
-from sscard_terminal.local_api import MAX_REQUEST_BYTES, HttpSecurity, decode_request
+from sscard_terminal.local_api import MAX_REQUEST_BYTES, HttpSecurity, decode_request, http_server
 from sscard_terminal.local_api.items import parse_items
 from sscard_terminal.local_api.protocol import RequestError
 from tests.test_local_api import (
@@ -247,3 +247,66 @@ def test_random_bytes_on_the_port_never_stop_the_bridge(make_harness: Make,
     assert _post(harness, {"function": "iReadCardBas", "iType": 3}).json()["code"] == 0
     # Every one was an expected refusal, none an internal error.
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_http_and_websocket_deep_nesting_and_lone_surrogates(make_harness: Make) -> None:
+    harness, opener = make_harness()
+    for raw in (b"[" * 60000, b'{"function": "\\ud800"}'):
+        answer = _post(harness, raw)
+        assert answer.status_code == 400 and answer.json()["code"] == -23
+    ws = WsClient(harness.port, path=f"/ws?token={harness.token}")
+    assert ws.status == 101
+    ws.send_frame(0x1, b'{"function": "ping", "id": "\\udfff"}')
+    opcode, payload = ws.receive_frame()
+    assert opcode == 0x1 and json.loads(payload)["code"] == -23
+    assert ws.call({"function": "ping"})["data"] == "pong"
+    ws.close()
+    unauthenticated = WsClient(harness.port)
+    unauthenticated.send_frame(0x1, b'{"function": "auth", "token": "\\ud800"}')
+    opcode, payload = unauthenticated.receive_frame()
+    assert opcode == 0x1 and json.loads(payload)["code"] == -23
+    unauthenticated.close()
+    assert opener.opened == []
+
+
+def test_websocket_must_authenticate_in_time(make_harness: Make,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgraded WebSocket without a token held its connection for ever: silent, or
+    sending pings, it was never asked to authenticate. It now has the HTTP read timeout
+    to do so (shortened here); a connection that authenticated stays open."""
+    monkeypatch.setattr(http_server, "_READ_TIMEOUT_S", 0.5)
+    harness, opener = make_harness("gen2-adult")
+    silent = WsClient(harness.port)
+    pinging = WsClient(harness.port)
+    authenticated = WsClient(harness.port)
+    assert authenticated.call({"function": "auth", "token": harness.token})["code"] == 0
+    started = time.monotonic()
+    frame = (0xA, b"")
+    while frame == (0xA, b""):  # pongs until the server gives up on it
+        pinging.send_frame(0x9, b"")
+        frame = pinging.receive_frame()
+        time.sleep(0.05)
+    for opcode, payload in (frame, silent.receive_frame()):
+        assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1008
+    assert time.monotonic() - started < 5
+    silent.close()
+    pinging.close()
+    time.sleep(0.3)
+    assert authenticated.call({"function": "ping"})["data"] == "pong"
+    authenticated.close()
+    assert opener.opened == []
+
+
+def test_http_content_length_of_thousands_of_digits_is_413(make_harness: Make) -> None:
+    """int() refuses more than 4300 digits with a ValueError: the client got no answer
+    and the log an "unexpected error" traceback."""
+    harness, opener = make_harness()
+    # Leading zeros are still a valid length: "{}" is read and refused as a request.
+    for digits, status in (("9" * 5000, b"413"), ("0" * 4999 + "2", b"400")):
+        with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
+            raw.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{harness.port}\r\n"
+                        f"Authorization: Bearer {harness.token}\r\n"
+                        f"Content-Length: {digits}\r\n\r\n{{}}".encode())
+            assert raw.recv(100).startswith(b"HTTP/1.1 " + status), digits[:5]
+    assert opener.opened == []
+    assert _post(harness, {"function": "ping"}).json()["data"] == "pong"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -17,13 +18,14 @@ from sscard_hardware_sim.virtual_psam import full_psam, psam_without_read_key, p
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
 from sscard_terminal.cards.pin import verify_pin
-from sscard_terminal.cards.psam import ForgeryRecord
+from sscard_terminal.cards.psam import ForgeryRecord, PsamAuthenticator
 from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.cli.exit_codes import ExitCode
 from sscard_terminal.cli.main import main
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.pcsc import PcscTransport, wait_for_card
+from sscard_terminal.drivers.sim import SimTransport
 from sscard_terminal.errors import ForgedCardError, PinError, SecurityModuleUnavailableError
 
 Insert = Callable[..., VpcdLink]
@@ -139,3 +141,39 @@ def test_pin_through_pcscd(vpcd_slot: Insert, monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert "locked" in err and "000000" not in err
     assert card.pin_tries == 0
+
+
+def test_psam_shared_with_another_program_never_makes_a_genuine_card_forged(
+        vpcd_slot: Insert) -> None:
+    """PC/SC shares the PSAM between programs (the daemon, ``sscard read``...). Its key
+    is the one "derived last": unless derive and encrypt run as one PC/SC transaction,
+    another program's derive slips in between and a genuine card is refused, counted
+    and recorded as forged."""
+    _insert(vpcd_slot, "gen3-adult", full_psam())
+    psam_reader = _reader(1)
+    stop = threading.Event()
+    other_errors: list[BaseException] = []
+
+    def other_program() -> None:
+        # Another terminal program reading its own cards (a sim: card) with the PSAM.
+        try:
+            with PcscTransport(psam_reader) as psam_transport:
+                psam = PsamAuthenticator(psam_transport)
+                while not stop.is_set():
+                    card = SimTransport(VirtualCard.from_holder("gen3-3des"))
+                    assert read_card_info(card, authenticator=psam).complete
+        except BaseException as exc:
+            other_errors.append(exc)
+
+    records: list[ForgeryRecord] = []
+    thread = threading.Thread(target=other_program)
+    thread.start()
+    try:
+        with _chain(recorder=records.append) as chain:
+            for _ in range(15):
+                with PcscTransport(_reader(0)) as transport:
+                    assert read_card_info(transport, authenticator=chain).complete
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert records == [] and other_errors == []

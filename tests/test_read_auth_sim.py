@@ -323,3 +323,43 @@ def test_chain_uses_hsm_when_psam_is_gone(hsm: _HsmServer) -> None:
     transport.close()
     info = read_card_info(_card("gen3-adult"), authenticator=chain)
     assert info.authenticated_by == "hsm:central"
+
+
+class _ProvincePsam(VirtualPsam):
+    """A PSAM holding the read keys of its own province only (cards whose region code
+    starts with ``province``): another province's card is -2203, as in the field."""
+
+    def __init__(self, province: str) -> None:
+        super().__init__()
+        self.province = bytes.fromhex(province)
+
+    def transmit(self, apdu: bytes) -> bytes:
+        if apdu[:2] == b"\x80\x1a" and apdu[2] == 0x02 and not apdu[5:].startswith(
+                self.province):
+            self.commands += 1
+            return bytes.fromhex("6A88")
+        return super().transmit(apdu)
+
+
+def test_chain_falls_back_to_hsm_whatever_the_psam_served_before(hsm: _HsmServer) -> None:
+    """The PSAM skips its key check once it has served a card of the algorithm; a
+    refusal after that (another province's card: no read key; the PSAM pulled) came
+    out of ``authenticate`` and the chain never asked the HSM, although the same card
+    read fine through the HSM when it came first."""
+    first = find_authenticator(psam_transport=_psam(_ProvincePsam("33")), central=hsm)
+    assert first is not None
+    assert read_card_info(_card("other-province"), authenticator=first).complete
+    assert first.name == "hsm:central" and first.last_fallback_code == -2203
+    chain = find_authenticator(psam_transport=_psam(_ProvincePsam("33")), central=hsm)
+    assert chain is not None
+    assert read_card_info(_card("gen3-adult"), authenticator=chain).complete
+    assert chain.name == "psam:sim:psam"
+    info = read_card_info(_card("other-province"), authenticator=chain)
+    assert info.complete and info.authenticated_by == "hsm:central"
+    assert chain.last_fallback_code == -2203
+    assert read_card_info(_card("gen3-adult"), authenticator=chain).authenticated_by == (
+        "psam:sim:psam")
+    chain.close()  # the PSAM goes away after serving cards
+    info = read_card_info(_card("gen3-adult"), authenticator=chain)
+    assert info.complete and info.authenticated_by == "hsm:central"
+    assert chain.last_fallback_code == -2201

@@ -170,8 +170,11 @@ class CardInfo:
             "sex_text": self.sex,
             "ethnicity": self.ethnicity_code,
             "ethnicity_text": self.ethnicity,
-            "birthplace": self.birthplace,
-            "birth_date": date(self.birth_date),
+            # The masked ID number hides the district and the birth date; printing
+            # both in clear beside it would give all 18 digits back.
+            "birthplace": self.birthplace if unmask else _mask_region(self.birthplace),
+            "birth_date": date(self.birth_date) if unmask or self.birth_date is None
+            else f"{self.birth_date.year:04d}-**-**",
             "algorithm": self.algorithm,
             "pan": (self.pan if unmask else mask_pan(self.pan)) if self.pan else None,
             "complete": self.complete,
@@ -190,6 +193,11 @@ class CardInfo:
         )
 
     __str__ = __repr__
+
+
+def _mask_region(code: str) -> str:
+    """Keep the prefecture (first 4 digits), as :func:`mask_id_number` does."""
+    return code[:4] + "*" * (len(code) - 4) if len(code) > 4 else code
 
 
 def _check(result: CheckResult) -> dict[str, Any]:

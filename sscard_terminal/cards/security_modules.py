@@ -126,14 +126,18 @@ class ModuleChain:
         self.last_fallback_code = None
         if self.psam is not None:
             try:
+                # check() is skipped for an algorithm the PSAM already served, so the
+                # PSAM can also turn out unable (another province's card: no read key;
+                # the PSAM pulled) inside authenticate(): the HSM takes over there too.
+                # A forged card or a card's refusal is not the PSAM's: never retried.
                 self.psam.check(card)
+                self.psam.authenticate(processor, card)
             except SecurityModuleUnavailableError as exc:
                 if self.hsm is None:
                     raise
                 _log.info("PSAM cannot serve the card (%s, %d): central HSM", exc, exc.code)
                 self.last_fallback_code = exc.code
             else:
-                self.psam.authenticate(processor, card)
                 self._used = self.psam.name
                 return
         assert self.hsm is not None

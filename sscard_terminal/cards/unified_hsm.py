@@ -14,17 +14,30 @@ the ``iReadCardBas`` string. The card must stay in the reader between the steps.
 from __future__ import annotations
 
 import hmac
+import logging
+from datetime import UTC, datetime
 
 from ..apdu.processors import ApduProcessor
 from ..drivers.transport import CardTransport
 from ..errors import CentralProtocolError, SscardError
 from .hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
-from .psam import external_authenticate
+from .psam import ForgeryRecord, ForgeryRecorder, external_authenticate
 from .read_auth import CardAuthContext
 from .ssse import read_card_info
 from .unified import UnifiedCode, format_basic_info, unified_code_for
 
-__all__ = ["HsmTwoStepSession", "format_step1", "parse_step2_key", "unified_auth_code_for"]
+__all__ = [
+    "TWO_STEP_MODULE",
+    "HsmTwoStepSession",
+    "format_step1",
+    "parse_step2_key",
+    "unified_auth_code_for",
+]
+
+_log = logging.getLogger(__name__)
+
+TWO_STEP_MODULE = "hsm:two-step"
+"""The module named in a :class:`ForgeryRecord` of the two-step (the caller's HSM)."""
 
 
 def format_step1(step1: HsmStep1, historical_bytes: bytes) -> str:
@@ -76,15 +89,24 @@ class HsmTwoStepSession:
     ``step1()`` -> ``(0, step-1 string)`` or ``(negative code, "")``;
     ``step2(key)`` -> ``(0, iReadCardBas string)`` or ``(negative code, "")``.
     The iReadCardBas string carries personal data in clear (HIS expects it): never log it.
+    A card whose internal answer disagrees with the HSM (-25) is counted in
+    ``forgeries_detected`` and told to ``recorder``, as on the one-step read.
     """
 
     def __init__(
-        self, transport: CardTransport, *, terminal_number: str = "", device_number: str = ""
+        self,
+        transport: CardTransport,
+        *,
+        terminal_number: str = "",
+        device_number: str = "",
+        recorder: ForgeryRecorder | None = None,
     ) -> None:
         self._transport = transport
         self._terminal_number = terminal_number
         self._device_number = device_number
+        self._recorder = recorder
         self._step1: HsmStep1 | None = None
+        self.forgeries_detected = 0
 
     def step1(self) -> tuple[int, str]:
         try:
@@ -112,6 +134,7 @@ class HsmTwoStepSession:
         try:
             parsed = parse_step2_key(key)
             if not hmac.compare_digest(step1.card_answer, parsed.expected_internal):
+                self._forged(step1.card)
                 return int(UnifiedCode.HSM_MISMATCH), ""
             info = read_card_info(
                 self._transport, authenticator=_ExternalOnly(parsed.external_cryptogram)
@@ -123,3 +146,16 @@ class HsmTwoStepSession:
             return 0, text
         except SscardError as exc:
             return unified_code_for(exc, hsm=True), ""
+
+    def _forged(self, card: CardAuthContext) -> None:
+        self.forgeries_detected += 1
+        _log.warning("forged or cloned card refused: region %s, two-step HSM mismatch",
+                     card.region)
+        if self._recorder is not None:
+            self._recorder(ForgeryRecord(
+                card_identification_code=card.card_identification_code.hex().upper(),
+                region=card.region,
+                algorithm=card.algorithm,
+                module=TWO_STEP_MODULE,
+                detected_at=datetime.now(UTC),
+            ))

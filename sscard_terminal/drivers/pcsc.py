@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -312,6 +312,22 @@ class PcscTransport(CardTransport):
             # success is what drivers (vpcd among them) give when the card vanished.
             raise CardRemovedError(f"{self._reader}: the card answered nothing (removed?)")
         return bytes(response)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``SCardBeginTransaction`` .. ``SCardEndTransaction``: pcscd holds other
+        programs' exchanges with this card until the block ends."""
+        card = self._card
+        if card is None:
+            raise CardRemovedError(f"{self._reader}: the card was released")
+        result = self._scard.SCardBeginTransaction(card)
+        if result != self._scard.SCARD_S_SUCCESS:
+            raise _translate(self._scard, result, "starting a transaction", self._reader)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                self._scard.SCardEndTransaction(card, self._scard.SCARD_LEAVE_CARD)
 
     def close(self) -> None:
         with self._lock:

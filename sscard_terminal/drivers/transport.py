@@ -7,6 +7,7 @@ a :class:`CardTransport` and nothing else, so it runs unchanged against pcscd, a
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from abc import ABC, abstractmethod
 from types import TracebackType
@@ -52,6 +53,16 @@ class CardTransport(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the card. Idempotent."""
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Keep other programs' APDUs out of the card for the ``with`` block.
+
+        A card shared through pcscd (a PSAM serving the daemon and ``sscard read``)
+        may otherwise take another program's command between two of ours; a PSAM's
+        "encrypt with the key derived last" then uses the other program's key. The
+        default, for transports no other program can reach, does nothing.
+        """
+        return contextlib.nullcontext()
 
     def __enter__(self) -> CardTransport:
         return self

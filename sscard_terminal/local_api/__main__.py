@@ -1,7 +1,8 @@
 """``python -m sscard_terminal.local_api``: run the local API until Ctrl-C / SIGTERM.
 
 For technicians and the demo until the daemon mounts the same parts. Logs only (no
-print): function, return code and duration per request, never card data.
+print): function, return code and duration per request, never card data (the APDU
+hex trace only with ``--apdu-trace``, whatever ``--log-level`` says).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = ["build_parser", "main", "read_token"]
 _log = logging.getLogger("sscard_terminal.local_api")
 
 _EXIT_CONFIG = 2
+_TRACE_LOGGER = "sscard_terminal.apdu.trace"
 _EXIT_FAILED = 1
 
 
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds the card stays connected between HSM Step1 and Step2")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--apdu-trace", action="store_true",
+                        help="log every APDU in hex at DEBUG (holds personal data: for a "
+                             "technician chasing a card problem, logged at WARNING)")
     return parser
 
 
@@ -142,6 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The APDU trace carries card data (names, ID numbers in hex): --log-level DEBUG
+    # alone must not turn it on, as `sscard -v` does not (-vv does).
+    logging.getLogger(_TRACE_LOGGER).setLevel(logging.DEBUG if args.apdu_trace
+                                              else logging.INFO)
+    if args.apdu_trace:
+        _log.warning("APDU trace on: the log will hold personal data in hex")
     try:
         _run(args)
     except ConfigError as exc:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..cards.card_info import CardInfo
+from ..cards.psam import ForgeryRecorder
 from ..cards.read_auth import ReadAuthenticator
 from ..cards.ssse import read_card_info
 from ..cards.unified import UnifiedCode, format_basic_info, unified_code_for
@@ -86,7 +87,8 @@ class CardReaderService:
     Every method blocks (card I/O) and answers ``(code, text)`` as the unified
     interface does: ``(0, string)`` or ``(negative code, "")``; it never raises for
     a card or security-module failure. The strings carry personal data in clear (HIS
-    expects it): nothing here logs them.
+    expects it): nothing here logs them. ``recorder`` is told of every card the
+    two-step refuses as forged (-25); give the authenticator its own for the one-step.
     """
 
     def __init__(
@@ -95,10 +97,14 @@ class CardReaderService:
         *,
         authenticator: ReadAuthenticator | None = None,
         settings: CardSettings | None = None,
+        recorder: ForgeryRecorder | None = None,
     ) -> None:
         self._opener = opener
         self._authenticator = authenticator
         self.settings = settings or CardSettings()
+        self._recorder = recorder
+        self.forgeries_detected = 0
+        """Cards refused by the two-step (-25); the authenticator counts its own."""
         self._lock = threading.Lock()
         self._session: _OpenSession | None = None
         self._serials = itertools.count(1)
@@ -150,7 +156,8 @@ class CardReaderService:
                 return int(UnifiedCode.NO_CARD), ""
             session = HsmTwoStepSession(transport,
                                         terminal_number=self.settings.terminal_number,
-                                        device_number=self.settings.device_number)
+                                        device_number=self.settings.device_number,
+                                        recorder=self._recorder)
             try:
                 code, text = session.step1()
             except BaseException:
@@ -180,6 +187,7 @@ class CardReaderService:
             try:
                 return open_session.session.step2(key)
             finally:
+                self.forgeries_detected += open_session.session.forgeries_detected
                 self._end_session_locked(None)
 
     def has_session(self, owner: str) -> bool:

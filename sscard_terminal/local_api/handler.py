@@ -44,7 +44,8 @@ def _itype(request: ApiRequest) -> int:
     value = request.params.get("iType", IType.AUTO_CONTACT_FIRST)
     # Some front-ends send "3": digits are accepted. bool is an int in Python, but
     # true/false is not an iType.
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() \
+            and len(value.strip()) <= 2:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value not in IType.ALL:
         raise RequestError(UnifiedCode.BAD_COMMAND_PARAMETERS,

@@ -11,7 +11,8 @@ request passes three checks before it can touch a card:
    preflight is answered only for an allowed origin (403 otherwise);
 3. **the token**: ``Authorization: Bearer <token>`` for HTTP; for WebSocket, where
    browsers cannot set headers, a ``token`` query parameter or a first message
-   ``{"function": "auth", "token": "..."}``. Compared in constant time (401).
+   ``{"function": "auth", "token": "..."}`` within the read timeout (else closed,
+   1008). Compared in constant time (401).
 
 One request per HTTP connection (``Connection: close``): HIS front-ends make one call
 at a time, and it keeps the parser small. Hand-written on asyncio streams rather than
@@ -250,8 +251,10 @@ class LoopbackHttpServer(StreamServer):
         length_text = head.header("content-length")
         if length_text is None or not (length_text.isascii() and length_text.isdigit()):
             raise _Refused(411, "Content-Length required")
-        length = int(length_text)
-        if length > MAX_REQUEST_BYTES:
+        # Compared as text first: int() refuses more than 4300 digits with ValueError.
+        digits = length_text.lstrip("0") or "0"
+        length = int(digits) if len(digits) <= len(str(MAX_REQUEST_BYTES)) else -1
+        if not 0 <= length <= MAX_REQUEST_BYTES:
             raise _Refused(413, f"request larger than {MAX_REQUEST_BYTES} bytes")
         body = await asyncio.wait_for(reader.readexactly(length), _READ_TIMEOUT_S)
         try:
@@ -289,8 +292,20 @@ class LoopbackHttpServer(StreamServer):
             await self.api.release(owner)
 
     async def _messages(self, connection: WebSocket, owner: str, *, authenticated: bool) -> None:
+        # A connection without a token gets as long as an HTTP request to present one:
+        # silent (or only pinging) it would otherwise hold its socket for ever.
+        loop = asyncio.get_running_loop()
+        auth_by = loop.time() + _READ_TIMEOUT_S
         while True:
-            text = await connection.receive()
+            if authenticated:
+                text = await connection.receive()
+            else:
+                try:
+                    text = await asyncio.wait_for(connection.receive(),
+                                                  max(0.0, auth_by - loop.time()))
+                except TimeoutError:
+                    await connection.close(CLOSE_POLICY_VIOLATION, "not authenticated in time")
+                    return
             try:
                 request = decode_request(text)
             except RequestError as exc:

@@ -69,14 +69,31 @@ def decode_request(raw: bytes | str) -> ApiRequest:
         where = f" at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
         raise RequestError(UnifiedCode.ILLEGAL_INPUT,
                            f"request is not UTF-8 JSON{where}") from exc
+    except RecursionError as exc:
+        # "[[[[..." within the size cap exhausts the parser's recursion limit.
+        raise RequestError(UnifiedCode.ILLEGAL_INPUT, "request JSON is nested too deeply"
+                           ) from exc
     if not isinstance(value, dict):
         raise RequestError(UnifiedCode.ILLEGAL_INPUT,
                            f"request must be a JSON object, not {type(value).__name__}")
+    if _has_lone_surrogate(value):
+        # "\\ud800" is valid JSON but not Unicode: echoed in an answer (function, id)
+        # it could not be encoded as UTF-8, and the client would get no answer at all.
+        raise RequestError(UnifiedCode.ILLEGAL_INPUT,
+                           "request holds a lone UTF-16 surrogate escape (not Unicode)")
     function = value.get("function")
     if not isinstance(function, str) or not function:
         raise RequestError(UnifiedCode.BAD_COMMAND_PARAMETERS,
                            'request has no "function" name (e.g. "iReadCardBas")')
     return ApiRequest(function, value)
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def gbk_hex(text: str) -> str:
