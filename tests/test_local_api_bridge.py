@@ -310,3 +310,15 @@ def test_http_content_length_of_thousands_of_digits_is_413(make_harness: Make) -
             assert raw.recv(100).startswith(b"HTTP/1.1 " + status), digits[:5]
     assert opener.opened == []
     assert _post(harness, {"function": "ping"}).json()["data"] == "pong"
+
+
+@pytest.mark.parametrize("target", ["//[", "http://[::1/"])
+def test_request_target_that_urlsplit_refuses_is_400(make_harness: Make, target: str) -> None:
+    """urlsplit raises ValueError ("Invalid IPv6 URL") on these: the client got no
+    answer and the log an "unexpected error" traceback."""
+    harness, opener = make_harness()
+    with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
+        raw.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{harness.port}\r\n\r\n".encode())
+        assert raw.recv(100).startswith(b"HTTP/1.1 400")
+    assert opener.opened == []
+    assert _post(harness, {"function": "ping"}).json()["data"] == "pong"

@@ -127,7 +127,10 @@ def _parse_head(raw: bytes) -> _Head:
         if name in headers and name in ("host", "origin", "authorization", "content-length"):
             raise _Refused(400, f"duplicate {name} header")
         headers[name] = value.strip()
-    target = urlsplit(parts[1])
+    try:
+        target = urlsplit(parts[1])
+    except ValueError as exc:  # e.g. "//[": an unclosed IPv6 literal
+        raise _Refused(400, "malformed request target") from exc
     return _Head(parts[0], target.path, parse_qs(target.query), headers)
 
 
