@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -319,6 +320,38 @@ def test_refuse_profile_refuses_when_full_and_alarm_profile_keeps_accepting(
             journal.enqueue("card_tap", {}, None)
         assert journal.status().queued == 4
     assert frozenset({Alarm.COUNT, Alarm.DISK}) in raised
+
+
+def test_alarms_are_raised_once_and_cleared_once_not_on_every_enqueue(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A validator in a long outage at one tap a second: the alarm callback and the
+    warning ran on every enqueue while over the limit (log spam on flash, an alert per
+    passenger). They now run when the set of alarms changes, and once when it clears."""
+    raised: list[frozenset[Alarm]] = []
+    alarm = JournalLimits(max_records=2, when_full=FullBehaviour.ALARM)
+    with caplog.at_level(logging.WARNING, logger="sscard_terminal.offline_queue"), \
+            _open(tmp_path / "j.db", limits=alarm,
+                  on_alarm=lambda alarms, status: raised.append(alarms)) as journal:
+        for _ in range(30):
+            journal.enqueue("card_tap", {}, None)
+        assert raised == [frozenset({Alarm.COUNT})]
+        assert len([r for r in caplog.records if "over its" in r.getMessage()]) == 1
+        journal.acknowledge([(p.record, AckOutcome.ACCEPTED, "") for p in journal.pending(40)])
+        assert journal.status().alarms == frozenset()
+        assert raised == [frozenset({Alarm.COUNT}), frozenset()]
+        for _ in range(3):
+            journal.enqueue("card_tap", {}, None)
+        assert journal.status().alarms == {Alarm.COUNT}
+        assert raised == [frozenset({Alarm.COUNT}), frozenset(), frozenset({Alarm.COUNT})]
+    refused: list[frozenset[Alarm]] = []
+    refuse = JournalLimits(max_records=1, when_full=FullBehaviour.REFUSE)
+    with _open(tmp_path / "r.db", limits=refuse,
+               on_alarm=lambda alarms, status: refused.append(alarms)) as journal:
+        journal.enqueue("card_tap", {}, None)
+        for _ in range(5):   # every refusal is still an error to its caller
+            with pytest.raises(JournalFullError):
+                journal.enqueue("card_tap", {}, None)
+        assert refused == [frozenset({Alarm.COUNT})]
 
 
 def test_disk_full_is_a_clear_error_and_the_journal_stays_consistent(tmp_path: Path) -> None:

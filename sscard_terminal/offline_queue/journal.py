@@ -234,6 +234,7 @@ class Journal:
         self._boot_id = _boot_id()
         self._terminal_framed, self._boot_framed = _framed(terminal_id), _framed(self._boot_id)
         self._status: JournalStatus | None = None
+        self._raised: frozenset[Alarm] = frozenset()   # as last told to on_alarm
         self._cached_head: tuple[int, bytes] | None = None
         self._status_at = 0.0
         self._added_since_status = 0     # enqueues since ``_status`` was read
@@ -449,18 +450,34 @@ class Journal:
                                    status.head_seq + self._added_since_status, frozenset())
             status = JournalStatus(status.queued, status.oldest_queued_age_s,
                                    status.disk_bytes, status.head_seq, self._alarms_for(status))
+            self._note_alarms(status)
         alarms = status.alarms
-        if not alarms:
-            return
-        if self._on_alarm is not None:
-            self._on_alarm(alarms, status)
-        names = ", ".join(sorted(a.value for a in alarms))
-        if limits.when_full is FullBehaviour.REFUSE:
+        if alarms and limits.when_full is FullBehaviour.REFUSE:
+            names = ", ".join(sorted(a.value for a in alarms))
             raise JournalFullError(
                 f"journal {self.path} is full ({names} limit reached, {status.queued} queued); "
                 f"new offline transactions are refused until the forwarder catches up")
-        _log.warning("journal %s over its %s limit (%d queued); still accepting",
-                     self.path, names, status.queued)
+
+    def _note_alarms(self, status: JournalStatus) -> None:
+        """Tell ``on_alarm`` and the log when the set of raised alarms changes.
+
+        An edge, not a level: a validator in a long outage would otherwise log a warning
+        and raise an alert for every passenger. An empty set tells that all cleared.
+        """
+        with self._lock:
+            if status.alarms == self._raised:
+                return
+            self._raised = status.alarms
+        if status.alarms:
+            names = ", ".join(sorted(a.value for a in status.alarms))
+            then = ("refusing new offline transactions"
+                    if self.limits.when_full is FullBehaviour.REFUSE else "still accepting")
+            _log.warning("journal %s over its %s limit (%d queued); %s",
+                         self.path, names, status.queued, then)
+        else:
+            _log.info("journal %s back within its limits (%d queued)", self.path, status.queued)
+        if self._on_alarm is not None:
+            self._on_alarm(status.alarms, status)
 
     def _alarms_for(self, status: JournalStatus) -> frozenset[Alarm]:
         limits = self.limits
@@ -494,6 +511,7 @@ class Journal:
         status = JournalStatus(queued, age, disk, head_seq, self._alarms_for(partial))
         self._status, self._status_at = status, time.monotonic()
         self._added_since_status = 0
+        self._note_alarms(status)
         return status
 
     def _bytes_in_use(self) -> int:
