@@ -8,8 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from sscard_hardware_sim.central_harness import CentralSim
+from sscard_hardware_sim.central_server import ADMIN_TOKEN_HEADER
 from sscard_hardware_sim.central_store import DEMO_CARDS
 
 from sscard_terminal.central import CardStatus, CentralClient, Channel
@@ -161,3 +163,18 @@ def test_a_spent_counted_fault_stays_spent_when_other_knobs_change(
         plan = central_sim.set_faults(latency_ms=1)
         assert plan["mode"] == "none", plan
         assert _validate(client, 3.0) is CardStatus.NORMAL
+
+
+def test_admin_calls_need_the_admin_token(central_sim: CentralSim) -> None:
+    """The fault knobs are the simulator's own admin calls: refused (401) without the
+    token, with a wrong one or with one that is not even ASCII, and never applied."""
+    url = central_sim.base_url + "/v1/admin/faults"
+    plan = {"mode": "error"}
+    for headers in ({}, {ADMIN_TOKEN_HEADER: "0" * 32},
+                    {ADMIN_TOKEN_HEADER: central_sim.admin_token[:-1]},
+                    {ADMIN_TOKEN_HEADER: "\u00e9" * 32}):
+        raw = {k: v.encode("latin-1") for k, v in headers.items()}
+        answer = httpx.post(url, json=plan, headers=raw, timeout=5.0)
+        assert answer.status_code == 401 and answer.json()["reason"] == "bad_admin_token"
+    with central_sim.make_client() as client:
+        assert _validate(client, 3.0) is CardStatus.NORMAL   # no fault was applied

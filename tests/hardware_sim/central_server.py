@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hmac
 import json
 import socket
 import ssl
@@ -254,7 +255,8 @@ class CentralServer:
                 return
 
     def _admin(self, handler: _Handler, path: str, raw: bytes) -> None:
-        if handler.headers.get(ADMIN_TOKEN_HEADER) != self.store.admin_token():
+        given = handler.headers.get(ADMIN_TOKEN_HEADER, "").encode("latin-1", "replace")
+        if not hmac.compare_digest(given, self.store.admin_token().encode()):
             self._send(handler, 401, {"error": "auth_refused", "reason": "bad_admin_token"})
             return
         if path == "/v1/admin/faults":
