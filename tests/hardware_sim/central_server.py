@@ -256,7 +256,8 @@ class CentralServer:
 
     def _admin(self, handler: _Handler, path: str, raw: bytes) -> None:
         given = handler.headers.get(ADMIN_TOKEN_HEADER, "").encode("latin-1", "replace")
-        if not hmac.compare_digest(given, self.store.admin_token().encode()):
+        expected = self.store.admin_token().encode()
+        if not expected or not hmac.compare_digest(given, expected):
             self._send(handler, 401, {"error": "auth_refused", "reason": "bad_admin_token"})
             return
         if path == "/v1/admin/faults":
