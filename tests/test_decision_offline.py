@@ -147,6 +147,32 @@ def test_torn_transaction_retap_replays_the_earlier_result(
     assert engine.status().offline_accepts_in_row == 1   # no second transaction counted
 
 
+@pytest.mark.parametrize("refusal", ["expired", "replayed", "not_yet_valid"])
+def test_a_refused_code_never_replays_an_unfinished_accept(
+    denylist: Denylist, clock: ManualClock, refusal: str
+) -> None:
+    """The torn replay answered the earlier accept before looking at what was presented:
+    a code the verifier refused (an old screenshot of the holder's code, the same code
+    scanned a second time) opened the gate again while the first transaction was
+    unfinished. Only a presentation that stands on its own (the card itself, or a code
+    that verifies, such as the app's next code) replays."""
+    engine = engine_for("bus-validator", denylist, clock)
+    card = tap(1)
+    first = decide(engine, card)                      # not completed: torn
+    clock.advance(10)
+    refused = PresentedCredential.from_ecode(
+        ECodeOutcome(False, ECodeKind.OURS, refusal, "refused by the verifier"),
+        card_ref=card.card_ref, region=card.region)
+    decision = decide(engine, refused)
+    assert decision.outcome is Outcome.REFUSE and not decision.replayed
+    assert decision.reason is Reason.ECODE_REFUSED and refusal in decision.message
+    fresh = PresentedCredential.from_ecode(
+        ECodeOutcome(True, ECodeKind.OURS, "accepted", "verified offline"),
+        card_ref=card.card_ref, region=card.region)
+    again = decide(engine, fresh)
+    assert again.replayed and again.transaction_id == first.transaction_id
+
+
 def test_torn_window_passes_and_completed_transactions_are_not_replayed(
     denylist: Denylist, clock: ManualClock
 ) -> None:

@@ -186,7 +186,10 @@ class DecisionEngine:
     def _decide_claimed(self, credential: PresentedCredential, budget: Deadline,
                         started: float) -> Decision:
         now = self._clock.monotonic()
-        replay = self._torn_replay(credential.card_ref, now)
+        # A code the verifier refused (expired, scanned twice, ...) does not stand on its
+        # own: it must not reopen the gate on the strength of the card's unfinished accept.
+        refused_code = credential.ecode is not None and not credential.ecode.accepted
+        replay = None if refused_code else self._torn_replay(credential.card_ref, now)
         if replay is not None:
             return self._finish(replace(replay, replayed=True), started, credential)
         verdict, standing = self._judge(credential, budget)
