@@ -94,3 +94,25 @@ def test_garbage_file_is_a_denylist_error_naming_the_file(tmp_path: Path) -> Non
     path.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(DenylistError, match=r"garbage\.db"):
         Denylist.open(path)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("installed_at", "yesterday"),
+    ("installed_at", "2026-11-20T08:00:00"),       # no offset: naive, cannot be compared
+    ("version", "seven"),
+    ("schema_version", "one"),
+])
+def test_edited_meta_is_a_denylist_error_not_a_crash_later(
+        tmp_path: Path, key: str, value: str) -> None:
+    """An edited or half-written meta row raised a raw ValueError at open, or, for an
+    install time without its offset, a TypeError later, at the first offline decision
+    (``age_hours`` subtracting a naive time from an aware one): a gate that stops on
+    every tap. Each is a DenylistError naming the file, at open."""
+    path = tmp_path / "denylist.db"
+    clock = ManualClock()
+    with Denylist.open(path, clock=clock) as store:
+        store.install(snapshot(1, (tap(1).card_ref, CardStatus.FORMAL_LOSS)))
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+    with pytest.raises(DenylistError, match=r"denylist\.db"):
+        Denylist.open(path, clock=clock)

@@ -72,7 +72,9 @@ class Denylist:
         except DenylistError:
             self._db.close()
             raise
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:
+            # ValueError: a meta value edited or half-written (a version that is no
+            # number, an install time without its offset).
             self._db.close()
             raise DenylistError(f"{self.path}: cannot open the denylist: {exc}; "
                                 "move the file aside to start from an empty list") from exc
@@ -129,8 +131,11 @@ class Denylist:
 
     def _load_meta(self) -> tuple[int, datetime | None]:
         installed = self._meta("installed_at")
-        return (int(self._meta("version") or 0),
-                datetime.fromisoformat(installed) if installed else None)
+        at = datetime.fromisoformat(installed) if installed else None
+        if at is not None and at.tzinfo is None:
+            # Compared with the aware clock on every offline decision: refuse it here.
+            raise ValueError(f"install time {installed!r} has no UTC offset")
+        return int(self._meta("version") or 0), at
 
     # --- reading ---------------------------------------------------------------------
 
