@@ -84,6 +84,20 @@ def test_stale_denylist_cannot_support_an_offline_accept(
     assert decide(engine, tap(10)).reason is Reason.CARD_LOST
 
 
+def test_denylist_installed_in_the_future_is_stale_not_fresh_for_ever(
+    denylist: Denylist, clock: ManualClock
+) -> None:
+    """A validator whose clock ran ahead when it installed the list (RTC wrong until NTP)
+    and was then set back saw a negative age: the list passed for fresh until the clock
+    caught up, months later. An install time well ahead of now is an unknown age: stale.
+    A few seconds back (NTP slewing) is not."""
+    engine = engine_for("bus-validator", denylist, clock)
+    clock.advance(-30)
+    assert decide(engine, tap(1)).accepted
+    clock.advance(-180 * 24 * 3600)
+    assert decide(engine, tap(2)).reason is Reason.DENYLIST_STALE
+
+
 def test_never_installed_denylist_refuses_offline(tmp_path: Path, clock: ManualClock) -> None:
     with Denylist.open(tmp_path / "empty.db", clock=clock) as empty:
         assert decide(engine_for("bus-validator", empty, clock), tap(1)).reason \

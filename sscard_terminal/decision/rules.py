@@ -100,6 +100,9 @@ def best_concession(
     return best, fare
 
 
+_CLOCK_SLACK_HOURS = 10 / 60   # wall-clock corrections smaller than this are noise
+
+
 def _refuse(reason: Reason, message: str) -> Verdict:
     return Verdict(Outcome.REFUSE, reason, message)
 
@@ -154,7 +157,9 @@ def judge_offline(profile: Profile, facts: OfflineFacts) -> Verdict:
         return Verdict(outcome, Reason.OFFLINE_NOT_ALLOWED, "central unreachable; this "
                        f"profile does not accept offline ({outcome.value})")
     age = facts.denylist_age_hours
-    if age is None or age > profile.max_denylist_age_hours:
+    # An install time well ahead of now (the clock was wrong then, or is now) gives no
+    # age at all: it would otherwise pass for fresh until the clock caught up.
+    if age is None or age > profile.max_denylist_age_hours or age < -_CLOCK_SLACK_HOURS:
         return _refuse(Reason.DENYLIST_STALE, "central unreachable and the denylist is out of date")
     if facts.offline_accepts_in_row >= profile.max_offline_decisions:
         return _refuse(Reason.OFFLINE_LIMIT,
