@@ -218,7 +218,13 @@ class _Reader:
         if not isinstance(by_type_raw, dict):
             raise self.fail("anti_passback.by_card_type", "must be a table of seconds")
         by_type: dict[str, int] = {}
+        card_types = {e.value for e in Entitlement}
         for card_type, seconds in by_type_raw.items():
+            if card_type not in card_types:
+                # The card type is the concession that applied: a misspelt one would
+                # silently never match, and its window never apply.
+                raise self.fail(f"anti_passback.by_card_type.{card_type}",
+                                f"unknown card type (allowed: {', '.join(sorted(card_types))})")
             whole = isinstance(seconds, int) and not isinstance(seconds, bool)
             if not whole or not 0 <= seconds <= 86_400:
                 raise self.fail(f"anti_passback.by_card_type.{card_type}",

@@ -84,6 +84,9 @@ def test_profile_file_by_path(tmp_path: Path) -> None:
         ("max_disk_mb = 512\n", "", "journal.max_disk_mb", "missing"),
         ("senior = 60\nchild = 60", "senior = -1\nchild = 60",
          "anti_passback.by_card_type.senior", "whole seconds"),
+        # A misspelt card type never matched a concession: its window silently never applied.
+        ("senior = 60\nchild = 60", "senoir = 60\nchild = 60",
+         "anti_passback.by_card_type.senoir", "unknown card type"),
     ],
 )
 def test_broken_profile_names_file_key_and_why(old: str, new: str, key: str, why: str) -> None:
