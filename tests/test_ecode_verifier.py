@@ -283,6 +283,42 @@ def test_trust_list_is_cached_in_memory_and_on_disk_for_a_restart_while_central_
     assert refused.reason is Reason.NO_TRUST_LIST
 
 
+def test_a_cache_file_that_cannot_be_written_does_not_refuse_codes(tmp_path: Path) -> None:
+    """The central answered, but the cache file could not be written (its directory
+    gone, a full or read-only disk): the ConfigError of the save came out of
+    ``trust_list`` and the verifier refused a genuine code as "no usable trust list"."""
+    a = es256_issuer(b"sim-es256-1")
+    source = _FlakySource(_signed(_central_trust_list((a, False))))
+    cache = CachedTrustListFile(tmp_path / "gone" / "trust.json", _CENTRAL_KEY.public_key())
+    verifier = ECodeVerifier(CentralTrustListProvider(source, cache=cache), memory_cache(),
+                             clock=lambda: NOW)
+    assert verifier.verify(a.issue(CARD_REF, REGION, now=NOW), deadline=_deadline()).accepted
+
+
+def test_an_older_trust_list_never_replaces_a_newer_one(tmp_path: Path) -> None:
+    """A list the central signed earlier, served again (a stale mirror or proxy, a replay)
+    would undo a revocation: the provider keeps the newest version it has seen, in memory
+    and in its file."""
+    a = es256_issuer(b"sim-es256-1")
+    newer = _signed(models.TrustList(2, "2026-11-22T00:00:00Z",
+                                     _central_trust_list((a, True)).keys))
+    older = _signed(models.TrustList(1, "2026-11-01T00:00:00Z",
+                                     _central_trust_list((a, False)).keys))
+    source = _FlakySource(newer)
+    ticks = [0.0]
+    cache = CachedTrustListFile(tmp_path / "trust.json", _CENTRAL_KEY.public_key())
+    provider = CentralTrustListProvider(source, cache=cache, refresh_after=300,
+                                        retry_after=30, clock=lambda: ticks[0])
+    verifier = ECodeVerifier(provider, memory_cache(), clock=lambda: NOW)
+    code = a.issue(CARD_REF, REGION, now=NOW)
+    assert verifier.verify(code, deadline=_deadline()).reason is Reason.REVOKED_KID
+    source.trust = older
+    ticks[0] = 400.0
+    assert verifier.verify(code, deadline=_deadline()).reason is Reason.REVOKED_KID
+    assert json.loads(cache.path.read_text(encoding="utf-8"))["document"]["version"] == 2
+    assert source.calls == 2
+
+
 def test_a_damaged_trust_list_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "trust.json"
     path.write_text('{"keys": [{"kid": "zz"}]}')

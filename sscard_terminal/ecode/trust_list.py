@@ -187,7 +187,10 @@ class CachedTrustListFile:
         if central.envelope is None:
             raise ValueError("only a trust list read from the central's signed envelope "
                              "can be cached")
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trust-")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trust-")
+        except OSError as exc:
+            raise ConfigError(f"cannot write the trust list cache {self.path}: {exc}") from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(central.envelope, out, ensure_ascii=False)
@@ -201,6 +204,11 @@ class CachedTrustListFile:
     def load(self) -> TrustList:
         """The cached list, its signature checked again; :class:`ConfigError` if it is
         missing, damaged, or not signed by the pinned central key."""
+        return trust_list_from_central(self.load_signed(), self._algorithms)
+
+    def load_signed(self) -> models.TrustList:
+        """The central's list as the file holds it (with its version), checked as
+        :meth:`load` checks it."""
         if self._central_key is None:
             raise ConfigError(
                 f"the trust list file {self.path} is trusted only with the central's public "
@@ -218,7 +226,7 @@ class CachedTrustListFile:
                 f"the trust list file {self.path} was refused ({exc}); it is damaged, edited "
                 f"or from another central: delete it and let the terminal fetch a fresh one"
             ) from exc
-        return trust_list_from_central(central, self._algorithms)
+        return central
 
     def trust_list(self, deadline: Deadline) -> TrustList:
         return self.load()
@@ -242,6 +250,7 @@ class CentralTrustListProvider:
         self._clock = clock
         self._lock = threading.Lock()
         self._current: TrustList | None = None
+        self._version: int | None = None     # of the newest list seen (memory or file)
         self._next_fetch = float("-inf")
 
     def trust_list(self, deadline: Deadline) -> TrustList:
@@ -253,6 +262,7 @@ class CentralTrustListProvider:
             return current
         try:
             central = self._source.trust_list(deadline.capped(self._fetch_budget))
+            self._refuse_rollback(central)
             fresh = trust_list_from_central(central, self._algorithms)
         except SscardError as exc:
             with self._lock:
@@ -269,6 +279,25 @@ class CentralTrustListProvider:
             raise
         with self._lock:
             self._current, self._next_fetch = fresh, self._clock() + self._refresh_after
+            self._version = central.version
         if self._cache is not None:
-            self._cache.save(central)
+            try:
+                self._cache.save(central)
+            except ConfigError as exc:
+                # The list itself is good: a cache that cannot be written (full or
+                # read-only disk) must not refuse codes; it only weakens a restart.
+                _log.warning("trust list not cached: %s", exc)
         return fresh
+
+    def _refuse_rollback(self, central: models.TrustList) -> None:
+        """An older list than one already seen (a stale mirror, a replayed answer) would
+        undo revocations: refuse it as a bad answer, keeping the newer list."""
+        if self._version is None and self._cache is not None:
+            try:
+                self._version = self._cache.load_signed().version
+            except ConfigError:
+                self._version = -1          # no usable file: nothing to compare with
+        if self._version is not None and central.version < self._version:
+            raise CentralProtocolError(
+                f"the central sent trust list version {central.version}, older than "
+                f"version {self._version} already in use: kept the newer one")
