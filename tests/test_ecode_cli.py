@@ -134,3 +134,14 @@ def test_central_sim_issue_code_prints_the_code_and_renders_a_readable_qr(
     assert national.returncode == 0 and national.stdout.startswith("ESSC")
     missing = _sscard("central-sim", "issue-code", "D9999999X", "--db", str(db))
     assert missing.returncode != 0
+
+
+@pytest.mark.parametrize("skew", ["nan", "inf", "-5"])
+def test_verify_refuses_a_skew_that_is_not_a_finite_tolerance(
+        skew: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--skew nan`` used to switch the validity window off (every expired code passed);
+    now it is a usage error, before any code is judged."""
+    with pytest.raises(SystemExit) as exited:
+        main(["verify", "SC1:00", "--skew", skew])
+    assert exited.value.code == 2
+    assert "--skew" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from sscard_terminal.ecode import (
     CodeKind,
     ECodePayload,
     ECodeVerifier,
+    MemoryReplayCache,
     Reason,
     RecognitionProfile,
     SignerKey,
@@ -421,3 +423,105 @@ def test_any_text_gets_a_verdict_and_never_an_exception(text: str) -> None:
                          recognition=RecognitionProfile.from_mapping(SIMULATOR_SHAPES))
     result = verifier.verify(text, deadline=_deadline())
     assert not result.accepted and isinstance(result.reason, Reason)
+
+
+@pytest.mark.parametrize("skew", [float("nan"), float("inf"), -1.0])
+def test_a_clock_skew_that_is_not_a_finite_tolerance_is_refused(skew: float) -> None:
+    """A NaN skew made both window comparisons false: a code expired for hours (here
+    10 000 s) was accepted. An infinite one accepts every expired code as well."""
+    issuer = eddsa_issuer()
+    with pytest.raises(ValueError, match="clock_skew"):
+        _verifier(signer_key(issuer), clock=lambda: NOW + 10_000, clock_skew=skew)
+
+
+# SubjectPublicKeyInfo of an EC key on the SM2 curve (OID 1.2.156.10197.1.301), which
+# cryptography cannot load: it raises UnsupportedAlgorithm, not ValueError.
+_SM2_SPKI = (bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
+             + b"\x04" + bytes(64))
+
+
+def test_a_trust_list_key_cryptography_cannot_load_is_a_clear_refusal() -> None:
+    """cryptography's UnsupportedAlgorithm came out of trust_list_from_central and then out
+    of ``verify`` itself (the verifier catches only our errors): one odd key in the
+    central's list crashed every verification instead of refusing with no_trust_list."""
+    a = es256_issuer(b"sim-es256-1")
+    good = _central_trust_list((a, False))
+    odd = models.TrustedKey("sm2-1", "ES256", _SM2_SPKI, "2020-01-01", "2099-12-31", False)
+    with_odd = models.TrustList(2, good.issued_at, (*good.keys, odd))
+    with pytest.raises(ConfigError, match="sm2-1"):
+        trust_list_from_central(with_odd)
+    verifier = ECodeVerifier(CentralTrustListProvider(_FlakySource(_signed(with_odd))),
+                             memory_cache(), clock=lambda: NOW)
+    result = verifier.verify(a.issue(CARD_REF, REGION, now=NOW), deadline=_deadline())
+    assert result.reason is Reason.NO_TRUST_LIST
+
+
+class _GatedEd25519:
+    """EdDSA whose key loading waits, in the thread named ``stale``, until released: it
+    holds that thread between the provider's rollback check and its commit."""
+
+    cose_id, name = EDDSA, "EdDSA"
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def load_public_key(self, raw: bytes) -> object:
+        if threading.current_thread().name == "stale":
+            self.entered.set()
+            self.release.wait(10)
+        return DEFAULT_ALGORITHMS[EDDSA].load_public_key(raw)
+
+    def verify(self, key: object, signature: bytes, message: bytes) -> bool:
+        return DEFAULT_ALGORITHMS[EDDSA].verify(key, signature, message)
+
+
+def test_two_racing_refreshes_never_roll_the_trust_list_back() -> None:
+    """Two threads refresh at once: one gets a stale version 2 (key not yet revoked),
+    the other the current version 3 (key revoked). The rollback check ran before the
+    slow key loading and the commit was unconditional, so the stale list, committed
+    last, replaced the newer one and undid the revocation."""
+    a = eddsa_issuer(b"sim-ed25519-1")
+    keys_ok, keys_revoked = (_central_trust_list((a, False)).keys,
+                             _central_trust_list((a, True)).keys)
+    answers = [_signed(models.TrustList(1, "2026-11-01T00:00:00Z", keys_ok)),
+               _signed(models.TrustList(2, "2026-11-10T00:00:00Z", keys_ok)),
+               _signed(models.TrustList(3, "2026-11-22T00:00:00Z", keys_revoked))]
+
+    class Source:
+        def trust_list(self, deadline: Deadline) -> models.TrustList:
+            return answers.pop(0)
+
+    gated = _GatedEd25519()
+    ticks = [0.0]
+    provider = CentralTrustListProvider(Source(), refresh_after=300, clock=lambda: ticks[0],
+                                        algorithms={**DEFAULT_ALGORITHMS, EDDSA: gated})
+    provider.trust_list(_deadline())                      # version 1
+    ticks[0] = 400.0
+    stale = threading.Thread(target=provider.trust_list, args=(_deadline(),), name="stale")
+    stale.start()                                         # takes version 2, then waits
+    assert gated.entered.wait(10)
+    assert provider.trust_list(_deadline()).keys[a.kid].revoked      # version 3
+    gated.release.set()
+    stale.join(10)
+    assert provider.trust_list(_deadline()).keys[a.kid].revoked
+    verifier = ECodeVerifier(provider, memory_cache(), clock=lambda: NOW)
+    assert verifier.verify(a.issue(CARD_REF, REGION, now=NOW),
+                           deadline=_deadline()).reason is Reason.REVOKED_KID
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_full_replay_cache_never_forgets_the_code_it_just_accepted(
+        kind: str, tmp_path: Path) -> None:
+    """Full cache, "closest to expiry goes first": a 60-second code accepted after
+    longer-lived ones was itself the closest to expiry, so it was evicted the moment it
+    was recorded and the very same code was accepted again (a replay)."""
+    issuer = eddsa_issuer()
+    cache = (SqliteReplayCache(tmp_path / "r.sqlite", max_entries=2) if kind == "sqlite"
+             else MemoryReplayCache(max_entries=2))
+    verifier = _verifier(signer_key(issuer), cache=cache)
+    for _ in range(2):
+        long_lived = issuer.issue(CARD_REF, REGION, now=NOW, lifetime=600)
+        assert verifier.verify(long_lived, deadline=_deadline()).accepted
+    short = issuer.issue(CARD_REF, REGION, now=NOW)
+    assert verifier.verify(short, deadline=_deadline()).accepted
+    assert verifier.verify(short, deadline=_deadline()).reason is Reason.REPLAYED

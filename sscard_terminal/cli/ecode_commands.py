@@ -7,6 +7,7 @@ verifies every code it reads the same way.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..central.client import CentralClient, TerminalConfig
@@ -67,10 +68,22 @@ def add_verification_options(parser: argparse.ArgumentParser) -> None:
                         help="recognise the central simulator's test national/e-voucher codes")
     parser.add_argument("--opaque", choices=("refuse", "defer"), default="refuse",
                         help="online-only codes when the central is down (default refuse)")
-    parser.add_argument("--skew", type=float, default=30.0, metavar="S",
+    parser.add_argument("--skew", type=_seconds, default=30.0, metavar="S",
                         help="clock-skew tolerance in seconds (default 30)")
-    parser.add_argument("--timeout", type=float, default=3.0, metavar="S",
+    parser.add_argument("--timeout", type=_seconds, default=3.0, metavar="S",
                         help="budget per code in seconds (default 3)")
+
+
+def _seconds(text: str) -> float:
+    """Seconds for --skew and --timeout: finite and not negative (a ``nan`` skew would
+    switch the validity window off, an ``inf`` one accept every expired code)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be finite and not negative: {text!r}")
+    return value
 
 
 class _NoTrustList:

@@ -2,7 +2,8 @@
 
 An entry lives only until its code expires (plus the clock skew): after that the validity
 window refuses the code anyway, so the cache stays small on its own. It is also bounded:
-when full, the entries closest to expiry go first (they are the least useful to keep).
+when full, the entries closest to expiry go first (they are the least useful to keep),
+except the code just accepted, which is the one most likely to be shown again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class MemoryReplayCache:
     """In-process cache (lost on restart: a daemon that must survive restarts uses SQLite)."""
 
     def __init__(self, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError("a replay cache holds at least one entry")
         self._max = max_entries
         self._until: dict[bytes, float] = {}
         self._heap: list[tuple[float, bytes]] = []
@@ -47,9 +50,15 @@ class MemoryReplayCache:
                 return False
             self._until[key] = keep_until
             heapq.heappush(self._heap, (keep_until, key))
+            held: tuple[float, bytes] | None = None
             while len(self._until) > self._max:
-                _, oldest = heapq.heappop(self._heap)
-                self._until.pop(oldest, None)
+                entry = heapq.heappop(self._heap)
+                if entry[1] == key:     # never the code just accepted: it would replay
+                    held = entry
+                    continue
+                self._until.pop(entry[1], None)
+            if held is not None:
+                heapq.heappush(self._heap, held)
             return True
 
     def _prune(self, now: float) -> None:
@@ -67,6 +76,8 @@ class SqliteReplayCache:
     """
 
     def __init__(self, path: str | os.PathLike[str], max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError("a replay cache holds at least one entry")
         self._max = max_entries
         self._lock = threading.Lock()
         try:
@@ -90,10 +101,11 @@ class SqliteReplayCache:
                         "INSERT OR IGNORE INTO ecode_replay(key, keep_until) VALUES (?, ?)",
                         (key, keep_until)).rowcount == 1
                     if inserted:
+                        # Never the code just accepted: evicted, it would replay.
                         db.execute(
                             "DELETE FROM ecode_replay WHERE key IN (SELECT key FROM "
-                            "ecode_replay ORDER BY keep_until LIMIT max(0, "
-                            "(SELECT count(*) FROM ecode_replay) - ?))", (self._max,))
+                            "ecode_replay WHERE key != ? ORDER BY keep_until LIMIT max(0, "
+                            "(SELECT count(*) FROM ecode_replay) - ?))", (key, self._max))
             except sqlite3.Error as exc:
                 raise JournalError(f"e-code replay cache failed: {exc}") from exc
             return inserted

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -141,7 +142,10 @@ def _unix(date_text: str, *, end_of_day: bool = False) -> int:
 
 
 def _raw_public_key(der: bytes) -> bytes:
-    key = load_der_public_key(der)
+    try:
+        key = load_der_public_key(der)
+    except UnsupportedAlgorithm as exc:  # e.g. an SM2-curve key: not a ValueError
+        raise ValueError(f"a key cryptography cannot load ({exc})") from exc
     if isinstance(key, ec.EllipticCurvePublicKey):
         return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
     if isinstance(key, ed25519.Ed25519PublicKey):
@@ -249,6 +253,7 @@ class CentralTrustListProvider:
         self._algorithms = algorithms
         self._clock = clock
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()    # keeps cache writes in version order
         self._current: TrustList | None = None
         self._version: int | None = None     # of the newest list seen (memory or file)
         self._next_fetch = float("-inf")
@@ -278,15 +283,17 @@ class CentralTrustListProvider:
                 return current
             raise
         with self._lock:
+            # Checked again here: another thread may have committed a newer list while
+            # this one was fetching and loading (the check above ran before that).
+            if self._version is not None and central.version < self._version \
+                    and self._current is not None:
+                return self._current
             self._current, self._next_fetch = fresh, self._clock() + self._refresh_after
             self._version = central.version
         if self._cache is not None:
-            try:
-                self._cache.save(central)
-            except ConfigError as exc:
-                # The list itself is good: a cache that cannot be written (full or
-                # read-only disk) must not refuse codes; it only weakens a restart.
-                _log.warning("trust list not cached: %s", exc)
+            with self._save_lock:
+                if central.version == self._version:   # not overtaken by a newer list
+                    _save_quietly(self._cache, central)
         return fresh
 
     def _refuse_rollback(self, central: models.TrustList) -> None:
@@ -301,3 +308,12 @@ class CentralTrustListProvider:
             raise CentralProtocolError(
                 f"the central sent trust list version {central.version}, older than "
                 f"version {self._version} already in use: kept the newer one")
+
+
+def _save_quietly(cache: CachedTrustListFile, central: models.TrustList) -> None:
+    """Save, logging a failure: the list itself is good, and a cache that cannot be
+    written (full or read-only disk) must not refuse codes; it only weakens a restart."""
+    try:
+        cache.save(central)
+    except ConfigError as exc:
+        _log.warning("trust list not cached: %s", exc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -95,8 +96,10 @@ class ECodeVerifier:
         algorithms: Mapping[int, SignatureAlgorithm] = DEFAULT_ALGORITHMS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if clock_skew < 0:
-            raise ValueError("clock_skew cannot be negative")
+        # ``not 0 <= x < inf`` also catches NaN: a NaN skew made both window comparisons
+        # false, and every expired code passed.
+        if not 0 <= clock_skew < math.inf:
+            raise ValueError("clock_skew must be a finite, non-negative number of seconds")
         if opaque_policy not in ("refuse", "defer"):
             raise ValueError("opaque_policy is 'refuse' or 'defer'")
         self._trust = trust_list_provider
