@@ -121,6 +121,19 @@ def test_sqlite_replay_cache_survives_a_restart_and_prunes_expired_codes(tmp_pat
     reopened.close()
 
 
+def test_a_replay_cache_that_fails_is_a_refusal_not_an_exception(tmp_path: Path) -> None:
+    """The replay store failing (its disk gone, a lock held past the timeout) raised
+    JournalError out of ``verify``, which promises results, never exceptions. The code
+    is refused (fail closed: it could be a replay), with a reason of its own."""
+    issuer = es256_issuer()
+    cache = SqliteReplayCache(tmp_path / "replay.sqlite")
+    cache.close()     # every statement now fails inside SQLite
+    result = _verifier(signer_key(issuer), clock=time.time, cache=cache).verify(
+        issuer.issue(CARD_REF, REGION, now=time.time()), deadline=_deadline())
+    assert not result.accepted and result.reason is Reason.REPLAY_CHECK_FAILED
+    assert result.card_ref == CARD_REF and "replay" in result.message
+
+
 def test_replay_cache_is_bounded() -> None:
     cache = memory_cache()
     for i in range(1500):

@@ -25,6 +25,7 @@ class Reason(enum.Enum):
     NOT_YET_VALID = "not_yet_valid"      # issued in the future beyond the clock skew
     EXPIRED = "expired"                  # past its expiry beyond the clock skew
     REPLAYED = "replayed"                # already accepted once on this terminal
+    REPLAY_CHECK_FAILED = "replay_check_failed"  # the replay cache failed: refused
     UNKNOWN_KIND = "unknown_kind"        # matches no configured shape: never guessed
     NO_TRUST_LIST = "no_trust_list"      # no usable trust list to verify offline
     CENTRAL_UNREACHABLE = "central_unreachable"  # online-only code, central down: refused

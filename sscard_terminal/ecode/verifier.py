@@ -167,8 +167,15 @@ class ECodeVerifier:
         if online is not None and not online.accepted:
             return online
         replay_key = hashlib.sha256(sign1.kid + b"\x00" + sign1.payload).digest()[:16]
-        if not self._replay.remember_once(replay_key, payload.expires_at + self._skew,
-                                          now):
+        try:
+            first_use = self._replay.remember_once(replay_key,
+                                                   payload.expires_at + self._skew, now)
+        except SscardError as exc:
+            # Fail closed: without the cache, this could be a replay.
+            _log.error("e-code replay cache failed, code refused: %s", exc)
+            return _refuse(kind, Reason.REPLAY_CHECK_FAILED,
+                           "the replay cache cannot be consulted; code refused", payload)
+        if not first_use:
             return _refuse(kind, Reason.REPLAYED,
                            "this code was already accepted on this terminal", payload)
         if online is not None:
