@@ -626,16 +626,12 @@ def test_socket_file_mode_stale_replaced_and_removed(tmp_path: Path) -> None:
 # --- the entry point ---------------------------------------------------------------------------
 
 
-def test_entry_point_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    path = tmp_path / "api.sock"
-    token_file = tmp_path / "token"
-    token_file.write_text(secrets.token_urlsafe(24))
-    token_file.chmod(0o600)
+def _serve_one_read(path: Path, *args: str) -> tuple[dict[str, Any], str]:
+    """Run the entry point on ``path``, make one iReadCardBas call, stop it with SIGTERM
+    (it must exit 0); the answer and everything it logged."""
     server = subprocess.Popen(
         [sys.executable, "-m", "sscard_terminal.local_api", "--socket", str(path),
-         "--reader", "sim:gen2-adult", "--no-security-module", "--http-port", "0",
-         "--token-file", str(token_file), "--terminal-number", TERMINAL,
-         "--device-number", DEVICE],
+         "--reader", "sim:gen2-adult", "--no-security-module", *args],
         stderr=subprocess.PIPE, text=True)
     try:
         end = time.monotonic() + 20
@@ -643,14 +639,23 @@ def test_entry_point_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None
             time.sleep(0.05)
         client = UnixClient(path)
         answer = client.call({"function": "iReadCardBas", "iType": 3})
-        assert answer["code"] == 0 and answer["data"] == expected_basic("gen2-adult")
         client.close()
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
     finally:
         if server.poll() is None:
             server.kill()
-    log = server.stderr.read() if server.stderr else ""
+    return answer, server.stderr.read() if server.stderr else ""
+
+
+def test_entry_point_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    path = tmp_path / "api.sock"
+    token_file = tmp_path / "token"
+    token_file.write_text(secrets.token_urlsafe(24))
+    token_file.chmod(0o600)
+    answer, log = _serve_one_read(path, "--http-port", "0", "--token-file", str(token_file),
+                                  "--terminal-number", TERMINAL, "--device-number", DEVICE)
+    assert answer["code"] == 0 and answer["data"] == expected_basic("gen2-adult")
     assert not path.exists()
     assert "iReadCardBas from unix: code 0" in log
     # Nothing of the holder's data in the log: not the number, not the name.
@@ -662,24 +667,8 @@ def test_entry_point_debug_log_holds_no_card_data(tmp_path: Path) -> None:
     """``--log-level DEBUG`` is for the service's own workings: it turned on the APDU
     hex trace too (the root level reached it), which put the holder's ID number and
     name in the log as hex. The trace now needs its own ``--apdu-trace``."""
-    path = tmp_path / "api.sock"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sscard_terminal.local_api", "--socket", str(path),
-         "--reader", "sim:gen2-adult", "--no-security-module", "--log-level", "DEBUG"],
-        stderr=subprocess.PIPE, text=True)
-    try:
-        end = time.monotonic() + 20
-        while not path.exists() and time.monotonic() < end and server.poll() is None:
-            time.sleep(0.05)
-        client = UnixClient(path)
-        assert client.call({"function": "iReadCardBas", "iType": 3})["code"] == 0
-        client.close()
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=10) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-    log = server.stderr.read() if server.stderr else ""
+    answer, log = _serve_one_read(tmp_path / "api.sock", "--log-level", "DEBUG")
+    assert answer["code"] == 0
     assert "DEBUG" in log and "iReadCardBas from unix: code 0" in log
     fields = expected_basic("gen2-adult").split("|")
     for secret in (fields[1], fields[4]):
