@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import logging
 import subprocess
 import sys
 import threading
@@ -172,3 +175,106 @@ print(",".join(heavy))
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == ""
+
+
+# --- review: credentials in stream URLs, a source that stalls -------------------------
+
+
+def test_the_password_of_a_stream_url_is_never_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # IP cameras are opened as rtsp://user:password@host/...; the source names every
+    # code, every log line and every error, and none of them may carry the password.
+    caplog.set_level(logging.DEBUG, logger="sscard_terminal.drivers.camera")
+    with pytest.raises(CameraUnavailableError) as refused:
+        CameraScanner("rtsp://admin:s3cret@127.0.0.1:9/stream1?channel=1&password=s3cret")
+    assert "s3cret" not in str(refused.value)
+    assert "127.0.0.1:9/stream1" in str(refused.value)
+
+    _write_video(tmp_path / "gate.avi", [CODE_A] * 2)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://admin:s3cret@127.0.0.1:{server.server_address[1]}/gate.avi"
+        events: list[ScannerEvent] = []
+        with CameraScanner(url, on_event=events.append) as camera:
+            code = camera.read(Deadline.after(10))
+            assert code is not None and code.text == CODE_A
+            shown = [code.source, repr(code), repr(camera), camera.source]
+            assert code.source.startswith("camera:http://admin:***@127.0.0.1:")
+    finally:
+        server.shutdown()
+        server.server_close()
+    shown += [e.source + e.detail for e in events] + [caplog.text]
+    assert not [text for text in shown if "s3cret" in text]
+
+
+class _StallingVideoServer:
+    """HTTP on 127.0.0.1 that serves a video until told to stall: then it accepts and
+    answers nothing, as a camera that hangs does, until it is told to resume."""
+
+    def __init__(self, directory: Path) -> None:
+        self.stalled = threading.Event()
+        self.resumed = threading.Event()
+        self.requests = 0
+        owner = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                super().__init__(*args, directory=str(directory), **kwargs)  # type: ignore[arg-type]
+
+            def do_GET(self) -> None:
+                owner.requests += 1
+                if owner.stalled.is_set():
+                    owner.resumed.wait(20)
+                super().do_GET()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
+
+    def close(self) -> None:
+        self.resumed.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_close_while_a_live_source_is_being_reopened_ends_closed(tmp_path: Path) -> None:
+    _write_video(tmp_path / "gate.avi", [CODE_A] * 2)
+    server = _StallingVideoServer(tmp_path)
+    events: list[str] = []
+    try:
+        camera = CameraScanner(server.url("gate.avi"), reconnect_interval=0.05,
+                               on_event=lambda e: events.append(e.kind))
+        assert camera.read(Deadline.after(10)) is not None
+        server.stalled.set()  # the stream ends; reopening it now hangs
+        result: list[object] = []
+        reader = threading.Thread(target=lambda: result.append(camera.read(Deadline.never())))
+        reader.start()
+        deadline = Deadline.after(10)
+        while server.requests < 2 and not deadline.expired:  # the reopen is under way
+            time.sleep(0.01)
+        assert server.requests >= 2
+        began = time.monotonic()
+        camera.close()
+        assert time.monotonic() - began < 1.0  # close() itself does not wait for cv2
+        server.resumed.set()  # the camera answers the reopen that close() interrupted
+        reader.join(timeout=10)
+        assert not reader.is_alive()
+        assert result == [None]
+    finally:
+        server.close()
+    # close() is final: a reopen that completes afterwards is not "back" (and its
+    # capture is released by the reader on its way out)
+    assert camera.state is ScannerState.CLOSED
+    assert events[-1] == "scanner-closed"
+    assert events.count("scanner-closed") == 1
+    assert camera.counters().back == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sscard_hardware_sim.virtual_scanner import VirtualScanner
 
+from sscard_terminal.cli.exit_codes import ExitCode
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.code_filter import ScannerEvent, ScannerState
-from sscard_terminal.drivers.line_framer import LineFramer, Terminator
+from sscard_terminal.drivers.line_framer import Frame, LineFramer, Terminator
 from sscard_terminal.drivers.serial_qr import SerialQrScanner
 from sscard_terminal.errors import ConfigError, ScannerUnavailableError
 
@@ -268,3 +271,196 @@ def test_framer_never_holds_more_than_max_length(chunks: list[bytes]) -> None:
         frames = framer.feed(chunk)
         assert framer.pending <= 128
         assert all(len(f.data) <= 128 for f in frames)
+
+
+# --- review: resynchronisation, stale partial lines, counting what is dropped ---------
+
+
+def test_framer_resyncs_on_a_crlf_split_across_reads_after_an_oversized_line() -> None:
+    # A flood without terminator ends with CRLF whose CR closes one read and whose LF
+    # opens the next: the line after it is a good code and must come out.
+    framer = LineFramer(Terminator.CRLF, max_length=16)
+    assert framer.feed(b"X" * 40 + b"\r") == [Frame(oversized=True)]
+    assert framer.feed(b"\ngood\r\n") == [Frame(data=b"good")]
+    # the same while already skipping (the flood was cut over several reads)
+    framer = LineFramer(Terminator.CRLF, max_length=16)
+    assert framer.feed(b"Y" * 40) == [Frame(oversized=True)]
+    assert framer.feed(b"Y" * 40 + b"\r") == []
+    assert framer.feed(b"\ngood\r\n") == [Frame(data=b"good")]
+    assert framer.pending == 0
+
+
+# A line of exactly max_length bytes is left out: in CRLF mode a CR held back at the end
+# of a read takes one byte of room (the scanner gives the framer that byte).
+_long_or_short = st.binary(min_size=1, max_size=100).filter(
+    lambda b: b"\r" not in b and b"\n" not in b and len(b) != 64
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(_long_or_short, max_size=10),
+    terminator=st.sampled_from(list(Terminator)),
+    cuts=st.lists(st.integers(min_value=0, max_value=1200), max_size=12),
+)
+def test_framer_drops_oversized_lines_the_same_however_the_stream_is_chunked(
+    lines: list[bytes], terminator: Terminator, cuts: list[int]
+) -> None:
+    end = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "auto": b"\r\n"}[terminator.value]
+    stream = b"".join(line + end for line in lines)
+    framer = LineFramer(terminator, max_length=64)
+    out: list[Frame] = []
+    previous = 0
+    for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
+        out += framer.feed(stream[previous:cut])
+        previous = cut
+    expected = [Frame(data=line) if len(line) < 64 else Frame(oversized=True) for line in lines]
+    assert out == expected
+    assert framer.pending == 0
+    # byte by byte: every CRLF is split across two reads
+    framer = LineFramer(terminator, max_length=64)
+    assert [f for i in range(len(stream)) for f in framer.feed(stream[i : i + 1])] == expected
+
+
+def test_a_partial_line_left_by_a_silent_scanner_is_not_glued_to_the_next_code(
+    link: Path,
+) -> None:
+    # Noise or half a code, then silence: whatever comes next is a new read. Gluing the
+    # fragment to it would pass garbage on and lose the good code.
+    with VirtualScanner(link) as device, SerialQrScanner(
+        str(link), terminator="CR", line_timeout=0.3
+    ) as scanner:
+        device.send_raw(b"half-a-co")
+        device.drain()
+        assert scanner.read(Deadline.after(0.8)) is None
+        assert scanner.counters().oversized == 1  # "no terminator in time"
+        device.scan(CODE_A)
+        assert _read_all(scanner, 0.5) == [CODE_A]
+
+
+def test_a_code_sent_slowly_byte_by_byte_within_the_line_timeout_is_read(link: Path) -> None:
+    with VirtualScanner(link) as device, SerialQrScanner(
+        str(link), terminator="CR", line_timeout=0.5
+    ) as scanner:
+        for i in range(0, len(CODE_A), 8):
+            device.send_raw(CODE_A[i : i + 8].encode())
+            device.drain()
+            assert scanner.read(Deadline.after(0.1)) is None
+        device.send_raw(b"\r")
+        assert _read_all(scanner, 0.5) == [CODE_A]
+        assert scanner.counters().oversized == 0
+
+
+def test_a_slow_caller_does_not_make_a_complete_code_look_stale(link: Path) -> None:
+    # The gap is measured on the wire (reads that found nothing), not between calls of
+    # read(): a caller busy for longer than line_timeout must not lose a code that
+    # arrived in the meantime.
+    with VirtualScanner(link) as device, SerialQrScanner(
+        str(link), terminator="CR", line_timeout=0.2
+    ) as scanner:
+        device.send_raw(CODE_A[:20].encode())
+        device.drain()
+        assert scanner.read(Deadline.after(0.05)) is None  # reads the first half
+        device.send_raw(CODE_A[20:].encode() + b"\r")
+        device.drain()
+        time.sleep(0.5)  # the caller is busy elsewhere
+        assert _read_all(scanner, 0.5) == [CODE_A]
+
+
+def test_half_a_code_forgotten_at_unplug_is_counted(link: Path) -> None:
+    with VirtualScanner(link) as device, SerialQrScanner(
+        str(link), terminator="CR", reconnect_interval=0.05
+    ) as scanner:
+        device.send_raw(b"half-a-co")
+        device.drain()
+        assert scanner.read(Deadline.after(0.2)) is None
+        device.unplug()
+        assert scanner.read(Deadline.after(0.3)) is None
+        assert scanner.state is ScannerState.LOST
+        assert scanner.counters().oversized == 1
+        assert scanner.counters().discarded == 1
+
+
+def test_an_oversized_flood_ending_in_a_split_crlf_does_not_eat_the_next_code(
+    link: Path,
+) -> None:
+    with VirtualScanner(link, terminator="CRLF") as device, SerialQrScanner(
+        str(link), terminator="CRLF", max_length=512
+    ) as scanner:
+        device.send_raw(b"B" * 5000 + b"\r")
+        device.drain()
+        assert scanner.read(Deadline.after(0.3)) is None  # the reader has taken it all
+        device.send_raw(b"\n")
+        device.scan(CODE_A)
+        assert _read_all(scanner, 0.5) == [CODE_A]
+        assert scanner.counters().oversized == 1
+
+
+def test_after_an_unterminated_flood_and_silence_the_next_code_is_read(link: Path) -> None:
+    # A scanner spewing bytes without any terminator, then quiet: the flood is counted
+    # once and the next code is a new line, not the "end" of the flood.
+    with VirtualScanner(link) as device, SerialQrScanner(
+        str(link), terminator="CR", max_length=512, line_timeout=0.3
+    ) as scanner:
+        flooded = threading.Event()
+        swallowed: list[object] = []
+
+        def pump() -> None:  # reads while the flood is written (a pty holds little)
+            while not flooded.is_set():
+                swallowed.append(scanner.read(Deadline.after(0.05)))
+
+        reader = threading.Thread(target=pump)
+        reader.start()
+        device.send_raw(b"B" * 100_000)
+        device.drain()
+        flooded.set()
+        reader.join(timeout=5)
+        assert set(swallowed) == {None}
+        assert scanner.read(Deadline.after(0.8)) is None  # the rest, then silence
+        device.scan(CODE_A)
+        assert _read_all(scanner, 0.5) == [CODE_A]
+        assert scanner.counters().oversized == 1
+        assert scanner.counters().accepted == 1
+
+
+@pytest.mark.parametrize("seconds", ["nan", "-1"])
+def test_sscard_scan_refuses_a_time_limit_that_is_not_a_number_of_seconds(
+    link: Path, seconds: str
+) -> None:
+    # "--seconds nan" compared false with everything: the loop never ended and read
+    # with a zero timeout, spinning a core for ever.
+    with VirtualScanner(link):
+        done = subprocess.run(
+            [sys.executable, "-m", "sscard_terminal.cli.main", "scan", "--port", str(link),
+             "--seconds", seconds],
+            capture_output=True, text=True, timeout=20, check=False,
+        )
+    assert done.returncode == ExitCode.CONFIG_ERROR, done.stderr
+    assert "--seconds" in done.stderr
+
+
+def test_a_listener_may_close_the_scanner_it_is_told_about(link: Path) -> None:
+    # "Stop when the scanner is lost" is a natural listener; it runs in the reading
+    # thread, inside read(), and close() there must not deadlock that thread.
+    events: list[str] = []
+    scanner: SerialQrScanner | None = None
+
+    def on_event(event: ScannerEvent) -> None:
+        events.append(event.kind)
+        if event.kind == "scanner-lost" and scanner is not None:
+            scanner.close()
+
+    device = VirtualScanner(link)
+    scanner = SerialQrScanner(str(link), reconnect_interval=0.05, on_event=on_event)
+    result: list[object] = []
+    reader = threading.Thread(target=lambda: result.append(scanner.read(Deadline.after(5))),
+                              daemon=True)
+    reader.start()
+    time.sleep(0.2)
+    device.unplug()
+    reader.join(timeout=5)
+    assert not reader.is_alive(), "read() deadlocked in close() called by the listener"
+    assert result == [None]
+    assert scanner.state is ScannerState.CLOSED
+    assert events == ["scanner-connected", "scanner-lost", "scanner-closed"]
+    scanner.close()  # still idempotent

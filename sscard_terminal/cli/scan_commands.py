@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from typing import Protocol
 
@@ -10,6 +11,7 @@ from ..deadline import Deadline
 from ..drivers.camera import CameraScanner  # imports cv2 itself only when a camera opens
 from ..drivers.code_filter import ScannedCode
 from ..drivers.serial_qr import SerialQrScanner  # imports pyserial only when a port opens
+from ..ecode import ECodeVerifier
 from ..errors import ConfigError
 from .ecode_commands import add_verification_options, build_verifier, describe, shorten
 
@@ -53,30 +55,41 @@ def _open(args: argparse.Namespace) -> _Scanner:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    if args.count < 0 or args.seconds < 0:
-        raise ConfigError("--count and --seconds cannot be negative")
+    # "not >= 0" also refuses nan, which compares false with everything: the loop would
+    # never end and would read with a zero timeout, spinning a core.
+    if not args.count >= 0 or not (args.seconds >= 0 and math.isfinite(args.seconds)):
+        raise ConfigError("--count and --seconds must be finite and not negative")
     verifier, client = build_verifier(args)
-    scanner = _open(args)
-    end = time.monotonic() + args.seconds if args.seconds else float("inf")
     seen = 0
     try:
-        while not args.count or seen < args.count:
-            left = end - time.monotonic()
-            if left <= 0:
-                break
-            code = scanner.read(Deadline.after(min(left, 1.0)))
-            if code is None:
-                if getattr(scanner, "exhausted", False):
-                    break  # a video file has ended
-                continue
-            seen += 1
-            result = verifier.verify(code.text, deadline=Deadline.after(args.timeout))
-            print(f"[{seen}] {code.source}: {shorten(code.text)}", flush=True)
-            for line in describe(result):
-                print(line, flush=True)
+        scanner = _open(args)
+        try:
+            seen = _print_codes(args, scanner, verifier)
+        finally:
+            scanner.close()
     finally:
-        scanner.close()
         if client is not None:
             client.close()
     print(f"{seen} code(s) read")
     return 0
+
+
+def _print_codes(args: argparse.Namespace, scanner: _Scanner, verifier: ECodeVerifier) -> int:
+    """Read, verify and print codes until --count or --seconds; how many were read."""
+    end = time.monotonic() + args.seconds if args.seconds else float("inf")
+    seen = 0
+    while not args.count or seen < args.count:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        code = scanner.read(Deadline.after(min(left, 1.0)))
+        if code is None:
+            if getattr(scanner, "exhausted", False):
+                break  # a video file has ended
+            continue
+        seen += 1
+        result = verifier.verify(code.text, deadline=Deadline.after(args.timeout))
+        print(f"[{seen}] {code.source}: {shorten(code.text)}", flush=True)
+        for line in describe(result):
+            print(line, flush=True)
+    return seen

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..deadline import Deadline
 from ..errors import CameraUnavailableError, ConfigError
@@ -156,6 +158,32 @@ def single_library_decoders() -> dict[str, GrayDecoder]:
     return decoders
 
 
+# Query parameters that IP cameras use for credentials (…?user=admin&password=…).
+_SECRET_QUERY = re.compile(r"(?i)\b((?:pass|passwd|password|pwd|token|key|secret|auth)\w*=)[^&]*")
+
+
+def _redact(target: int | str) -> str:
+    """``target`` for display: a stream URL without its password.
+
+    IP cameras are opened as ``rtsp://user:password@host/...``; the source names every
+    code, log line, event and error, so the password is replaced by ``***`` there (the
+    capture itself still gets the real URL).
+    """
+    if not isinstance(target, str) or "://" not in target:
+        return str(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # an unparsable URL: show its scheme only
+        return target.split("://", 1)[0] + "://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = _SECRET_QUERY.sub(r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def _parse_source(source: int | str) -> tuple[int | str, bool]:
     """(what to hand VideoCapture, whether it is a live source that can come back)."""
     if isinstance(source, int):
@@ -192,6 +220,7 @@ class CameraScanner:
         if reconnect_interval <= 0:
             raise ConfigError("reconnect_interval must be positive")
         self._target, self.live = _parse_source(source)
+        self._shown = _redact(self._target)  # never the password of a stream URL
         self.reconnect_interval = reconnect_interval
         self._decode = decoder or decode_gray
         self._on_event = on_event
@@ -199,6 +228,9 @@ class CameraScanner:
         self._ready: list[ScannedCode] = []
         self._closed = threading.Event()
         self._io_lock = threading.Lock()
+        # close() does not wait for a reader stuck in cv2, so both may change the state:
+        # this lock makes CLOSED final (a reopen that completes after close() is no "back").
+        self._state_lock = threading.Lock()
         self._capture: Any = None
         self._state = ScannerState.LOST
         self._ever_connected = False
@@ -209,7 +241,7 @@ class CameraScanner:
 
     @property
     def source(self) -> str:
-        return f"camera:{self._target}"
+        return f"camera:{self._shown}"
 
     @property
     def state(self) -> ScannerState:
@@ -251,8 +283,7 @@ class CameraScanner:
                 self._release()
             finally:
                 self._io_lock.release()
-        if self._state is not ScannerState.CLOSED:
-            self._transition(ScannerState.CLOSED, "scanner-closed", "")
+        self._transition(ScannerState.CLOSED, "scanner-closed", "")
 
     def __enter__(self) -> CameraScanner:
         return self
@@ -261,7 +292,7 @@ class CameraScanner:
         self.close()
 
     def __repr__(self) -> str:
-        return f"CameraScanner({self._target!r}, state={self._state.value})"
+        return f"CameraScanner({self._shown!r}, state={self._state.value})"
 
     # -- internals ----------------------------------------------------------------------
 
@@ -277,19 +308,18 @@ class CameraScanner:
             capture = cv2.VideoCapture(self._target, cv2.CAP_ANY, params)
             opened = bool(capture.isOpened())
         except cv2.error as exc:
-            raise CameraUnavailableError(f"cannot open camera source {self._target!r}") from exc
+            raise CameraUnavailableError(f"cannot open camera source {self._shown!r}") from exc
         if not opened:
             capture.release()
             raise CameraUnavailableError(
-                f"cannot open camera source {self._target!r} (no such device or file, "
+                f"cannot open camera source {self._shown!r} (no such device or file, "
                 "unsupported format, or no permission: is the user in the video group?)"
             )
-        self._capture = capture
+        self._capture = capture  # after close(), read() releases it on its way out
         kind = "scanner-back" if self._ever_connected else "scanner-connected"
-        if self._ever_connected:
+        if self._transition(ScannerState.CONNECTED, kind, "") and self._ever_connected:
             self._filter.count_event("back")
         self._ever_connected = True
-        self._transition(ScannerState.CONNECTED, kind, "")
 
     def _wait_and_reconnect(self, deadline: Deadline) -> None:
         wait = self._next_attempt - time.monotonic()
@@ -300,7 +330,7 @@ class CameraScanner:
         try:
             self._connect()
         except CameraUnavailableError as exc:
-            log.debug("camera %s still unavailable: %s", self._target, exc)
+            log.debug("camera %s still unavailable: %s", self._shown, exc)
 
     def _read_frame(self) -> None:
         cv2 = _import("cv2")
@@ -308,13 +338,15 @@ class CameraScanner:
             ok, frame = self._capture.read()
         except cv2.error as exc:
             ok, frame = False, None
-            log.debug("camera %s read failed: %s", self._target, exc)
+            log.debug("camera %s read failed: %s", self._shown, exc)
         if not ok or frame is None:
             self._release()
+            if self._closed.is_set():
+                return  # close() came during the read: that is no loss of the source
             if self.live:
-                self._filter.count_event("lost")
                 self._next_attempt = time.monotonic() + self.reconnect_interval
-                self._transition(ScannerState.LOST, "scanner-lost", "no frame from source")
+                if self._transition(ScannerState.LOST, "scanner-lost", "no frame from source"):
+                    self._filter.count_event("lost")
             else:
                 self.exhausted = True
             return
@@ -329,7 +361,12 @@ class CameraScanner:
         if capture is not None:
             capture.release()
 
-    def _transition(self, state: ScannerState, kind: str, detail: str) -> None:
-        previous, self._state = self._state, state
-        log.info("camera %s: %s -> %s (%s) %s", self._target, previous, state, kind, detail)
+    def _transition(self, state: ScannerState, kind: str, detail: str) -> bool:
+        """Move to ``state`` and report it; False (nothing happens) once closed."""
+        with self._state_lock:
+            if self._state is ScannerState.CLOSED:
+                return False
+            previous, self._state = self._state, state
+        log.info("camera %s: %s -> %s (%s) %s", self._shown, previous, state, kind, detail)
         notify(self._on_event, kind, self.source, detail, log)
+        return True

@@ -4,7 +4,8 @@ Scanners end each code with CR, LF or CRLF depending on how they were configured
 factory (or by scanning a setup barcode). A scanner that was set to send no terminator
 at all, or a line with noise on it, must not make the buffer grow without limit: once a
 line exceeds the cap the framer drops what it has and skips to the next terminator,
-reporting the dropped line once.
+reporting the dropped line once. The framer knows nothing of time: the serial driver
+calls :meth:`LineFramer.reset` when the line has been silent too long.
 """
 
 from __future__ import annotations
@@ -40,11 +41,17 @@ class LineFramer:
     max_length: int
     _buffer: bytearray = field(default_factory=bytearray)
     _skipping: bool = False
+    # The last byte fed was a CR: in CRLF mode an LF opening the next read ends the line,
+    # also while an oversized line is being skipped (its CR is not in the buffer then).
+    _after_cr: bool = False
 
     def feed(self, data: bytes) -> list[Frame]:
         """Every line completed by ``data``; empty lines (e.g. CRLF in auto mode) are dropped."""
         frames: list[Frame] = []
-        for piece, ended in self._split(data):
+        pieces = self._split(data)
+        if data:
+            self._after_cr = data.endswith(b"\r")
+        for piece, ended in pieces:
             if self._skipping:
                 if ended:
                     self._skipping = False
@@ -61,22 +68,36 @@ class LineFramer:
                 self._buffer.clear()
         return frames
 
-    def reset(self) -> None:
-        """Forget a partial line (the device went away mid-code)."""
+    def reset(self) -> bool:
+        """Forget a partial line (the device went away, or fell silent, mid-line).
+
+        True when that dropped a line not reported yet (an oversized line being skipped
+        was reported when it overflowed), so the caller can count it.
+        """
+        dropped = bool(self._buffer) and not self._skipping
         self._buffer.clear()
         self._skipping = False
+        self._after_cr = False
+        return dropped
 
     @property
     def pending(self) -> int:
         """Bytes of an unfinished line held right now."""
         return len(self._buffer)
 
+    @property
+    def in_line(self) -> bool:
+        """Inside a line that has not ended yet (held, or being skipped as oversized)."""
+        return bool(self._buffer) or self._skipping
+
     def _split(self, data: bytes) -> list[tuple[bytes, bool]]:
         """``data`` as (piece, ended-by-terminator) pairs; the last piece may be open."""
         if self.terminator is Terminator.CRLF:
-            # A CRLF split across two reads: join the CR held back from the last read.
-            if self._buffer.endswith(b"\r") and data.startswith(b"\n"):
-                del self._buffer[-1]
+            # A CRLF split across two reads: join the CR held back from the last read
+            # (or, while skipping an oversized line, merely seen in it).
+            if self._after_cr and data.startswith(b"\n"):
+                if self._buffer.endswith(b"\r"):
+                    del self._buffer[-1]
                 pieces = [(b"", True)]
                 data = data[1:]
             else:

@@ -8,7 +8,9 @@ is unplugged it reports ``scanner-lost``, keeps trying to reopen the same path, 
 reports ``scanner-back`` when it returns, so a gate heals itself after a cable knock.
 
 pyserial is imported lazily so that importing the SDK never loads it; pyserial deals
-with the platform (termios on POSIX), so this module imports no termios or fcntl.
+with the platform (termios on POSIX). This module touches termios only to recognise
+``termios.error``, which pyserial lets escape when a tty hangs up while it is being
+opened (its input flush fails with EIO on a device unplugged at that moment).
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ _PARITIES = {"N": "N", "E": "E", "O": "O", "M": "M", "S": "S"}
 _IDLE_READ_SECONDS = 1.0
 
 
+def _open_errors() -> tuple[type[Exception], ...]:
+    """What opening a port raises when the device cannot be used (see the module doc)."""
+    try:
+        import termios  # noqa: PLC0415 - POSIX only, and only its exception class
+    except ImportError:  # pragma: no cover - not POSIX
+        return (OSError, ValueError)
+    return (OSError, ValueError, termios.error)
+
+
 def _serial_module() -> Any:
     try:
         import serial  # noqa: PLC0415 - lazy on purpose: the SDK must not load pyserial
@@ -79,6 +90,7 @@ class SerialQrScanner:
         dedup_window: float = 2.0,
         max_length: int = 4096,
         reconnect_interval: float = 0.5,
+        line_timeout: float = 1.0,
         wait_for_device: bool = False,
         on_event: EventCallback | None = None,
     ) -> None:
@@ -95,14 +107,19 @@ class SerialQrScanner:
             ) from exc
         if parity not in _PARITIES or bytesize not in (5, 6, 7, 8) or stopbits not in (1, 1.5, 2):
             raise ConfigError(f"unsupported framing {bytesize}{parity}{stopbits}")
-        if baudrate <= 0 or reconnect_interval <= 0:
-            raise ConfigError("baudrate and reconnect_interval must be positive")
+        if baudrate <= 0 or reconnect_interval <= 0 or line_timeout <= 0:
+            raise ConfigError("baudrate, reconnect_interval and line_timeout must be positive")
         self.port_path = port
         self.baudrate = baudrate
         self.bytesize = bytesize
         self.parity = parity
         self.stopbits = stopbits
         self.reconnect_interval = reconnect_interval
+        # A scanner sends a code in one burst; a line still open after this much silence
+        # on the wire is a fragment (noise, a cut transmission) and is dropped, so it is
+        # never glued to the next code.
+        self.line_timeout = line_timeout
+        self._silent_for = 0.0  # wire silence observed since the last byte, mid-line
         self._on_event = on_event
         self._filter = CodeFilter(
             dedup_window=dedup_window,
@@ -116,7 +133,9 @@ class SerialQrScanner:
         )
         self._ready: list[ScannedCode] = []
         self._closed = threading.Event()
-        self._io_lock = threading.Lock()  # held by the reading thread while it uses _port
+        # Held by the reading thread while it uses _port. Re-entrant: event listeners run
+        # in the reading thread inside read(), and one may call close().
+        self._io_lock = threading.RLock()
         self._port: serial.Serial | None = None
         self._state = ScannerState.LOST
         self._ever_connected = False
@@ -201,9 +220,13 @@ class SerialQrScanner:
                 timeout=_IDLE_READ_SECONDS,
                 exclusive=True,  # a second reader on one scanner splits codes between them
             )
-        except (OSError, ValueError) as exc:
+        except _open_errors() as exc:
             raise ScannerUnavailableError(_explain_open_failure(self.port_path, exc)) from exc
-        port.reset_input_buffer()  # bytes from before we listened belong to no one
+        try:
+            port.reset_input_buffer()  # bytes from before we listened belong to no one
+        except _open_errors() as exc:  # unplugged again at once (a loose cable)
+            port.close()
+            raise ScannerUnavailableError(_explain_open_failure(self.port_path, exc)) from exc
         self._port = port
         self._framer.reset()
         if self._ever_connected:
@@ -229,6 +252,7 @@ class SerialQrScanner:
         port = self._port
         assert port is not None
         timeout = min(deadline.remaining(), _IDLE_READ_SECONDS)
+        began = time.monotonic()
         try:
             if port.timeout != timeout:
                 port.timeout = timeout
@@ -244,6 +268,10 @@ class SerialQrScanner:
                 return
             self._lose(str(exc))
             return
+        if not data:
+            self._note_silence(time.monotonic() - began)
+            return
+        self._silent_for = 0.0
         for frame in self._framer.feed(data):
             if frame.oversized:
                 self._filter.count(DiscardReason.OVERSIZED)
@@ -252,9 +280,28 @@ class SerialQrScanner:
             if code is not None:
                 self._ready.append(code)
 
+    def _note_silence(self, seconds: float) -> None:
+        """Count a read that found nothing; drop an open line once it is stale.
+
+        Only reads that found the kernel buffer empty count, so a caller that was busy
+        elsewhere between two ``read()`` calls never makes a complete code look stale.
+        """
+        if not self._framer.in_line:
+            self._silent_for = 0.0
+            return
+        self._silent_for += seconds
+        if self._silent_for >= self.line_timeout:
+            self._silent_for = 0.0
+            self._drop_partial_line()
+
+    def _drop_partial_line(self) -> None:
+        if self._framer.reset():
+            self._filter.count(DiscardReason.OVERSIZED)  # "no terminator in time"
+
     def _lose(self, why: str) -> None:
         self._release_port()
-        self._framer.reset()  # half a code from before the loss must never be completed
+        self._drop_partial_line()  # half a code from before the loss must never be completed
+        self._silent_for = 0.0
         self._filter.count_event("lost")
         self._next_attempt = time.monotonic() + self.reconnect_interval
         self._transition(ScannerState.LOST, "scanner-lost", why)
