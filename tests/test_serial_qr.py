@@ -251,16 +251,24 @@ _line = st.binary(min_size=1, max_size=40).filter(lambda b: b"\r" not in b and b
 def test_framer_output_does_not_depend_on_how_the_stream_is_chunked(
     lines: list[bytes], terminator: Terminator, cuts: list[int]
 ) -> None:
+    _, frames, framer = _feed_cut(lines, terminator, cuts)
+    assert [f.data for f in frames] == lines
+    assert framer.pending == 0
+
+
+def _feed_cut(lines: list[bytes], terminator: Terminator,
+              cuts: list[int]) -> tuple[bytes, list[Frame], LineFramer]:
+    """``lines`` ended by ``terminator``, fed to a framer (max 64) cut at ``cuts``: the
+    stream, the frames and the framer."""
     end = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "auto": b"\r\n"}[terminator.value]
     stream = b"".join(line + end for line in lines)
     framer = LineFramer(terminator, max_length=64)
-    out: list[bytes] = []
+    out: list[Frame] = []
     previous = 0
     for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
-        out += [f.data for f in framer.feed(stream[previous:cut])]
+        out += framer.feed(stream[previous:cut])
         previous = cut
-    assert out == lines
-    assert framer.pending == 0
+    return stream, out, framer
 
 
 @settings(max_examples=100, deadline=None)
@@ -306,14 +314,7 @@ _long_or_short = st.binary(min_size=1, max_size=100).filter(
 def test_framer_drops_oversized_lines_the_same_however_the_stream_is_chunked(
     lines: list[bytes], terminator: Terminator, cuts: list[int]
 ) -> None:
-    end = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "auto": b"\r\n"}[terminator.value]
-    stream = b"".join(line + end for line in lines)
-    framer = LineFramer(terminator, max_length=64)
-    out: list[Frame] = []
-    previous = 0
-    for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
-        out += framer.feed(stream[previous:cut])
-        previous = cut
+    stream, out, framer = _feed_cut(lines, terminator, cuts)
     expected = [Frame(data=line) if len(line) < 64 else Frame(oversized=True) for line in lines]
     assert out == expected
     assert framer.pending == 0
