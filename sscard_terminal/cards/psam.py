@@ -131,10 +131,13 @@ class PsamAuthenticator:
         try:
             return self._psam.send(command)
         except (CardCommunicationError, ReaderError) as exc:
-            self._ready.clear()
-            raise SecurityModuleUnavailableError(
-                f"{self.name}: the PSAM stopped answering: {exc}", code=CODE_NO_PSAM
-            ) from exc
+            raise self._gone(exc) from exc
+
+    def _gone(self, exc: Exception) -> SecurityModuleUnavailableError:
+        """The PSAM went away: forget its checked algorithms, report "no PSAM"."""
+        self._ready.clear()
+        return SecurityModuleUnavailableError(
+            f"{self.name}: the PSAM stopped answering: {exc}", code=CODE_NO_PSAM)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -148,10 +151,7 @@ class PsamAuthenticator:
             try:
                 stack.enter_context(self._transport.transaction())
             except (CardCommunicationError, ReaderError) as exc:
-                self._ready.clear()
-                raise SecurityModuleUnavailableError(
-                    f"{self.name}: the PSAM stopped answering: {exc}", code=CODE_NO_PSAM
-                ) from exc
+                raise self._gone(exc) from exc
             self._in_transaction = True
             try:
                 yield
