@@ -4,9 +4,11 @@ never lets an httpx exception through."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -178,3 +180,91 @@ def test_admin_calls_need_the_admin_token(central_sim: CentralSim) -> None:
         assert answer.status_code == 401 and answer.json()["reason"] == "bad_admin_token"
     with central_sim.make_client() as client:
         assert _validate(client, 3.0) is CardStatus.NORMAL   # no fault was applied
+
+
+def _named(central_sim: CentralSim, name: str) -> CentralClient:
+    """A client of ``central_sim`` that reaches it by a host name instead of 127.0.0.1."""
+    port = httpx.URL(central_sim.base_url).port
+    return CentralClient(f"http://{name}:{port}", central_sim.terminal_id, central_sim.secret,
+                         central_public_key=central_sim.central_public_key)
+
+
+def _resolver_that_hangs(monkeypatch: pytest.MonkeyPatch, name: str, *,
+                         release: threading.Event) -> list[str]:
+    """``socket.getaddrinfo`` for ``name`` blocks until ``release``, as glibc's resolver
+    does for seconds per try in a tunnel where the DNS server's packets are lost."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: object, *args: Any, **kwargs: Any) -> Any:
+        if host == name:
+            asked.append(name)
+            release.wait(10.0)
+            return real("127.0.0.1", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def test_a_resolver_that_hangs_cannot_hold_the_caller_past_its_deadline(
+        central_sim: CentralSim, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    asked = _resolver_that_hangs(monkeypatch, "central.sim.test", release=release)
+    try:
+        with _named(central_sim, "central.sim.test") as client:
+            took = _timed_failure(client, CentralUnreachableError)
+            assert asked, "the name was never looked up: the test proves nothing"
+            assert took < BUDGET + SLACK, f"{took:.3f} s"
+            # Taps keep coming while DNS is dead: they share the one lookup under way
+            # instead of each leaving another thread blocked in the resolver.
+            for _ in range(3):
+                _timed_failure(client, CentralUnreachableError)
+            assert len(asked) == 1
+            release.set()
+            # The lookup ends; the next call resolves and reaches the central.
+            assert _validate(client, 3.0) is CardStatus.NORMAL
+    finally:
+        release.set()
+
+
+def test_a_host_name_that_resolves_reaches_the_central(central_sim: CentralSim) -> None:
+    with _named(central_sim, "localhost") as client:
+        assert _validate(client, 3.0) is CardStatus.NORMAL
+
+
+def test_a_name_that_does_not_resolve_is_unreachable_and_says_so(
+        central_sim: CentralSim, monkeypatch: pytest.MonkeyPatch) -> None:
+    def getaddrinfo(host: object, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with _named(central_sim, "central.sim.test") as client, \
+            pytest.raises(CentralUnreachableError, match=r"central\.sim\.test"):
+        _validate(client, 1.0)
+
+
+def test_close_ends_a_call_waiting_for_the_resolver_at_once(
+        central_sim: CentralSim, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    _resolver_that_hangs(monkeypatch, "central.sim.test", release=release)
+    client = _named(central_sim, "central.sim.test")
+    outcome: list[tuple[type[BaseException], float]] = []
+
+    def blocked() -> None:
+        start = time.monotonic()
+        try:
+            _validate(client, 10.0)
+        except Exception as exc:  # the assertion below names what it must be
+            outcome.append((type(exc), time.monotonic() - start))
+
+    worker = threading.Thread(target=blocked)
+    try:
+        worker.start()
+        time.sleep(0.3)
+        client.close()
+        worker.join(5.0)
+    finally:
+        release.set()
+    assert outcome and outcome[0][0] is CentralUnreachableError
+    assert outcome[0][1] < 1.5

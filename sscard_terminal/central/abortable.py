@@ -11,7 +11,9 @@ It also holds every socket operation to the caller's deadline (:meth:`AbortableT
 bounded_by`). httpx's timeouts apply to each ``recv`` alone, so a central that sends its
 status line, headers or body a byte at a time, each byte inside the read timeout, could
 otherwise keep a validator waiting for as long as it liked; here each read and write is
-given at most what is left of the deadline, and none starts once it has passed.
+given at most what is left of the deadline, and none starts once it has passed. The
+central's name is resolved within the deadline too (:mod:`.resolver`): httpcore would
+call ``getaddrinfo`` inline, which waits seconds when DNS packets are lost.
 
 httpx does not take a network backend, so the connection pool is rebuilt with one: this
 touches ``HTTPTransport._pool`` (stable across httpx 0.2x); a test fails if that changes.
@@ -32,6 +34,7 @@ import httpcore
 import httpx
 
 from ..deadline import Deadline
+from .resolver import DeadlineResolver, ResolutionFailed, ResolutionTimedOut
 
 __all__ = ["AbortableTransport"]
 
@@ -80,6 +83,7 @@ class _TrackingBackend(httpcore.NetworkBackend):
         self._lock = threading.Lock()
         self._aborted = False
         self._local = threading.local()
+        self._resolver = DeadlineResolver()
 
     @contextlib.contextmanager
     def bounded_by(self, deadline: Deadline) -> Iterator[None]:
@@ -109,8 +113,7 @@ class _TrackingBackend(httpcore.NetworkBackend):
                     ) -> httpcore.NetworkStream:
         if self._aborted:
             raise httpcore.ConnectError("transport closed")
-        timeout = self.cap(timeout, httpcore.ConnectTimeout)
-        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        stream = self._connect(host, port, timeout, local_address, socket_options)
         sock = stream.get_extra_info("socket")
         if isinstance(sock, socket.socket):
             with self._lock:
@@ -120,6 +123,28 @@ class _TrackingBackend(httpcore.NetworkBackend):
                 stream.close()
                 raise httpcore.ConnectError("transport closed")
         return _BoundedStream(stream, self)
+
+    def _connect(self, host: str, port: int, timeout: float | None,
+                 local_address: str | None, socket_options: Iterable[_SocketOption] | None,
+                 ) -> httpcore.NetworkStream:
+        """Resolve within the deadline, then try each address as ``create_connection``
+        does, each attempt given what is left of the deadline."""
+        try:
+            addresses = self._resolver.resolve(
+                host, port, self.cap(timeout, httpcore.ConnectTimeout))
+        except ResolutionTimedOut as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except ResolutionFailed as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        last: Exception = httpcore.ConnectError(f"{host!r} resolved to no address")
+        for _family, _type, _proto, _name, sockaddr in addresses:
+            try:
+                return self._inner.connect_tcp(
+                    str(sockaddr[0]), port, self.cap(timeout, httpcore.ConnectTimeout),
+                    local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                last = exc
+        raise last
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Iterable[_SocketOption] | None = None,
@@ -133,6 +158,7 @@ class _TrackingBackend(httpcore.NetworkBackend):
         with self._lock:
             self._aborted = True
             sockets = list(self._sockets)
+        self._resolver.close()
         for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)

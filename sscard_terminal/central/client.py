@@ -7,7 +7,8 @@ Design rules, each for a reason:
   timeouts bound each socket read alone, so the transport also caps every read and write
   by what is left of the deadline (:class:`~.abortable.AbortableTransport`), and the body
   is read chunk by chunk with the deadline checked between chunks: a central that
-  trickles its headers or its body cannot hold a validator past its budget. When the
+  trickles its headers or its body cannot hold a validator past its budget, and neither
+  can a DNS resolver that does not answer (:mod:`.resolver`). When the
   budget runs out the answer is :class:`CentralUnreachableError` at once: the caller
   decides offline. (An injected ``transport`` keeps only the chunk check.)
 - **Retries only where a repeat cannot do harm**: GETs, card validation (a query), and
@@ -411,9 +412,10 @@ class CentralClient:
                 data = self._read_capped(response, deadline)
                 status = response.status_code
         except httpx.TimeoutException as exc:
+            why = f": {exc}" if str(exc) else ""   # e.g. the name did not resolve in time
             raise CentralUnreachableError(
                 f"{method} {path}: no answer within the budget ({remaining * 1000:.0f} ms)"
-            ) from exc
+                f"{why}") from exc
         except (httpx.TransportError, RuntimeError) as exc:
             # RuntimeError: the client was closed from another thread.
             raise _Retryable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
