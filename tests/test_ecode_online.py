@@ -126,3 +126,28 @@ def test_opaque_codes_when_the_central_is_down_are_refused_or_deferred(
     assert result.reason is reason and not result.accepted
     offline = verifier.verify(ours, deadline=Deadline.after(2))
     assert offline.accepted and not offline.online
+
+
+def test_a_replayed_code_is_refused_without_asking_the_central(
+        central_sim: CentralSim, tmp_path: Path) -> None:
+    """A screenshot shown twice is refused from the replay cache at once: the gate does
+    not spend its budget on the central, and the central hears of the code only once."""
+    client = central_sim.make_client()
+    asked: list[str] = []
+
+    class Counting:
+        def verify_ecode(self, code_text: str, deadline: Deadline) -> object:
+            asked.append(code_text)
+            return client.verify_ecode(code_text, deadline)
+
+    cache = CachedTrustListFile(tmp_path / "trust.json",
+                                load_public_key(central_sim.central_public_key))
+    verifier = ECodeVerifier(CentralTrustListProvider(client, cache=cache),
+                             MemoryReplayCache(), central=Counting(),  # type: ignore[arg-type]
+                             recognition=PROFILE)
+    text = issue_code(central_sim.store, DEMO_CARDS["normal"].card_number)
+    first = verifier.verify(text, deadline=Deadline.after(5))
+    assert first.accepted and first.online and asked == [text]
+    again = verifier.verify(text, deadline=Deadline.after(5))
+    assert again.reason is Reason.REPLAYED and not again.accepted
+    assert asked == [text]

@@ -121,6 +121,19 @@ def test_sqlite_replay_cache_survives_a_restart_and_prunes_expired_codes(tmp_pat
     reopened.close()
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_seen_looks_without_recording_and_ignores_expired_entries(
+        tmp_path: Path, kind: str) -> None:
+    cache = (MemoryReplayCache() if kind == "memory"
+             else SqliteReplayCache(tmp_path / "replay.sqlite"))
+    now = 1_000.0
+    assert not cache.seen(b"code", now)
+    assert not cache.seen(b"code", now)   # looking records nothing
+    assert cache.remember_once(b"code", now + 60, now)
+    assert cache.seen(b"code", now + 59)
+    assert not cache.seen(b"code", now + 61)   # expired: the window refuses it anyway
+
+
 def test_a_replay_cache_that_fails_is_a_refusal_not_an_exception(tmp_path: Path) -> None:
     """The replay store failing (its disk gone, a lock held past the timeout) raised
     JournalError out of ``verify``, which promises results, never exceptions. The code

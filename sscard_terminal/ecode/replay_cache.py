@@ -28,6 +28,13 @@ class ReplayCache(Protocol):
         (a replay). ``now`` is the verifier's clock, used to prune expired entries."""
         ...
 
+    def seen(self, key: bytes, now: float) -> bool:
+        """Whether ``key`` is recorded and not yet expired at ``now``; records nothing.
+
+        A cheap early look, so a replay is refused before the central is asked;
+        :meth:`remember_once` stays the decision (two scans may race past this)."""
+        ...
+
 
 class MemoryReplayCache:
     """In-process cache (lost on restart: a daemon that must survive restarts uses SQLite)."""
@@ -60,6 +67,11 @@ class MemoryReplayCache:
             if held is not None:
                 heapq.heappush(self._heap, held)
             return True
+
+    def seen(self, key: bytes, now: float) -> bool:
+        with self._lock:
+            until = self._until.get(key)
+        return until is not None and until >= now
 
     def _prune(self, now: float) -> None:
         while self._heap and self._heap[0][0] < now:
@@ -109,6 +121,15 @@ class SqliteReplayCache:
             except sqlite3.Error as exc:
                 raise JournalError(f"e-code replay cache failed: {exc}") from exc
             return inserted
+
+    def seen(self, key: bytes, now: float) -> bool:
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT 1 FROM ecode_replay WHERE key = ? AND "
+                                       "keep_until >= ?", (key, now)).fetchone()
+            except sqlite3.Error as exc:
+                raise JournalError(f"e-code replay cache failed: {exc}") from exc
+        return row is not None
 
     def __len__(self) -> int:
         with self._lock:

@@ -163,25 +163,39 @@ class ECodeVerifier:
                            payload)
         if now > payload.expires_at + self._skew:
             return _refuse(kind, Reason.EXPIRED, "the code has expired", payload)
+        replay_key = hashlib.sha256(sign1.kid + b"\x00" + sign1.payload).digest()[:16]
+        # A replay is refused before the central is asked (no budget spent on it, the
+        # central hears of each code once); remember_once below still decides races.
+        replayed = self._replay_check(lambda: self._replay.seen(replay_key, now), payload)
+        if replayed is not None:
+            return replayed
         online = self._ask_central_about_ours(text, payload, deadline)
         if online is not None and not online.accepted:
             return online
-        replay_key = hashlib.sha256(sign1.kid + b"\x00" + sign1.payload).digest()[:16]
-        try:
-            first_use = self._replay.remember_once(replay_key,
-                                                   payload.expires_at + self._skew, now)
-        except SscardError as exc:
-            # Fail closed: without the cache, this could be a replay.
-            _log.error("e-code replay cache failed, code refused: %s", exc)
-            return _refuse(kind, Reason.REPLAY_CHECK_FAILED,
-                           "the replay cache cannot be consulted; code refused", payload)
-        if not first_use:
-            return _refuse(kind, Reason.REPLAYED,
-                           "this code was already accepted on this terminal", payload)
+        replayed = self._replay_check(
+            lambda: not self._replay.remember_once(replay_key, payload.expires_at + self._skew,
+                                                   now), payload)
+        if replayed is not None:
+            return replayed
         if online is not None:
             return online
         return ECodeVerification(True, Reason.ACCEPTED, "signature and validity verified "
                                  "offline", kind, payload.card_ref, payload.region)
+
+    @staticmethod
+    def _replay_check(is_replay: Callable[[], bool],
+                      payload: ECodePayload) -> ECodeVerification | None:
+        """The refusal when ``is_replay`` says so or the cache fails (closed), else None."""
+        try:
+            if not is_replay():
+                return None
+        except SscardError as exc:
+            # Fail closed: without the cache, this could be a replay.
+            _log.error("e-code replay cache failed, code refused: %s", exc)
+            return _refuse(CodeKind.OURS, Reason.REPLAY_CHECK_FAILED,
+                           "the replay cache cannot be consulted; code refused", payload)
+        return _refuse(CodeKind.OURS, Reason.REPLAYED,
+                       "this code was already accepted on this terminal", payload)
 
     def _ask_central_about_ours(self, text: str, payload: ECodePayload,
                                 deadline: Deadline) -> ECodeVerification | None:
