@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from sscard_hardware_sim.central_harness import CentralSim
-from sscard_hardware_sim.central_server import ADMIN_TOKEN_HEADER
-from sscard_hardware_sim.central_store import DEMO_CARDS
+from sscard_hardware_sim.central_server import ADMIN_TOKEN_HEADER, CentralServer
+from sscard_hardware_sim.central_store import DEMO_CARDS, CentralStore
 
 from sscard_terminal.central import CardStatus, CentralClient, Channel
 from sscard_terminal.deadline import Deadline
@@ -268,3 +268,15 @@ def test_close_ends_a_call_waiting_for_the_resolver_at_once(
         release.set()
     assert outcome and outcome[0][0] is CentralUnreachableError
     assert outcome[0][1] < 1.5
+
+
+def test_the_simulator_drops_a_connection_that_never_sends(tmp_path: Path) -> None:
+    """Each connection holds a server thread; one that opens and then says nothing (a
+    crashed terminal, a port scanner) held it for ever."""
+    server = CentralServer(CentralStore.open(tmp_path / "c.db"), idle_timeout_s=0.3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as idle:
+            assert idle.recv(1) == b""   # closed by the server, not timed out here
+    finally:
+        server.shutdown()

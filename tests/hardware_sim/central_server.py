@@ -79,6 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise
             self.request.settimeout(None)
+        self.timeout = self.server.app.idle_timeout_s   # StreamRequestHandler applies it
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -101,8 +102,11 @@ class CentralServer:
     """The simulator: store + faults + route table + HTTP server."""
 
     def __init__(self, store: CentralStore, host: str = "127.0.0.1", port: int = 0,
-                 faults: FaultPlan | None = None, tls: ssl.SSLContext | None = None) -> None:
+                 faults: FaultPlan | None = None, tls: ssl.SSLContext | None = None,
+                 idle_timeout_s: float = 60.0) -> None:
         self.store = store
+        # A connection that sends nothing for this long is closed: each one holds a thread.
+        self.idle_timeout_s = idle_timeout_s
         self.faults = faults or FaultPlan()
         self.nonces = auth.NonceCache()
         self.stopping = threading.Event()
