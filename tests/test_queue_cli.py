@@ -13,7 +13,7 @@ import pytest
 from sscard_hardware_sim.central_harness import CentralSim
 
 from sscard_terminal.cli.main import main
-from sscard_terminal.offline_queue import Journal
+from sscard_terminal.offline_queue import AckOutcome, Journal
 
 KEY = bytes(range(32))
 PERSON = {"name": "张三丰", "id_number": "330302199001011234", "card_number": "D00000013"}
@@ -42,6 +42,22 @@ def test_status_reports_queue_as_json(tmp_path: Path,
     data = json.loads(capsys.readouterr().out)
     assert data["queued"] == 3 and data["terminal_id"] == "T-BUS-0001"
     assert data["alarms"] == [] and data["disk_bytes"] > 0
+
+
+def test_status_counts_what_the_central_rejected(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A rejected record is acknowledged (never retried), so ``queued`` no longer shows
+    it; finance still has to hear of it, and the technician is who tells them."""
+    args = _setup(tmp_path, count=4)
+    with Journal.open(tmp_path / "journal.db", terminal_id="T-BUS-0001", keys=KEY) as journal:
+        first, second, *_ = [p.record for p in journal.pending(4)]
+        journal.acknowledge([(first, AckOutcome.ACCEPTED, ""),
+                             (second, AckOutcome.REJECTED, "bad_field:kind")])
+    assert main(["queue", "status", *args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["queued"] == 2 and data["rejected"] == 1
+    assert main(["queue", "status", *args]) == 0
+    assert "rejected     1" in capsys.readouterr().out
 
 
 def test_export_masks_personal_data_unless_unmask(tmp_path: Path,

@@ -137,10 +137,12 @@ def _status(args: argparse.Namespace) -> int:
     limits = load_profile(args.profile).journal.limits() if args.profile else None
     with _open(args, limits) as journal:
         status = journal.status()
+        rejected = journal.rejected_count()
         records = status.head_seq
     alarms = sorted(a.value for a in status.alarms)
     data = {"journal": str(args.db), "terminal_id": journal.terminal_id,
-            "queued": status.queued, "oldest_queued_age_s": status.oldest_queued_age_s,
+            "queued": status.queued, "rejected": rejected,
+            "oldest_queued_age_s": status.oldest_queued_age_s,
             "disk_bytes": status.disk_bytes, "last_sequence": records, "alarms": alarms,
             "limits_checked": limits is not None}
     if args.json:
@@ -151,6 +153,11 @@ def _status(args: argparse.Namespace) -> int:
     print(f"journal      {args.db} (terminal {journal.terminal_id})")
     print(f"queued       {status.queued}")
     print(f"oldest       {age}")
+    if rejected:
+        print(f"rejected     {rejected} (refused by the central, kept until pruned; "
+              f"'sscard queue export' lists them with their reasons)")
+    else:
+        print("rejected     0")
     print(f"disk in use  {status.disk_bytes / 1e6:.1f} MB")
     print(f"last seq     {records}")
     if limits is None:

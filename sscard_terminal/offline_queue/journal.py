@@ -493,6 +493,21 @@ class Journal:
 
     # -- reading -------------------------------------------------------------------------
 
+    def rejected_count(self) -> int:
+        """Records the central refused that are still in the journal (until pruned).
+
+        They are acknowledged, so neither ``queued`` nor the limits count them; a
+        technician reports them to finance. A full scan: for ``sscard queue status``,
+        never the enqueue path.
+        """
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT count(*) FROM records WHERE ack_outcome = ?",
+                                       (AckOutcome.REJECTED.value,)).fetchone()
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc) from exc
+        return int(row[0])
+
     def status(self) -> JournalStatus:
         """Queued count, age of the oldest queued record, bytes in use, alarms."""
         with self._lock:
