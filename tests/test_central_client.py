@@ -16,7 +16,12 @@ from sscard_hardware_sim.central_harness import CentralSim
 
 from sscard_terminal.central import CentralClient, Channel, TerminalConfig
 from sscard_terminal.deadline import Deadline
-from sscard_terminal.errors import CentralProtocolError, CentralUnreachableError, ConfigError
+from sscard_terminal.errors import (
+    CentralProtocolError,
+    CentralRefusedError,
+    CentralUnreachableError,
+    ConfigError,
+)
 
 
 def _client(handler: object, **kwargs: object) -> CentralClient:
@@ -205,3 +210,39 @@ def test_the_client_asks_for_uncompressed_answers() -> None:
     with _client(answer) as client:
         _validate(client)
     assert seen == ["identity"]
+
+
+HOSTILE_REASON = "ok\r\n2026-11-23 INFO sscard: card accepted\x1b[2J\u202etxt" + "x" * 100_000
+
+
+def _clean(text: str | None) -> None:
+    assert text is not None and len(text) <= 200
+    assert all(ch.isprintable() for ch in text), repr(text[:80])
+
+
+def test_a_hostile_reason_cannot_forge_log_lines_or_flood_them() -> None:
+    """The central's reasons reach logs, errors, the journal and gate displays: control
+    characters could forge a log line or clear a technician's terminal, and a 100 kB
+    reason rides along everywhere it goes."""
+    body = {"status": "normal", "reason": HOSTILE_REASON, "warning": HOSTILE_REASON}
+    with _client(lambda request: httpx.Response(200, json=body)) as client:
+        result = _validate(client)
+    _clean(result.reason)      # type: ignore[attr-defined]
+    _clean(result.warning)     # type: ignore[attr-defined]
+    assert result.reason.startswith("ok??2026-11-23 INFO")  # type: ignore[attr-defined]
+
+    refusal = {"error": "unauthorized", "reason": HOSTILE_REASON}
+    with _client(lambda request: httpx.Response(401, json=refusal)) as client, \
+            pytest.raises(CentralRefusedError) as refused:
+        _validate(client)
+    _clean(refused.value.reason)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 400
+
+    with _client(lambda request: httpx.Response(404, json=refusal)) as client, \
+            pytest.raises(CentralProtocolError) as odd:
+        _validate(client)
+    assert "\n" not in str(odd.value) and len(str(odd.value)) < 400
+
+    ecode = {"accepted": False, "reason": HOSTILE_REASON}
+    with _client(lambda request: httpx.Response(200, json=ecode)) as client:
+        _clean(client.verify_ecode("SC1:X", Deadline.after(2)).reason)

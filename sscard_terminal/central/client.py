@@ -84,6 +84,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 _MIN_ATTEMPT_S = 0.005
 """Below this much budget an attempt cannot succeed; answer unreachable instead."""
 _MAX_ATTEMPTS = 3
+_MAX_SAID = 200   # characters of a reason or warning the central wrote
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ class CentralClient:
             raise CentralProtocolError("e-code answer lacks accepted/reason")
         kind = answer.get("kind")
         card = answer.get("card")
-        return ECodeCheck(accepted=accepted, reason=reason,
+        return ECodeCheck(accepted=accepted, reason=_said(reason),
                           kind=kind if isinstance(kind, str) else None,
                           card=parse_validation(card) if isinstance(card, dict) else None)
 
@@ -427,11 +428,12 @@ class CentralClient:
             raise _Retryable(f"{method} {path}: central answered HTTP {status}")
         answer = _decode(data, method, path)
         if status in (401, 403):
-            reason = str(answer.get("reason", "refused"))
+            said = answer.get("reason")
+            reason = _said(said) if isinstance(said, str) else "refused"
             raise CentralRefusedError(f"central refused {method} {path}: {reason}", reason=reason)
         if status != 200:
             raise CentralProtocolError(
-                f"{method} {path}: HTTP {status} {answer.get('reason', '')}".rstrip())
+                f"{method} {path}: HTTP {status} {_said(str(answer.get('reason', '')))}".rstrip())
         return answer
 
     def _read_capped(self, response: httpx.Response, deadline: Deadline) -> bytes:
@@ -527,12 +529,12 @@ def parse_validation(data: Mapping[str, Any]) -> CardValidation:
             raise CentralProtocolError("holder lacks name or id_number")
         holder = HolderIdentity(name=name, id_number=number)
     return CardValidation(
-        status=status, reason=reason, card_ref=_opt_str(data, "card_ref"),
+        status=status, reason=_said(reason), card_ref=_opt_str(data, "card_ref"),
         since=_opt_str(data, "since"), until=_opt_str(data, "until"),
         expires_on=_opt_str(data, "expires_on"),
         applications=_enum_set(data.get("applications"), Application, "applications"),
         entitlements=_enum_set(data.get("entitlements"), Entitlement, "entitlements"),
-        holder=holder, warning=_opt_str(data, "warning"))
+        holder=holder, warning=_said_or_none(_opt_str(data, "warning")))
 
 
 def _parse_acks(answer: Mapping[str, Any], keys: Iterable[str]) -> list[TransactionAck]:
@@ -549,8 +551,24 @@ def _parse_acks(answer: Mapping[str, Any], keys: Iterable[str]) -> list[Transact
             raise CentralProtocolError("upload answer acknowledges a transaction not sent")
         reason = item.get("reason")
         acks.append(TransactionAck(idempotency_key=key, outcome=item["outcome"],
-                                   reason=reason if isinstance(reason, str) else None))
+                                   reason=_said_or_none(reason)))
     return acks
+
+
+def _said(text: str) -> str:
+    """A text the central wrote (a reason, a warning), fit for logs, errors, the journal
+    and a gate's display.
+
+    Control and format characters become ``?`` (a CR LF forges a log line, an escape
+    clears a technician's terminal, a bidi override reverses what is shown) and a long
+    text is cut to :data:`_MAX_SAID` characters.
+    """
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:_MAX_SAID + 1])
+    return cleaned if len(cleaned) <= _MAX_SAID else cleaned[:_MAX_SAID - 1] + "…"
+
+
+def _said_or_none(text: object) -> str | None:
+    return _said(text) if isinstance(text, str) else None
 
 
 def _int(document: Mapping[str, Any], name: str) -> int:
