@@ -38,6 +38,32 @@ def test_importing_the_sdk_does_not_load_pyscard() -> None:
     assert out.strip() == "False"
 
 
+_WITHOUT_POSIX = """
+import sys
+BLOCK = {"fcntl", "termios", "grp", "pwd", "resource", "systemd", "tty", "pty"}
+class Windows:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCK:
+            raise ImportError(name + " does not exist on Windows")
+for name in BLOCK:
+    sys.modules.pop(name, None)
+sys.meta_path.insert(0, Windows())
+import sscard_terminal
+from sscard_terminal.cli.main import main
+assert sscard_terminal.read_card("sim:gen2-adult").complete
+sys.exit(main(["read", "--reader", "sim:gen2-adult", "--json"]))
+"""
+
+
+def test_the_sdk_and_the_cli_read_path_need_no_linux_only_module() -> None:
+    """Hospital desks run Windows, where pyscard speaks winscard: the SDK and ``sscard
+    read`` must not import fcntl, termios, systemd and such on the way."""
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_POSIX], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"card_number"' in done.stdout
+
+
 def test_read_card_from_a_sim_reader() -> None:
     info = read_card("sim:gen3-adult", authenticator=MasterKeyAuthenticator())
     assert isinstance(info, CardInfo) and info.complete and info.name == "林晓明"
