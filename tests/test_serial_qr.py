@@ -118,6 +118,18 @@ def test_garbled_binary_and_oversized_input_is_discarded_and_counted(link: Path)
         assert counters.accepted == 1
 
 
+def test_a_line_of_only_spaces_is_no_code(link: Path) -> None:
+    """A line of only spaces (line noise, a suffix configured as a space) was passed on
+    and refused as an unreadable code, with nobody at the gate. A code may still hold
+    spaces (Base45 does): only all-space lines go."""
+    with VirtualScanner(link) as device, SerialQrScanner(str(link), terminator="CR") as scanner:
+        device.send_raw(b"   \r")
+        device.send_raw(b" \r")
+        device.scan(CODE_B)
+        assert _read_all(scanner, 1.0) == [CODE_B]
+        assert scanner.counters().accepted == 1
+
+
 def test_a_code_of_exactly_max_length_is_accepted(link: Path) -> None:
     text = "C" * 512
     with VirtualScanner(link) as device, SerialQrScanner(

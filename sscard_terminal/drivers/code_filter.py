@@ -172,8 +172,8 @@ class CodeFilter:
 
     def accept_text(self, text: str, source: str) -> ScannedCode | None:
         """Like :meth:`accept` for decoders that already hand over text (the camera)."""
-        if not text:
-            return None
+        if not text.strip(" "):
+            return None   # empty, or only spaces: no code (a code may hold spaces inside)
         if len(text.encode("utf-8")) > self.max_length:
             self.count(DiscardReason.OVERSIZED)
             return None
