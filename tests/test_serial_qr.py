@@ -56,6 +56,21 @@ def test_codes_are_read_line_by_line_with_each_terminator(link: Path, terminator
         assert scanner.counters().discarded == 0
 
 
+@pytest.mark.parametrize("configured", ["CR", "LF"])
+def test_a_crlf_scanner_read_in_cr_or_lf_mode_loses_no_code(link: Path, configured: str) -> None:
+    """The setting and the scanner disagree (it was re-flashed, or swapped for another
+    model): the other half of its CRLF stuck to every code, which was then discarded as
+    non-printable: every code but the first, or every code at all."""
+    with VirtualScanner(link, terminator="CRLF") as device, SerialQrScanner(
+        str(link), terminator=configured
+    ) as scanner:
+        device.scan(CODE_A)
+        device.scan(CODE_B)
+        device.scan(CODE_A + "X")
+        assert _read_all(scanner, 0.5) == [CODE_A, CODE_B, CODE_A + "X"]
+        assert scanner.counters().discarded == 0
+
+
 def test_auto_terminator_takes_cr_lf_and_crlf_mixed(link: Path) -> None:
     with VirtualScanner(link) as device, SerialQrScanner(str(link), terminator="auto") as scanner:
         device.send_raw(b"one\rtwo\nthree\r\nfour\r")

@@ -4,7 +4,10 @@ Scanners end each code with CR, LF or CRLF depending on how they were configured
 factory (or by scanning a setup barcode). A scanner that was set to send no terminator
 at all, or a line with noise on it, must not make the buffer grow without limit: once a
 line exceeds the cap the framer drops what it has and skips to the next terminator,
-reporting the dropped line once. The framer knows nothing of time: the serial driver
+reporting the dropped line once. A scanner that sends CRLF while the setting says CR or
+LF (re-flashed, or swapped for another model) loses no code: the stray LF before a line
+(CR mode) or CR at its end (LF mode) is dropped, as no code holds either. The framer
+knows nothing of time: the serial driver
 calls :meth:`LineFramer.reset` when the line has been silent too long.
 """
 
@@ -51,11 +54,14 @@ class LineFramer:
         pieces = self._split(data)
         if data:
             self._after_cr = data.endswith(b"\r")
-        for piece, ended in pieces:
+        for raw, ended in pieces:
+            piece = raw
             if self._skipping:
                 if ended:
                     self._skipping = False
                 continue
+            if self.terminator is Terminator.CR and not self._buffer:
+                piece = piece.lstrip(b"\n")   # the LF of a CRLF scanner read in CR mode
             if len(self._buffer) + len(piece) > self.max_length:
                 self._buffer.clear()
                 frames.append(Frame(oversized=True))
@@ -63,6 +69,8 @@ class LineFramer:
                 continue
             self._buffer += piece
             if ended:
+                if self.terminator is Terminator.LF and self._buffer.endswith(b"\r"):
+                    del self._buffer[-1]   # the CR of a CRLF scanner read in LF mode
                 if self._buffer:
                     frames.append(Frame(data=bytes(self._buffer)))
                 self._buffer.clear()
