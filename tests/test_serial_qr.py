@@ -492,3 +492,15 @@ def test_a_listener_may_close_the_scanner_it_is_told_about(link: Path) -> None:
     assert scanner.state is ScannerState.CLOSED
     assert events == ["scanner-connected", "scanner-lost", "scanner-closed"]
     scanner.close()  # still idempotent
+
+
+def test_sscard_scan_without_its_scanner_says_the_device_is_unavailable(link: Path) -> None:
+    """A missing or busy scanner exited 16, "an e-code was refused": a script watching
+    for refused codes then blamed the holder for an unplugged cable."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sscard_terminal.cli.main", "scan", "--port", str(link),
+         "--seconds", "1"],
+        capture_output=True, text=True, timeout=20, check=False,
+    )
+    assert done.returncode == ExitCode.READER_UNAVAILABLE, done.stderr
+    assert "does not exist" in done.stderr

@@ -42,6 +42,9 @@ _BY_ERROR: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (errors.NoReaderError, ExitCode.NO_READER),
     (errors.NoCardError, ExitCode.NO_CARD),
     (errors.ReaderError, ExitCode.READER_UNAVAILABLE),
+    # A scanner or camera that is missing or busy is a device problem, not a refusal.
+    (errors.ScannerUnavailableError, ExitCode.READER_UNAVAILABLE),
+    (errors.CameraUnavailableError, ExitCode.READER_UNAVAILABLE),
     (errors.NotSocialSecurityCardError, ExitCode.NOT_SOCIAL_SECURITY_CARD),
     (errors.IncompleteCardError, ExitCode.INCOMPLETE_READ),
     (errors.CardRemovedError, ExitCode.CARD_REMOVED),
