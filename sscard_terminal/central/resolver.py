@@ -64,9 +64,13 @@ class DeadlineResolver:
                 raise ResolutionTimedOut("the transport was closed")
             lookup = self._pending.get(key)
             if lookup is None:
-                lookup = self._pending[key] = _Lookup()
-                threading.Thread(target=self._run, args=(key, lookup), daemon=True,
-                                 name=f"resolve {host}").start()
+                lookup = _Lookup()
+                try:
+                    threading.Thread(target=self._run, args=(key, lookup), daemon=True,
+                                     name=f"resolve {host}").start()
+                except RuntimeError as exc:   # no thread to be had: never a stuck entry
+                    raise ResolutionFailed(f"cannot resolve {host!r}: {exc}") from exc
+                self._pending[key] = lookup
         finished = lookup.done.wait(timeout)
         if self._closed:
             raise ResolutionTimedOut(f"the transport was closed while resolving {host!r}")
