@@ -15,13 +15,14 @@ from sscard_hardware_sim.central_harness import CentralSim
 
 from sscard_terminal.central.models import TransactionAck, TransactionUpload
 from sscard_terminal.deadline import Deadline
-from sscard_terminal.errors import JournalTamperedError, SscardError
+from sscard_terminal.errors import JournalStorageError, JournalTamperedError, SscardError
 from sscard_terminal.offline_queue import (
     AckOutcome,
     Backoff,
     Forwarder,
     Journal,
     JournalRecord,
+    JournalStatus,
     verify_journal,
 )
 
@@ -292,3 +293,43 @@ def test_delivery_marks_are_checked_once_then_forwarding_goes_on(
         assert forwarder.drain(Deadline.after(30)).forwarded == 1
         assert verify_journal(journal).ok
     assert [seq for _, seq, _ in _central_rows(central)] == list(range(1, 42))
+
+
+def test_a_storage_error_while_counting_the_queue_does_not_end_forwarding(
+        tmp_path: Path, central: CentralSim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run`` counted the queue outside any guard: one failed read there (an I/O error,
+    a lock held too long) ended the forwarder's thread, unreported, and nothing recorded
+    after it reached the central until the daemon restarted."""
+    failures: list[SscardError] = []
+    forwarded: list[JournalRecord] = []
+    with _journal(tmp_path, central, 3) as journal, central.make_client() as client:
+        real_status = journal.status
+        broken = [2]
+
+        def status() -> JournalStatus:
+            if broken[0]:
+                broken[0] -= 1
+                raise JournalStorageError(f"journal {journal.path}: disk I/O error")
+            return real_status()
+
+        monkeypatch.setattr(journal, "status", status)
+        forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.02),
+                              idle_poll_s=60.0, on_failure=failures.append,
+                              on_forwarded=lambda r, o, _: forwarded.append(r))
+        thread = threading.Thread(target=forwarder.run)
+        thread.start()
+        try:
+            end = time.monotonic() + 20
+            while len(failures) < 2 and time.monotonic() < end:
+                time.sleep(0.01)
+            journal.enqueue("card_tap", {"fare_cents": 99}, PERSON)
+            forwarder.notify()
+            while len(forwarded) < 4 and time.monotonic() < end:
+                time.sleep(0.01)
+            assert thread.is_alive()
+        finally:
+            forwarder.stop()
+            thread.join(10)
+    assert [r.seq for r in forwarded] == [1, 2, 3, 4]
+    assert len(failures) == 2 and all(isinstance(f, JournalStorageError) for f in failures)
+    assert len(_central_rows(central)) == 4

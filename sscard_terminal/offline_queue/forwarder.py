@@ -245,15 +245,14 @@ class Forwarder:
         while not self._stop.is_set() and not deadline.expired:
             try:
                 d, r = self.forward_batch(deadline)
+                delivered += d
+                rejected += r
+                if d == 0 and r == 0 and not self.journal.pending(1):
+                    break
+                if progress is not None:
+                    progress(delivered + rejected, self.journal.status().queued)
             except SscardError as exc:
                 self._stop.wait(min(self._failed(exc), deadline.remaining()))
-                continue
-            if d == 0 and r == 0 and not self.journal.pending(1):
-                break
-            delivered += d
-            rejected += r
-            if progress is not None:
-                progress(delivered + rejected, self.journal.status().queued)
         remaining = self.journal.status().queued
         return DrainResult(delivered, rejected, remaining, self._stop.is_set(),
                            self._last_error)
@@ -262,7 +261,13 @@ class Forwarder:
         """Forward for as long as the daemon lives; returns after :meth:`stop`."""
         while not self._stop.is_set():
             self._wake.clear()
-            result = self.drain(Deadline.never())
+            try:
+                result = self.drain(Deadline.never())
+            except SscardError as exc:
+                # The journal could not be read (an I/O error, a lock held too long):
+                # report it and try again later. Returning would end forwarding unseen.
+                self._stop.wait(self._failed(exc))
+                continue
             self._maybe_prune()
             if result.remaining == 0 or result.stopped:
                 self._wake.wait(self._idle_poll)
