@@ -333,3 +333,32 @@ def test_a_storage_error_while_counting_the_queue_does_not_end_forwarding(
     assert [r.seq for r in forwarded] == [1, 2, 3, 4]
     assert len(failures) == 2 and all(isinstance(f, JournalStorageError) for f in failures)
     assert len(_central_rows(central)) == 4
+
+
+def test_listeners_that_fail_do_not_end_forwarding(
+        tmp_path: Path, central: CentralSim, caplog: pytest.LogCaptureFixture) -> None:
+    """``on_forwarded`` and ``on_failure`` are the daemon's code (a display, a counter, an
+    alert): one raising came out of ``run`` and ended forwarding for good."""
+    def broken(*args: object) -> None:
+        raise RuntimeError("display gone")
+
+    central.set_faults(mode="error", count=1)
+    with _journal(tmp_path, central, 3) as journal, central.make_client() as client:
+        forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.02),
+                              idle_poll_s=60.0, on_forwarded=broken, on_failure=broken)
+        thread = threading.Thread(target=forwarder.run)
+        thread.start()
+        try:
+            end = time.monotonic() + 20
+            while forwarder.status().journal.queued and time.monotonic() < end:
+                time.sleep(0.01)
+            journal.enqueue("card_tap", {"fare_cents": 99}, PERSON)
+            forwarder.notify()
+            while len(_central_rows(central)) < 4 and time.monotonic() < end:
+                time.sleep(0.05)
+            assert thread.is_alive()
+        finally:
+            forwarder.stop()
+            thread.join(10)
+    assert len(_central_rows(central)) == 4
+    assert any("listener failed" in r.getMessage() for r in caplog.records)

@@ -354,6 +354,23 @@ def test_alarms_are_raised_once_and_cleared_once_not_on_every_enqueue(
         assert refused == [frozenset({Alarm.COUNT})]
 
 
+def test_an_alarm_listener_that_fails_loses_no_transaction(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The daemon's alarm callback (an alert over the network, a display) raising came out
+    of ``enqueue`` before the record was written: the transaction the passenger was just
+    told about was never recorded, at the very moment the journal is filling up."""
+    def broken(alarms: frozenset[Alarm], status: object) -> None:
+        raise RuntimeError("alert channel down")
+
+    alarm = JournalLimits(max_records=2, when_full=FullBehaviour.ALARM)
+    with caplog.at_level(logging.ERROR, logger="sscard_terminal.offline_queue"), \
+            _open(tmp_path / "j.db", limits=alarm, on_alarm=broken) as journal:
+        for _ in range(4):
+            journal.enqueue("card_tap", {}, None)
+        assert journal.status().queued == 4
+    assert any("alarm listener failed" in r.getMessage() for r in caplog.records)
+
+
 def test_disk_full_is_a_clear_error_and_the_journal_stays_consistent(tmp_path: Path) -> None:
     path = _filled(tmp_path, 3)
     with _open(path) as journal:

@@ -219,7 +219,7 @@ class Forwarder:
             _log.error("central rejected %d transaction(s); kept in the journal", rejected)
         if self._on_forwarded is not None:
             for record, outcome, reason in acks:
-                self._on_forwarded(record, outcome, reason)
+                _call_listener(self._on_forwarded, record, outcome, reason)
         return delivered, rejected
 
     def _failed(self, exc: SscardError) -> float:
@@ -230,7 +230,7 @@ class Forwarder:
             failures = self._failures
         _log.warning("forwarding failed (%d in a row): %s", failures, exc)
         if self._on_failure is not None:
-            self._on_failure(exc)
+            _call_listener(self._on_failure, exc)
         return self._backoff.delay(failures - 1, self._rng)
 
     # -- loops ---------------------------------------------------------------------------------
@@ -289,3 +289,11 @@ class Forwarder:
             _log.warning("pruning the journal failed: %s", exc)
         if removed:
             _log.info("pruned %d acknowledged record(s) past retention", removed)
+
+
+def _call_listener(listener: Callable[..., None], *args: object) -> None:
+    """Call the daemon's listener; its bug is logged, never the end of forwarding."""
+    try:
+        listener(*args)
+    except Exception:  # whatever it raised, the records are already marked
+        _log.exception("forwarder listener failed")

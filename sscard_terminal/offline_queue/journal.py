@@ -477,7 +477,10 @@ class Journal:
         else:
             _log.info("journal %s back within its limits (%d queued)", self.path, status.queued)
         if self._on_alarm is not None:
-            self._on_alarm(status.alarms, status)
+            try:
+                self._on_alarm(status.alarms, status)
+            except Exception:  # a listener's bug must not cost the transaction being recorded
+                _log.exception("journal %s: alarm listener failed", self.path)
 
     def _alarms_for(self, status: JournalStatus) -> frozenset[Alarm]:
         limits = self.limits
