@@ -246,3 +246,15 @@ def test_a_hostile_reason_cannot_forge_log_lines_or_flood_them() -> None:
     ecode = {"accepted": False, "reason": HOSTILE_REASON}
     with _client(lambda request: httpx.Response(200, json=ecode)) as client:
         _clean(client.verify_ecode("SC1:X", Deadline.after(2)).reason)
+
+
+def test_id_and_card_numbers_in_a_centrals_reason_are_masked() -> None:
+    """Reasons are meant to be codes, but one a central wrote with the holder's numbers
+    in it would carry them into every log line and error that quotes it."""
+    said = "card D00000013 of 33030219900101123X reported lost; see ticket A1234567890"
+    body = {"status": "formal_loss", "reason": said}
+    with _client(lambda request: httpx.Response(200, json=body)) as client:
+        reason = _validate(client).reason   # type: ignore[attr-defined]
+    assert "D00000013" not in reason and "33030219900101123X" not in reason
+    assert "D*******3" in reason and "3303**********123X" in reason
+    assert "A1234567890" in reason   # not the shape of a card number: left alone

@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import socket
 import ssl
 import threading
@@ -53,7 +54,7 @@ from ..errors import (
     CentralUnreachableError,
     ConfigError,
 )
-from ..privacy import mask_card_number
+from ..privacy import mask_card_number, mask_id_number
 from . import auth
 from .abortable import AbortableTransport
 from .models import (
@@ -85,6 +86,10 @@ _MIN_ATTEMPT_S = 0.005
 """Below this much budget an attempt cannot succeed; answer unreachable instead."""
 _MAX_ATTEMPTS = 3
 _MAX_SAID = 200   # characters of a reason or warning the central wrote
+# Shapes of personal numbers inside a central's text: an 18-character ID number and a
+# 9-character card number (a letter and 8 digits), each standing alone.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+_CARD_NUMBER = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9]{8}(?![0-9A-Za-z])")
 
 
 @dataclass(frozen=True)
@@ -563,7 +568,11 @@ def _said(text: str) -> str:
     clears a technician's terminal, a bidi override reverses what is shown) and a long
     text is cut to :data:`_MAX_SAID` characters.
     """
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:_MAX_SAID + 1])
+    # A little past the cut, so that a number straddling it is still seen whole.
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:_MAX_SAID + 20])
+    # Reasons are meant to be codes; numbers a central put in one anyway are masked.
+    cleaned = _ID_NUMBER.sub(lambda m: mask_id_number(m.group()), cleaned)
+    cleaned = _CARD_NUMBER.sub(lambda m: mask_card_number(m.group()), cleaned)
     return cleaned if len(cleaned) <= _MAX_SAID else cleaned[:_MAX_SAID - 1] + "…"
 
 
