@@ -271,3 +271,29 @@ def test_the_simulator_drops_a_connection_that_never_sends(tmp_path: Path) -> No
             assert idle.recv(1) == b""   # closed by the server, not timed out here
     finally:
         server.shutdown()
+
+
+def test_when_dns_dies_the_last_address_that_resolved_keeps_the_central_reachable(
+        central_sim: CentralSim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DNS server is down but the route to the central is fine (a common outage):
+    every new connection waited for a lookup that never came, and the terminal went
+    offline although the central answered. The last good address is used instead."""
+    real = socket.getaddrinfo
+    dead = threading.Event()
+    asked: list[str] = []
+
+    def getaddrinfo(host: object, *args: Any, **kwargs: Any) -> Any:
+        if host == "central.sim.test":
+            asked.append("central.sim.test")
+            if dead.is_set():
+                time.sleep(10)   # glibc waiting on a DNS server that is gone
+            return real("127.0.0.1", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with _named(central_sim, "central.sim.test") as client:
+        assert _validate(client, 3.0) is CardStatus.NORMAL
+        dead.set()
+        central_sim.set_faults(mode="reset", count=1)   # the pooled connection is gone
+        assert _validate(client, 2.0) is CardStatus.NORMAL
+        assert len(asked) == 2    # a fresh lookup was tried first
