@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,24 @@ def _central_rows(sim: CentralSim) -> list[tuple[str, int, str]]:
             "ORDER BY sequence", (sim.terminal_id,))]
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def _running(forwarder: Forwarder) -> Iterator[threading.Thread]:
+    """``forwarder.run`` in a thread for the block; stopped and joined after it."""
+    thread = threading.Thread(target=forwarder.run)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        forwarder.stop()
+        thread.join(10)
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    end = time.monotonic() + seconds
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.01)
 
 
 def test_drain_uploads_everything_in_order_in_batches(tmp_path: Path,
@@ -188,22 +207,17 @@ def test_run_forwards_new_records_on_notify_and_prunes_past_retention(
         forwarder = Forwarder(journal, client, retention_s=0.0, prune_interval_s=0.0,
                               idle_poll_s=60.0,
                               on_forwarded=lambda r, o, _: forwarded.append(r))
-        thread = threading.Thread(target=forwarder.run)
-        thread.start()
-        try:
-            end = time.monotonic() + 20
-            while len(forwarded) < 4 and time.monotonic() < end:
-                time.sleep(0.01)
+        with _running(forwarder):
+            _wait_for(lambda: len(forwarded) >= 4)
             journal.enqueue("card_tap", {"fare_cents": 99}, PERSON)
             forwarder.notify()
-            while len(forwarded) < 5 and time.monotonic() < end:
-                time.sleep(0.01)
-            while list(journal.records()) and time.monotonic() < end:
-                time.sleep(0.01)
+            _wait_for(lambda: len(forwarded) >= 5)
+
+            def pruned() -> bool:
                 forwarder.notify()
-        finally:
-            forwarder.stop()
-            thread.join(10)
+                return not list(journal.records())
+
+            _wait_for(pruned)
         assert [r.seq for r in forwarded] == [1, 2, 3, 4, 5]
         assert list(journal.records()) == []           # pruned: retention 0
         assert journal.anchor()[0] == 5 and verify_journal(journal).ok
@@ -241,14 +255,9 @@ def test_an_unreadable_record_stops_the_queue_with_a_journal_error_not_a_dead_th
     with journal, central.make_client() as client:
         forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.02),
                               on_failure=failures.append)
-        thread = threading.Thread(target=forwarder.run)
-        thread.start()
-        end = time.monotonic() + 20
-        while len(failures) < 2 and time.monotonic() < end:
-            time.sleep(0.01)
-        assert thread.is_alive()
-        forwarder.stop()
-        thread.join(10)
+        with _running(forwarder) as thread:
+            _wait_for(lambda: len(failures) >= 2)
+            assert thread.is_alive()
         assert not thread.is_alive()
     assert failures and all(isinstance(f, JournalTamperedError) for f in failures)
     assert "record 2" in str(failures[0]) and "sscard queue verify" in str(failures[0])
@@ -316,20 +325,12 @@ def test_a_storage_error_while_counting_the_queue_does_not_end_forwarding(
         forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.02),
                               idle_poll_s=60.0, on_failure=failures.append,
                               on_forwarded=lambda r, o, _: forwarded.append(r))
-        thread = threading.Thread(target=forwarder.run)
-        thread.start()
-        try:
-            end = time.monotonic() + 20
-            while len(failures) < 2 and time.monotonic() < end:
-                time.sleep(0.01)
+        with _running(forwarder) as thread:
+            _wait_for(lambda: len(failures) >= 2)
             journal.enqueue("card_tap", {"fare_cents": 99}, PERSON)
             forwarder.notify()
-            while len(forwarded) < 4 and time.monotonic() < end:
-                time.sleep(0.01)
+            _wait_for(lambda: len(forwarded) >= 4)
             assert thread.is_alive()
-        finally:
-            forwarder.stop()
-            thread.join(10)
     assert [r.seq for r in forwarded] == [1, 2, 3, 4]
     assert len(failures) == 2 and all(isinstance(f, JournalStorageError) for f in failures)
     assert len(_central_rows(central)) == 4
@@ -346,19 +347,11 @@ def test_listeners_that_fail_do_not_end_forwarding(
     with _journal(tmp_path, central, 3) as journal, central.make_client() as client:
         forwarder = Forwarder(journal, client, backoff=Backoff(base_s=0.01, cap_s=0.02),
                               idle_poll_s=60.0, on_forwarded=broken, on_failure=broken)
-        thread = threading.Thread(target=forwarder.run)
-        thread.start()
-        try:
-            end = time.monotonic() + 20
-            while forwarder.status().journal.queued and time.monotonic() < end:
-                time.sleep(0.01)
+        with _running(forwarder) as thread:
+            _wait_for(lambda: not forwarder.status().journal.queued)
             journal.enqueue("card_tap", {"fare_cents": 99}, PERSON)
             forwarder.notify()
-            while len(_central_rows(central)) < 4 and time.monotonic() < end:
-                time.sleep(0.05)
+            _wait_for(lambda: len(_central_rows(central)) >= 4)
             assert thread.is_alive()
-        finally:
-            forwarder.stop()
-            thread.join(10)
     assert len(_central_rows(central)) == 4
     assert any("listener failed" in r.getMessage() for r in caplog.records)
