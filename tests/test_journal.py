@@ -92,6 +92,10 @@ def test_enqueue_stores_sequence_chain_and_sealed_personal_fields(tmp_path: Path
         assert uuid.UUID(first.id).version == 7 and first.id < second.id
         assert first.terminal_id == "BUS-0042" and first.wall_time.endswith("Z")
         assert journal.personal(first) == PERSON and journal.personal(second) == {}
+        # What enqueue returns (built without the named tuple's own __new__) is exactly
+        # what the journal stores and reads back, defaults included.
+        assert list(journal.records()) == [first, second]
+        assert first.acked_at is None and first.ack_outcome is None and first.ack_reason is None
         assert "张三丰" not in repr(first) and "330302199001011234" not in repr(
             journal.pending(1))
     raw = path.read_bytes() + (tmp_path / "journal.db-wal").read_bytes() if (
@@ -99,6 +103,14 @@ def test_enqueue_stores_sequence_chain_and_sealed_personal_fields(tmp_path: Path
     for secret in PERSON.values():
         assert secret.encode() not in raw
     assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_the_raw_encryptor_of_the_hot_path_seals_as_encrypt_does() -> None:
+    keys = JournalKeys.derive(bytes(range(32)), "BUS-0042")
+    nonce, clear, bound = bytes(range(12)), b'{"name":"x"}', b"0190f5e2-id"
+    sealed = nonce + keys.raw_encrypt(nonce, clear, bound)
+    assert sealed == keys.encrypt(clear, bound, nonce)
+    assert keys.decrypt(sealed, bound) == clear
 
 
 def test_chain_link_is_the_mac_of_the_length_prefixed_fields() -> None:

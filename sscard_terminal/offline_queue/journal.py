@@ -74,6 +74,9 @@ _ROW_TYPES: tuple[type | tuple[type, ...], ...] = (
     (str, type(None)), (str, type(None)), (str, type(None)), (bytes, type(None)))
 _LIMIT_REFRESH_S = 1.0
 _ENTROPY_PER_RECORD = ID_ENTROPY_BYTES + NONCE_BYTES
+# ".mmmZ" for every millisecond: the end of a record's wall time without formatting it.
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+_new_tuple = tuple.__new__
 _LENGTH = LENGTH_PREFIX   # the framing JournalKeys.mac uses, shared so the two agree
 _EIGHT = _LENGTH(8)
 
@@ -130,8 +133,8 @@ def record_hash(keys: JournalKeys, prev_hash: bytes, *, seq: int, record_id: str
 
     Equal to ``keys.mac(prev_hash, seq, record_id, ...)``, each part length-prefixed.
     """
-    return _chain_link(keys, prev_hash, seq, record_id, _framed(terminal_id), wall_time,
-                       mono_ns, _framed(boot_id), kind, payload, personal)
+    return _chain_link(keys, prev_hash, seq, record_id.encode(), _framed(terminal_id),
+                       wall_time, mono_ns, _framed(boot_id), kind, payload, personal)
 
 
 def _framed(text: str) -> bytes:
@@ -140,12 +143,12 @@ def _framed(text: str) -> bytes:
 
 
 def _chain_link(keys: JournalKeys, prev_hash: bytes, seq: int,  # noqa: PLR0917
-                record_id: str, terminal_framed: bytes, wall_time: str, mono_ns: int,
+                record_id_b: bytes, terminal_framed: bytes, wall_time: str, mono_ns: int,
                 boot_framed: bytes, kind: str, payload: str, personal: bytes | None) -> bytes:
     # Framed inline, with the per-journal constants framed once by the caller, and called
     # with positional arguments: every durable enqueue pays for this (see bench/queue.py).
-    record_id_b, wall_b, kind_b, payload_b = (
-        record_id.encode(), wall_time.encode(), kind.encode(), payload.encode())
+    # The id comes encoded: enqueue needs its bytes for the encryption too.
+    wall_b, kind_b, payload_b = wall_time.encode(), kind.encode(), payload.encode()
     personal = personal or b""
     return keys.mac_framed(b"".join((
         _LENGTH(len(prev_hash)), prev_hash, _EIGHT, seq.to_bytes(8, "big"),
@@ -228,6 +231,7 @@ class Journal:
                          or limits.max_disk_bytes is not None)
         self._conn = conn
         self._keys = keys
+        self._seal = keys.raw_encrypt
         self._on_alarm = on_alarm
         self._lock = threading.RLock()
         self._ids = Uuid7Generator()
@@ -394,25 +398,33 @@ class Journal:
         # Everything below runs right after the previous commit's fsync, with the CPU
         # caches cold, where each step costs several times its warm price: keep it lean
         # (docs/offline-journal.md).
-        payload_json = _canonical_json(payload)
+        # A plain dict (the usual case) goes straight to the C encoder: no Python frame.
+        payload_json = ("".join(_C_JSON(payload, 0)) if type(payload) is dict and _C_JSON
+                        else _canonical_json(payload))
         entropy = os.urandom(_ENTROPY_PER_RECORD)   # the id's random bits and the nonce
         now = time.time_ns()
         record_id = self._ids.new_text(entropy[:ID_ENTROPY_BYTES], now)
-        sealed = (self._keys.encrypt(_canonical_json(personal).encode(), record_id.encode(),
-                                     entropy[ID_ENTROPY_BYTES:]) if personal else None)
+        record_id_b = record_id.encode()
+        if personal:
+            nonce = entropy[ID_ENTROPY_BYTES:]      # fresh for every record, never reused
+            clear = ("".join(_C_JSON(personal, 0)) if type(personal) is dict and _C_JSON
+                     else _canonical_json(personal)).encode()
+            sealed: bytes | None = nonce + self._seal(nonce, clear, record_id_b)
+        else:
+            sealed = None
         seconds, rest = divmod(now, 1_000_000_000)
         cached_second, prefix = self._wall_second   # one tuple: safe between threads
         if seconds != cached_second:   # the formatted second is reused within it
             prefix = _utc_iso(seconds * 1_000_000_000)[:-5]
             self._wall_second = (seconds, prefix)
-        wall, mono = f"{prefix}.{rest // 1_000_000:03d}Z", time.monotonic_ns()
+        wall, mono = prefix + _MILLIS[rest // 1_000_000], time.monotonic_ns()
         with self._lock:
             for _attempt in range(3):
                 if self._cached_head is None:
                     self._cached_head = self._read_head()
                 head_seq, head_hash = self._cached_head
                 seq = head_seq + 1
-                hash_ = _chain_link(self._keys, head_hash, seq, record_id,
+                hash_ = _chain_link(self._keys, head_hash, seq, record_id_b,
                                     self._terminal_framed, wall, mono, self._boot_framed, kind,
                                     payload_json, sealed)
                 try:
@@ -434,8 +446,12 @@ class Journal:
                                    f"only one daemon may own a journal")
             self._cached_head = (seq, hash_)
             self._added_since_status += 1
-        return JournalRecord(seq, record_id, self.terminal_id, wall, mono, self._boot_id, kind,
-                             dict(payload), sealed is not None, head_hash, hash_)
+        # tuple.__new__ builds the named tuple without its Python-level __new__ frame
+        # (which is also what fills in the defaults: here the three unacknowledged Nones).
+        return _new_tuple(JournalRecord, (seq, record_id, self.terminal_id, wall, mono,
+                                          self._boot_id, kind, dict(payload),
+                                          sealed is not None, head_hash, hash_,
+                                          None, None, None))
 
     def _enforce_limits(self) -> None:
         limits = self.limits
