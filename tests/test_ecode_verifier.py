@@ -299,7 +299,9 @@ def test_trust_list_is_cached_in_memory_and_on_disk_for_a_restart_while_central_
     source.down = True
     ticks[0] = 400.0
     assert a.kid in provider.trust_list(_deadline()).keys  # stale copy while down
+    assert provider.wait_idle(5)   # the refresh it started, in the background, failed
     provider.trust_list(_deadline())
+    assert provider.wait_idle(5)
     assert source.calls == 2  # no retry before retry_after
     restarted = CentralTrustListProvider(source, cache=cache)
     verifier = ECodeVerifier(restarted, memory_cache(), clock=lambda: NOW)
@@ -342,6 +344,8 @@ def test_an_older_trust_list_never_replaces_a_newer_one(tmp_path: Path) -> None:
     assert verifier.verify(code, deadline=_deadline()).reason is Reason.REVOKED_KID
     source.trust = older
     ticks[0] = 400.0
+    assert verifier.verify(code, deadline=_deadline()).reason is Reason.REVOKED_KID
+    assert provider.wait_idle(5)   # the background refresh got the older list: refused
     assert verifier.verify(code, deadline=_deadline()).reason is Reason.REVOKED_KID
     assert json.loads(cache.path.read_text(encoding="utf-8"))["document"]["version"] == 2
     assert source.calls == 2
@@ -523,16 +527,56 @@ def test_two_racing_refreshes_never_roll_the_trust_list_back() -> None:
                                         algorithms={**DEFAULT_ALGORITHMS, EDDSA: gated})
     provider.trust_list(_deadline())                      # version 1
     ticks[0] = 400.0
-    stale = threading.Thread(target=provider.trust_list, args=(_deadline(),), name="stale")
+    # Explicit refreshes (a daemon's, or the background one beside a daemon's): the
+    # background refreshes alone run one at a time.
+    stale = threading.Thread(target=provider.refresh, args=(_deadline(),), name="stale")
     stale.start()                                         # takes version 2, then waits
     assert gated.entered.wait(10)
-    assert provider.trust_list(_deadline()).keys[a.kid].revoked      # version 3
+    assert provider.refresh(_deadline()).keys[a.kid].revoked      # version 3
     gated.release.set()
     stale.join(10)
     assert provider.trust_list(_deadline()).keys[a.kid].revoked
     verifier = ECodeVerifier(provider, memory_cache(), clock=lambda: NOW)
     assert verifier.verify(a.issue(CARD_REF, REGION, now=NOW),
                            deadline=_deadline()).reason is Reason.REVOKED_KID
+
+
+def test_a_due_refresh_never_holds_the_scan_and_runs_once_however_many_scan() -> None:
+    """The refresh ran inline in the scan that found it due: that scan waited for the
+    central (its whole budget while the central was slow, leaving nothing for the card's
+    online check), and every lane scanning then fetched again."""
+    a = eddsa_issuer(b"sim-ed25519-1")
+    keys_ok, keys_revoked = (_central_trust_list((a, False)).keys,
+                             _central_trust_list((a, True)).keys)
+    answers = [_signed(models.TrustList(1, "2026-11-01T00:00:00Z", keys_ok)),
+               _signed(models.TrustList(2, "2026-11-22T00:00:00Z", keys_revoked))]
+    asked, slow = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    class SlowCentral:
+        def trust_list(self, deadline: Deadline) -> models.TrustList:
+            calls.append(1)
+            if len(calls) > 1:
+                asked.set()
+                slow.wait(10)
+            return answers.pop(0)
+
+    ticks = [0.0]
+    provider = CentralTrustListProvider(SlowCentral(), refresh_after=300,
+                                        clock=lambda: ticks[0])
+    assert not provider.trust_list(_deadline()).keys[a.kid].revoked   # the first: inline
+    ticks[0] = 400.0
+    try:
+        for _ in range(5):     # five lanes scan while the central is slow to answer
+            started = time.monotonic()
+            assert not provider.trust_list(_deadline()).keys[a.kid].revoked
+            assert time.monotonic() - started < 0.5
+        assert asked.wait(5) and len(calls) == 2
+    finally:
+        slow.set()
+    assert provider.wait_idle(5)
+    assert provider.trust_list(_deadline()).keys[a.kid].revoked      # version 2 in use
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])

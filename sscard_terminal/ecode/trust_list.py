@@ -238,7 +238,15 @@ class CachedTrustListFile:
 
 class CentralTrustListProvider:
     """Fetch from the central every ``refresh_after`` seconds; between fetches, and
-    whenever the central cannot be reached, use the last good list (memory, then file)."""
+    whenever the central cannot be reached, use the last good list (memory, then file).
+
+    Once a list is in hand, a refresh that falls due runs in a thread of its own, one at
+    a time, and the scan that found it due goes on with the list it has. Fetched inline,
+    the refresh took that scan's budget (up to all of it while the central was slow),
+    leaving nothing for the central's verdict on the card, which a reachable central must
+    give (卡码同权); and every lane scanning at that moment fetched again. Only the very
+    first list, with nothing to fall back on but the file, is fetched by the caller.
+    """
 
     def __init__(self, source: TrustListSource, *, cache: CachedTrustListFile | None = None,
                  refresh_after: float = 300.0, retry_after: float = 30.0,
@@ -257,14 +265,51 @@ class CentralTrustListProvider:
         self._current: TrustList | None = None
         self._version: int | None = None     # of the newest list seen (memory or file)
         self._next_fetch = float("-inf")
+        self._idle = threading.Event()        # no background refresh under way
+        self._idle.set()
 
     def trust_list(self, deadline: Deadline) -> TrustList:
         """The list; the central is asked at most once per ``refresh_after`` (once per
         ``retry_after`` while it fails), so a gate does not wait on a dead central."""
         with self._lock:
-            current, next_fetch = self._current, self._next_fetch
-        if current is not None and self._clock() < next_fetch:
+            current = self._current
+            due = self._clock() >= self._next_fetch
+            start = current is not None and due and self._idle.is_set()
+            if start:
+                self._idle.clear()
+                # No second trigger while this one runs, nor right after it fails.
+                self._next_fetch = self._clock() + self._retry_after
+        if current is not None:
+            if start:
+                try:
+                    threading.Thread(target=self._refresh_in_background, daemon=True,
+                                     name="sscard-trust-list").start()
+                except RuntimeError as exc:   # no thread to be had: try again later
+                    _log.warning("trust list refresh not started: %s", exc)
+                    self._idle.set()
             return current
+        return self.refresh(deadline)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no background refresh is under way (for shutdown, and tests)."""
+        return self._idle.wait(timeout)
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self.refresh(Deadline.after(self._fetch_budget))
+        except SscardError as exc:   # refresh already logged and fell back
+            _log.debug("background trust list refresh failed: %s", exc)
+        except Exception:            # a bug must not leave the provider "busy" for ever
+            _log.exception("background trust list refresh failed")
+        finally:
+            self._idle.set()
+
+    def refresh(self, deadline: Deadline) -> TrustList:
+        """Ask the central now (within ``deadline`` and ``fetch_budget``) and keep a newer
+        list; the list in use afterwards. Falls back as :meth:`trust_list` does; raises
+        only when there is no list at all (none in memory, no usable file)."""
+        with self._lock:
+            current = self._current
         try:
             central = self._source.trust_list(deadline.capped(self._fetch_budget))
             self._refuse_rollback(central)
