@@ -153,11 +153,9 @@ def _status(args: argparse.Namespace) -> int:
     print(f"journal      {args.db} (terminal {journal.terminal_id})")
     print(f"queued       {status.queued}")
     print(f"oldest       {age}")
-    if rejected:
-        print(f"rejected     {rejected} (refused by the central, kept until pruned; "
-              f"'sscard queue export' lists them with their reasons)")
-    else:
-        print("rejected     0")
+    where = (" (refused by the central, kept until pruned; 'sscard queue export' lists "
+             "them with their reasons)") if rejected else ""
+    print(f"rejected     {rejected}{where}")
     print(f"disk in use  {status.disk_bytes / 1e6:.1f} MB")
     print(f"last seq     {records}")
     if limits is None:

@@ -7,8 +7,8 @@ line exceeds the cap the framer drops what it has and skips to the next terminat
 reporting the dropped line once. A scanner that sends CRLF while the setting says CR or
 LF (re-flashed, or swapped for another model) loses no code: the stray LF before a line
 (CR mode) or CR at its end (LF mode) is dropped, as no code holds either. The framer
-knows nothing of time: the serial driver
-calls :meth:`LineFramer.reset` when the line has been silent too long.
+knows nothing of time: the serial driver calls :meth:`LineFramer.reset` when the line has
+been silent too long.
 """
 
 from __future__ import annotations

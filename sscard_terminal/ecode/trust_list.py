@@ -271,14 +271,14 @@ class CentralTrustListProvider:
     def trust_list(self, deadline: Deadline) -> TrustList:
         """The list; the central is asked at most once per ``refresh_after`` (once per
         ``retry_after`` while it fails), so a gate does not wait on a dead central."""
+        now = self._clock()
         with self._lock:
             current = self._current
-            due = self._clock() >= self._next_fetch
-            start = current is not None and due and self._idle.is_set()
+            start = current is not None and now >= self._next_fetch and self._idle.is_set()
             if start:
                 self._idle.clear()
                 # No second trigger while this one runs, nor right after it fails.
-                self._next_fetch = self._clock() + self._retry_after
+                self._next_fetch = now + self._retry_after
         if current is not None:
             if start:
                 try:
@@ -295,11 +295,11 @@ class CentralTrustListProvider:
         return self._idle.wait(timeout)
 
     def _refresh_in_background(self) -> None:
+        # With a list in hand, refresh() falls back to it rather than raise; whatever
+        # escapes is a bug, and must not leave the provider "busy" for ever.
         try:
             self.refresh(Deadline.after(self._fetch_budget))
-        except SscardError as exc:   # refresh already logged and fell back
-            _log.debug("background trust list refresh failed: %s", exc)
-        except Exception:            # a bug must not leave the provider "busy" for ever
+        except Exception:
             _log.exception("background trust list refresh failed")
         finally:
             self._idle.set()
