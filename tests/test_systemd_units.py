@@ -42,7 +42,7 @@ def verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 def installed_unit() -> str:
     text = UNIT.read_text()
-    assert text.count(SHIPPED_PATH) == 2          # ExecStartPre= and ExecStart=
+    assert text.count(SHIPPED_PATH) == 1          # ExecStart=
     assert INSTALLED.is_file() and os.access(INSTALLED, os.X_OK)
     return text.replace(SHIPPED_PATH, str(INSTALLED))
 
