@@ -1,17 +1,394 @@
-"""The daemon's runtime (being built: see issue 17)."""
+"""The daemon's runtime: one asyncio loop coordinating lanes and worker threads.
+
+::
+
+    start ─► build the runtime (worker thread) ─► lanes up ─► READY=1 ─► serve
+                │ ConfigError: exit 17, never READY                       │
+                                                          SIGHUP ─► reload (atomic)
+                                                          SIGTERM ─► STOPPING=1 ─► finish
+                                                                     presentations ─► exit 0
+
+- **The loop never blocks.** Opening cards, presentations (pyscard, the central, SQLite)
+  and probing lost readers run in a thread pool with one worker per lane, so a slow lane
+  never queues behind another; the PC/SC monitor has a thread of its own.
+- **READY only when everything configured is up**: the runtime (journal, central client,
+  engine state, ...) is built and every lane task runs. A configuration the runtime
+  cannot honour raises :class:`ConfigError` before READY: exit 17.
+- **Watchdog from the loop's own health check.** Every half watchdog interval a task on
+  the loop checks that the loop itself is on time, that no lane task died and that no
+  presentation has been stuck past :data:`STUCK_PRESENTATION_S`; only then it sends
+  ``WATCHDOG=1``. A stuck loop, a dead lane or a hung reader stops the pings and systemd
+  restarts the daemon. A thread that pinged on a timer would hide all three.
+- **SIGHUP reloads atomically.** The new file is validated and a new runtime built in a
+  worker thread; a bad one is refused in one logged line and the old one stays. The swap
+  is one reference assignment on the loop: a presentation in progress finishes on the
+  runtime it started with, the next one uses the new. A reload that changes the lanes is
+  refused (restart the daemon for that): lanes own hardware.
+- **SIGTERM stops within** :data:`STOP_BUDGET_S` (below the unit's ``TimeoutStopSec=``):
+  lanes take no new presentation, the ones in progress finish, the runtime closes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from .config import DaemonConfig
+from ..errors import ConfigError
+from .card_lane import CardLane
+from .config import DaemonConfig, LaneConfig, load_config
+from .lane import LaneState
+from .notify import Notifier
+from .presenter import Runtime, RuntimeFactory
 
-__all__ = ["run"]
+__all__ = [
+    "STOP_BUDGET_S",
+    "STUCK_PRESENTATION_S",
+    "CardEventSink",
+    "CardEventSource",
+    "Daemon",
+    "run",
+]
 
-_log = logging.getLogger("sscard_terminal.daemon")
+log = logging.getLogger("sscard_terminal.daemon")
+events_log = logging.getLogger("sscard_terminal.daemon.events")
+
+STOP_BUDGET_S = 8.0
+"""SIGTERM to exit; the unit's TimeoutStopSec= (10 s) leaves room above it."""
+STUCK_PRESENTATION_S = 30.0
+"""A presentation still running after this long has hung (the longest profile budget is a
+few seconds): the health check stops the watchdog pings."""
+_HEALTH_INTERVAL_S = 1.0          # without a watchdog: STATUS refresh only
+_LOOP_LAG_LIMIT_S = 2.0           # a health check this late means the loop is starved
+
+
+class CardEventSink(Protocol):
+    """Where a card event source delivers (on the event loop's thread)."""
+
+    def card_inserted(self, reader: str, at: float) -> None: ...
+
+    def card_removed(self, reader: str) -> None: ...
+
+    def reader_lost(self, reader: str | None, why: str) -> None: ...
+
+    def reader_back(self, reader: str | None) -> None: ...
+
+
+class CardEventSource(Protocol):
+    """Reader and card events from some hardware (PC/SC, ``sim:``), posted to a sink.
+
+    ``start`` is called on the loop; a source with threads posts through
+    ``loop.call_soon_threadsafe``. ``probe(reader)`` answers, from a worker thread,
+    whether ``reader`` is usable now (for a lost lane's recovery)."""
+
+    def handles(self, lane: LaneConfig) -> bool: ...
+
+    def start(self, loop: asyncio.AbstractEventLoop, sink: CardEventSink) -> None: ...
+
+    def probe(self, reader: str) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class _Health:
+    healthy: bool
+    why: str
+
+
+class Daemon:
+    """One run of the daemon: from a validated configuration to a clean exit."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        config_path: Path,
+        runtime_factory: RuntimeFactory,
+        sources: Sequence[CardEventSource] = (),
+        notifier: Notifier | None = None,
+        publish: Callable[[str, Mapping[str, object]], None] | None = None,
+        config_loader: Callable[[Path], DaemonConfig] = load_config,
+    ) -> None:
+        self.config = config
+        self._config_path = config_path
+        self._factory = runtime_factory
+        self._sources = list(sources)
+        self._notifier = notifier or Notifier()
+        self._publish_hook = publish
+        self._load = config_loader
+        self._runtime: Runtime | None = None
+        self._lanes: list[CardLane] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._reloading: asyncio.Task[bool] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=max(2, len(config.lanes) + 1),
+                                            thread_name_prefix="sscard-worker")
+        self._reader_locks: dict[str, threading.Lock] = {}
+        self.reloads = {"done": 0, "refused": 0}
+
+    # --- what the lanes use ----------------------------------------------------------------
+
+    def runtime(self) -> Runtime:
+        """The current runtime (swapped whole by a reload)."""
+        if self._runtime is None:
+            raise RuntimeError("the daemon has no runtime yet")
+        return self._runtime
+
+    def reader_lock(self, reader: str) -> threading.Lock:
+        """One lock per reader, shared by its lane and (later) the local API."""
+        return self._reader_locks.setdefault(reader, threading.Lock())
+
+    def _publish(self, lane: str, event: Mapping[str, object]) -> None:
+        events_log.info("%s", json.dumps({"lane": lane, **event}, ensure_ascii=False,
+                                         default=str, sort_keys=True))
+        if self._publish_hook is not None:
+            self._publish_hook(lane, event)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            self._runtime = await loop.run_in_executor(self._executor, self._factory,
+                                                       self.config)
+            self._start_lanes(loop)
+            await self._check_readers()
+            self._install_signals(loop)
+            health = asyncio.create_task(self._health_loop(), name="sscard-health")
+            self._notifier.ready(self._status_line())
+            log.info("ready in %.2f s: terminal %s, profile %s, %d lane(s)",
+                     time.monotonic() - started, self.config.terminal_id,
+                     self.config.profile.name, len(self._lanes))
+            await self._stop.wait()
+            health.cancel()
+            await self._shutdown()
+        finally:
+            self._remove_signals(loop)
+            for source in self._sources:
+                with contextlib.suppress(Exception):
+                    source.stop()
+            if self._runtime is not None:
+                await loop.run_in_executor(self._executor, self._close_runtime, self._runtime)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._notifier.close()
+        return 0
+
+    def _start_lanes(self, loop: asyncio.AbstractEventLoop) -> None:
+        for config in self.config.lanes:
+            if not config.reads_cards:
+                # Scanner and camera lanes are the next part of issue 17.
+                raise ConfigError(f"{self.config.source}: key 'lanes.{config.name}."
+                                  f"{config.input.value}': this build of the daemon runs "
+                                  f"card lanes only")
+            source = next((s for s in self._sources if s.handles(config)), None)
+            if source is None:
+                raise ConfigError(f"{self.config.source}: key 'lanes.{config.name}': no "
+                                  f"card event source for reader {config.target!r}")
+            lane = CardLane(config, runtime=self.runtime, executor=self._executor,
+                            reader_lock=self.reader_lock(config.target),
+                            publish=self._publish, probe=source.probe)
+            self._lanes.append(lane)
+        router = _Router(self._lanes)
+        for source in self._sources:
+            source.start(loop, router)
+        for lane in self._lanes:
+            self._tasks.append(asyncio.create_task(lane.run(), name=f"lane-{lane.name}"))
+
+    async def _check_readers(self) -> None:
+        """A reader that is not there at start-up is a lane that starts lost (and says so
+        in one line), not a daemon that refuses: the other lanes can work."""
+        loop = asyncio.get_running_loop()
+        for lane in self._lanes:
+            source = next(s for s in self._sources if s.handles(lane.config))
+            try:
+                present = await loop.run_in_executor(self._executor, source.probe,
+                                                     lane.config.target)
+            except Exception as exc:
+                present = False
+                log.warning("lane %s: probing %r failed: %s", lane.name, lane.config.target,
+                            type(exc).__name__)
+            if not present:
+                log.warning("lane %s: reader %r not found at start-up; the lane recovers "
+                            "when it appears", lane.name, lane.config.target)
+                lane.reader_lost("reader not found at start-up")
+
+    async def _shutdown(self) -> None:
+        self._notifier.stopping("finishing the presentations in progress")
+        log.info("stopping: no new presentations; finishing those in progress")
+        for lane in self._lanes:
+            lane.stop()
+        if self._reloading is not None:
+            self._reloading.cancel()
+        done, pending = await asyncio.wait(self._tasks, timeout=STOP_BUDGET_S) \
+            if self._tasks else (set(), set())
+        for task in pending:
+            log.error("%s did not finish within %.0f s; leaving it", task.get_name(),
+                      STOP_BUDGET_S)
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s had failed: %s", task.get_name(),
+                          type(task.exception()).__name__)
+
+    @staticmethod
+    def _close_runtime(runtime: Runtime) -> None:
+        try:
+            runtime.close()
+        except Exception as exc:
+            log.error("closing the runtime failed: %s", type(exc).__name__)
+
+    # --- signals and reload --------------------------------------------------------------
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    @staticmethod
+    def _remove_signals(loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+
+    def request_reload(self) -> None:
+        if self._reloading is not None and not self._reloading.done():
+            log.info("reload already in progress; this SIGHUP is folded into it")
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> bool:
+        """Load the file again and swap the runtime; False (old one kept) if refused."""
+        loop = asyncio.get_running_loop()
+        self._notifier.reloading()
+        try:
+            config = await loop.run_in_executor(self._executor, self._load, self._config_path)
+            if config.lanes != self.config.lanes:
+                raise ConfigError(f"{self._config_path}: key 'lanes': changed; lanes own "
+                                  f"hardware, restart the daemon to change them")
+            runtime = await loop.run_in_executor(self._executor, self._factory, config)
+        except ConfigError as exc:
+            self.reloads["refused"] += 1
+            log.error("reload refused, the running configuration stays: %s", exc)
+            self._notifier.ready(self._status_line())
+            return False
+        old, self._runtime, self.config = self._runtime, runtime, config
+        self.reloads["done"] += 1
+        log.info("reloaded %s: profile %s", self._config_path, config.profile.name)
+        self._notifier.ready(self._status_line())
+        if old is not None:
+            # Presentations that started on the old runtime hold its reader locks; closing
+            # waits for none of them to still be running on it.
+            await loop.run_in_executor(self._executor, self._retire, old)
+        return True
+
+    def _retire(self, runtime: Runtime) -> None:
+        locks = list(self._reader_locks.values())
+        for lock in locks:
+            lock.acquire()
+        try:
+            self._close_runtime(runtime)
+        finally:
+            for lock in locks:
+                lock.release()
+
+    # --- health and watchdog --------------------------------------------------------------
+
+    def health(self) -> _Health:
+        for task in self._tasks:
+            if task.done():
+                return _Health(False, f"{task.get_name()} ended")
+        for lane in self._lanes:
+            if lane.busy_for > STUCK_PRESENTATION_S:
+                return _Health(False, f"lane {lane.name} stuck in a presentation for "
+                                      f"{lane.busy_for:.0f} s")
+        return _Health(True, "ok")
+
+    async def _health_loop(self) -> None:
+        watchdog = self._notifier.watchdog_s
+        interval = watchdog / 2 if watchdog else _HEALTH_INTERVAL_S
+        last_status = ""
+        expected = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(max(0.0, expected - time.monotonic()))
+            lag = time.monotonic() - expected
+            expected = time.monotonic() + interval
+            health = self.health()
+            if lag > _LOOP_LAG_LIMIT_S:
+                health = _Health(False, f"event loop {lag:.1f} s late")
+            if health.healthy:
+                if watchdog:
+                    self._notifier.watchdog()
+            else:
+                log.error("health check failed, withholding the watchdog ping: %s",
+                          health.why)
+            status = self._status_line()
+            if status != last_status:
+                self._notifier.status(status)
+                last_status = status
+
+    def _status_line(self) -> str:
+        states = ", ".join(f"{lane.name} {lane.machine.state.value}" for lane in self._lanes)
+        lost = sum(lane.machine.state in (LaneState.LOST, LaneState.RECOVERING)
+                   for lane in self._lanes)
+        head = f"{len(self._lanes)} lane(s)" + (f", {lost} lost" if lost else "")
+        return f"{head}: {states}" if states else head
+
+    def lane_counters(self) -> dict[str, dict[str, int]]:
+        """Every lane's counters, for a status page or a metrics exporter."""
+        return {lane.name: lane.machine.counters() for lane in self._lanes}
+
+
+class _Router:
+    """Delivers source events to the lane whose reader they concern."""
+
+    def __init__(self, lanes: Sequence[CardLane]) -> None:
+        self._lanes = lanes
+
+    def _for(self, reader: str) -> CardLane | None:
+        return next((lane for lane in self._lanes if lane.matches(reader)), None)
+
+    def card_inserted(self, reader: str, at: float) -> None:
+        lane = self._for(reader)
+        if lane is not None:
+            lane.card_inserted(reader, at)
+
+    def card_removed(self, reader: str) -> None:
+        lane = self._for(reader)
+        if lane is not None:
+            lane.card_removed(reader)
+
+    def reader_lost(self, reader: str | None, why: str) -> None:
+        lanes = self._lanes if reader is None else [x for x in (self._for(reader),) if x]
+        for lane in lanes:
+            lane.reader_lost(why)
+
+    def reader_back(self, reader: str | None) -> None:
+        lanes = self._lanes if reader is None else [x for x in (self._for(reader),) if x]
+        for lane in lanes:
+            lane.reader_back(reader)
 
 
 def run(config: DaemonConfig, *, config_path: Path) -> int:
-    _log.error("%s: configuration ok, but the daemon's runtime is not built yet", config_path)
+    """Run the daemon for ``config`` until SIGTERM.
+
+    The runtime comes from the composition root (``sscard_terminal.terminal``), which this
+    branch does not have yet: until it is merged the daemon refuses to start rather than
+    wire the parts by hand.
+    """
+    log.error("%s: configuration ok, but this build has no composition root "
+              "(sscard_terminal.terminal) to build the terminal's parts from", config_path)
     return 1
