@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from sscard_hardware_sim.central_harness import CentralSim
+from sscard_hardware_sim.central_store import DEMO_CARDS
 
-from sscard_terminal.central.circuit_breaker import CircuitBreaker, CircuitState
+from sscard_terminal.central.circuit_breaker import CircuitBreaker, CircuitState, GuardedCentral
+from sscard_terminal.central.client import CentralClient
+from sscard_terminal.deadline import Deadline
+from sscard_terminal.decision import DecisionEngine, Denylist
 from sscard_terminal.errors import (
     CentralProtocolError,
     CentralRefusedError,
     CentralUnreachableError,
     DeadlineExceededError,
 )
+from sscard_terminal.profiles import load_profile
+
+from .decision_helpers import ManualClock, read_tap, tap
 
 
 class HandClock:
@@ -182,3 +192,36 @@ def test_bad_settings_are_refused() -> None:
         CircuitBreaker(failure_threshold=0)
     with pytest.raises(ValueError):
         CircuitBreaker(cool_down_s=0)
+
+
+# --- with the real central simulator, silent ------------------------------------------
+
+
+def test_a_silent_central_is_remembered_so_offline_taps_stop_waiting(
+        central_sim: CentralSim, client: CentralClient, tmp_path: Path) -> None:
+    clock = ManualClock(wall=dt.datetime.now(dt.UTC))
+    with Denylist.open(tmp_path / "denylist.db", clock=clock) as denylist:
+        denylist.refresh(client, deadline=Deadline.after(5.0))
+        breaker = CircuitBreaker(failure_threshold=2, cool_down_s=0.5)
+        engine = DecisionEngine(load_profile("bus-validator"),
+                                central=GuardedCentral(client, breaker), denylist=denylist,
+                                clock=clock)
+
+        def timed(n: int) -> float:
+            started = time.monotonic()
+            decision = engine.decide(tap(n), deadline=Deadline.after(1.0))
+            assert decision.accepted and not decision.online
+            return time.monotonic() - started
+
+        central_sim.set_faults(mode="timeout")        # packets in, nothing back
+        waited = [timed(n) for n in (1, 2)]
+        assert min(waited) > 0.15                      # each spent the online budget
+        assert breaker.state is CircuitState.OPEN
+        remembered = [timed(n) for n in range(3, 9)]
+        assert max(remembered) < 0.05                  # the outage is remembered
+        central_sim.set_faults(mode="none")
+        time.sleep(0.5)
+        probe = engine.decide(read_tap(central_sim.store, DEMO_CARDS["normal"].card_number),
+                              deadline=Deadline.after(1.0))
+        assert probe.online
+        assert breaker.state is CircuitState.CLOSED

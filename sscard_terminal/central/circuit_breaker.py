@@ -31,11 +31,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import CentralError, CentralUnreachableError, DeadlineExceededError
 
-__all__ = ["CircuitBreaker", "CircuitState"]
+if TYPE_CHECKING:
+    from ..deadline import Deadline
+    from .client import CentralClient
+    from .models import CardValidation, Channel, ECodeCheck
+
+__all__ = ["CircuitBreaker", "CircuitState", "GuardedCentral"]
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +180,24 @@ class CircuitBreaker:
               and now - self._probe_started >= self._cool_down):
             self._probe_started = None     # the probe never reported: let another one go
         return self._state
+
+
+class GuardedCentral:
+    """A central client whose card validations and e-code checks go through a breaker.
+
+    It has the two calls the decision engine and the e-code verifier make, so it stands
+    in for the client wherever those are wired; everything else (denylist, trust list,
+    uploads) is background work that keeps using the client itself.
+    """
+
+    def __init__(self, central: CentralClient, breaker: CircuitBreaker) -> None:
+        self.central = central
+        self.breaker = breaker
+
+    def validate_card(self, card_identification_code: str, card_number: str, region: str,
+                      channel: Channel, deadline: Deadline) -> CardValidation:
+        return self.breaker.call(lambda: self.central.validate_card(
+            card_identification_code, card_number, region, channel, deadline))
+
+    def verify_ecode(self, code_text: str, deadline: Deadline) -> ECodeCheck:
+        return self.breaker.call(lambda: self.central.verify_ecode(code_text, deadline))
