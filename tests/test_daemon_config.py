@@ -186,7 +186,7 @@ BAD = [
     (lambda t, s: t.replace('reader = "sim:front"', 'reader = "sim:a"\ncolour = "red"'),
      "lanes.front.colour", "unknown key"),
     (lambda t, s: t.replace('reader = "sim:front"', 'scanner = "COM3"'), "lanes.front.scanner",
-     "not a device path"),
+     "not an absolute device path"),
     (lambda t, s: t.replace('reader = "sim:front"', 'reader = "sim:a"\nbaudrate = 9600'),
      "lanes.front.baudrate", "only a scanner"),
     (lambda t, s: t.replace('reader = "sim:front"', 'scanner = "/dev/x"\nbaudrate = 1234'),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sscard_hardware_sim.virtual_scanner import VirtualScanner
 
 from sscard_terminal.daemon import app as app_module
 from sscard_terminal.daemon.app import STOP_BUDGET_S, CardEventSink, Daemon
@@ -30,6 +31,7 @@ from sscard_terminal.daemon.config import DaemonConfig, LaneConfig, load_config
 from sscard_terminal.daemon.lane import LaneState
 from sscard_terminal.daemon.notify import Notifier
 from sscard_terminal.daemon.presenter import Runtime
+from sscard_terminal.daemon.scanner_lane import MAX_WAITING_CODES
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import open_sim_reader
 from sscard_terminal.drivers.transport import CardTransport
@@ -59,6 +61,7 @@ class FakePresenter:
 
     name: str
     calls: list[tuple[str, float, bytes]] = field(default_factory=list)
+    codes: list[tuple[str, float, str]] = field(default_factory=list)
     gate: threading.Event | None = None
     started: threading.Event = field(default_factory=threading.Event)
     raise_next: BaseException | None = None
@@ -80,7 +83,13 @@ class FakePresenter:
         return FakeResult(True, "accepted", f"{self.name}-{n}", decision=object())
 
     def present_code(self, text: str, *, arrived_at: float, lane: str = "") -> FakeResult:
-        raise AssertionError("no scanner lanes in these tests")
+        self.started.set()
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        self.codes.append((lane, arrived_at, text))
+        n = len(self.codes)
+        return FakeResult(text.startswith("OK"), "accepted" if text.startswith("OK")
+                          else "ecode_refused", f"{self.name}-code-{n}", decision=object())
 
 
 class Factory:
@@ -499,3 +508,122 @@ def test_the_stop_budget_fits_inside_the_units_timeout() -> None:
     timeout = directives(UNIT.read_text())["Service.TimeoutStopSec"][0]
     assert timeout.endswith("s")
     assert STOP_BUDGET_S + 1.0 <= float(timeout[:-1])
+
+
+# --- scanner lanes, on a real pty behind a by-id style link ------------------------------
+
+
+@pytest.fixture
+def scanner_config(tmp_path: Path) -> tuple[Path, Path]:
+    state = tmp_path / "state"
+    state.mkdir()
+    key = tmp_path / "journal.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    link = tmp_path / "by-id" / "usb-Virtual_Scanner_0001-if00"
+    lanes = f'[lanes.front]\nreader = "sim:front"\n\n[lanes.qr]\nscanner = "{link}"\n'
+    return write_config(tmp_path / "terminal.toml", state, key, lanes=lanes), link
+
+
+def test_a_scanned_code_is_presented_on_the_scanner_lane(
+        scanner_config: tuple[Path, Path], notify_socket: tuple[socket.socket, str]) -> None:
+    config_file, link = scanner_config
+    sock, path = notify_socket
+
+    async def scenario() -> None:
+        with VirtualScanner(link) as device:
+            h = await start(config_file, path, sock)
+            await ready(h)
+            presenter = h.factory.built[0]
+            before = time.monotonic()
+            device.scan("OK-code-1")
+            await until(lambda: len(h.published) == 1)
+            lane, arrived_at, text = presenter.codes[0]
+            assert (lane, text) == ("qr", "OK-code-1")
+            assert before <= arrived_at <= time.monotonic()
+            assert h.published[0][1]["outcome"] == "accept"
+            device.scan("BAD-code-2")
+            await until(lambda: len(h.published) == 2)
+            assert h.published[1][1]["outcome"] == "refuse"
+            await until(lambda: h.lane("qr") is LaneState.IDLE)
+            counters = h.daemon.lane_counters()["qr"]
+            assert counters["transition.idle.reading"] == 2
+            assert counters["transition.showing.idle"] == 2
+            h.daemon.request_stop()
+            await h.task
+
+    asyncio.run(scenario())
+
+
+def test_an_unplugged_scanner_is_back_within_2_s_of_its_return(
+        scanner_config: tuple[Path, Path], notify_socket: tuple[socket.socket, str]) -> None:
+    config_file, link = scanner_config
+    sock, path = notify_socket
+
+    async def scenario() -> None:
+        with VirtualScanner(link) as device:
+            h = await start(config_file, path, sock)
+            await ready(h)
+            device.unplug()
+            await until(lambda: h.lane("qr") is LaneState.RECOVERING)
+            h.events.insert("sim:front")             # the card lane goes on deciding
+            await until(lambda: len(h.published) == 1)
+            device.replug()
+            back_at = time.monotonic()
+            await until(lambda: h.lane("qr") is LaneState.IDLE, timeout=3.0)
+            assert time.monotonic() - back_at < 2.0
+            device.scan("OK-after-replug")
+            await until(lambda: len(h.published) == 2)
+            assert h.daemon.lane_counters()["qr"]["recovered"] == 1
+            h.daemon.request_stop()
+            await h.task
+
+    asyncio.run(scenario())
+
+
+def test_a_scanner_missing_at_start_starts_lost_and_joins_when_plugged(
+        scanner_config: tuple[Path, Path], notify_socket: tuple[socket.socket, str]) -> None:
+    config_file, link = scanner_config
+    sock, path = notify_socket
+
+    async def scenario() -> None:
+        h = await start(config_file, path, sock)
+        await ready(h)                                 # READY: the card lane works
+        await until(lambda: h.lane("qr") is LaneState.RECOVERING)
+        with VirtualScanner(link) as device:
+            await until(lambda: h.lane("qr") is LaneState.IDLE, timeout=3.0)
+            device.scan("OK-late")
+            await until(lambda: len(h.published) == 1)
+            h.daemon.request_stop()
+            await h.task
+
+    asyncio.run(scenario())
+
+
+def test_a_flooding_scanner_is_bounded_and_counted(
+        scanner_config: tuple[Path, Path], notify_socket: tuple[socket.socket, str]) -> None:
+    config_file, link = scanner_config
+    sock, path = notify_socket
+
+    async def scenario() -> None:
+        with VirtualScanner(link) as device:
+            h = await start(config_file, path, sock)
+            await ready(h)
+            presenter = h.factory.built[0]
+            presenter.gate = threading.Event()
+            device.scan("OK-first")
+            await until(presenter.started.is_set)
+            flood = 3 * MAX_WAITING_CODES
+            for n in range(flood):
+                device.scan(f"OK-flood-{n}")
+            device.drain()
+            await until(lambda: h.daemon.lane_counters()["qr"].get("codes.dropped", 0)
+                        == flood - MAX_WAITING_CODES)
+            presenter.gate.set()
+            await until(lambda: len(h.published) == 1 + MAX_WAITING_CODES)
+            assert [text for _l, _a, text in presenter.codes[1:]] == [
+                f"OK-flood-{n}" for n in range(MAX_WAITING_CODES)]
+            h.daemon.request_stop()
+            await h.task
+
+    asyncio.run(scenario())

@@ -45,10 +45,11 @@ from typing import Protocol
 
 from ..errors import ConfigError
 from .card_lane import CardLane
-from .config import DaemonConfig, LaneConfig, load_config
-from .lane import LaneState
+from .config import DaemonConfig, LaneConfig, LaneInput, load_config
+from .lane import LaneState, LaneStateMachine
 from .notify import Notifier
 from .presenter import Runtime, RuntimeFactory
+from .scanner_lane import ScannerLane
 
 __all__ = [
     "STOP_BUDGET_S",
@@ -99,6 +100,20 @@ class CardEventSource(Protocol):
     def stop(self) -> None: ...
 
 
+class Lane(Protocol):
+    """What the daemon sees of a card or scanner lane."""
+
+    name: str
+    machine: LaneStateMachine
+
+    @property
+    def busy_for(self) -> float: ...
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class _Health:
     healthy: bool
@@ -127,7 +142,9 @@ class Daemon:
         self._publish_hook = publish
         self._load = config_loader
         self._runtime: Runtime | None = None
-        self._lanes: list[CardLane] = []
+        self._lanes: list[Lane] = []
+        self._card_lanes: list[CardLane] = []
+        self._scanner_lanes: list[ScannerLane] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[bool] | None = None
@@ -165,7 +182,7 @@ class Daemon:
         try:
             self._runtime = await loop.run_in_executor(self._executor, self._factory,
                                                        self.config)
-            self._start_lanes(loop)
+            await self._start_lanes(loop)
             await self._check_readers()
             self._install_signals(loop)
             health = asyncio.create_task(self._health_loop(), name="sscard-health")
@@ -181,38 +198,46 @@ class Daemon:
             for source in self._sources:
                 with contextlib.suppress(Exception):
                     source.stop()
+            for scanner in self._scanner_lanes:
+                await loop.run_in_executor(self._executor, scanner.stop_reading)
             if self._runtime is not None:
                 await loop.run_in_executor(self._executor, self._close_runtime, self._runtime)
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._notifier.close()
         return 0
 
-    def _start_lanes(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _start_lanes(self, loop: asyncio.AbstractEventLoop) -> None:
         for config in self.config.lanes:
-            if not config.reads_cards:
-                # Scanner and camera lanes are the next part of issue 17.
-                raise ConfigError(f"{self.config.source}: key 'lanes.{config.name}."
-                                  f"{config.input.value}': this build of the daemon runs "
-                                  f"card lanes only")
+            if config.input is LaneInput.CAMERA:
+                raise ConfigError(f"{self.config.source}: key 'lanes.{config.name}.camera': "
+                                  f"this build of the daemon has no camera lanes yet")
+            if config.input is LaneInput.SCANNER:
+                scanner = ScannerLane(config, runtime=self.runtime, executor=self._executor,
+                                      publish=self._publish)
+                await loop.run_in_executor(self._executor, scanner.start_reading, loop)
+                self._scanner_lanes.append(scanner)
+                self._lanes.append(scanner)
+                continue
             source = next((s for s in self._sources if s.handles(config)), None)
             if source is None:
                 raise ConfigError(f"{self.config.source}: key 'lanes.{config.name}': no "
                                   f"card event source for reader {config.target!r}")
-            lane = CardLane(config, runtime=self.runtime, executor=self._executor,
-                            reader_lock=self.reader_lock(config.target),
-                            publish=self._publish, probe=source.probe)
-            self._lanes.append(lane)
-        router = _Router(self._lanes)
+            card_lane = CardLane(config, runtime=self.runtime, executor=self._executor,
+                                 reader_lock=self.reader_lock(config.target),
+                                 publish=self._publish, probe=source.probe)
+            self._card_lanes.append(card_lane)
+            self._lanes.append(card_lane)
+        router = _Router(self._card_lanes)
         for source in self._sources:
             source.start(loop, router)
-        for lane in self._lanes:
-            self._tasks.append(asyncio.create_task(lane.run(), name=f"lane-{lane.name}"))
+        for each in self._lanes:
+            self._tasks.append(asyncio.create_task(each.run(), name=f"lane-{each.name}"))
 
     async def _check_readers(self) -> None:
         """A reader that is not there at start-up is a lane that starts lost (and says so
         in one line), not a daemon that refuses: the other lanes can work."""
         loop = asyncio.get_running_loop()
-        for lane in self._lanes:
+        for lane in self._card_lanes:
             source = next(s for s in self._sources if s.handles(lane.config))
             try:
                 present = await loop.run_in_executor(self._executor, source.probe,

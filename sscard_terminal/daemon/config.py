@@ -33,6 +33,7 @@ that is unplugged at start-up is a lane that starts lost and recovers when it ap
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -67,7 +68,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/sscard/terminal.toml")
 DEFAULT_STATE_DIRECTORY = Path("/var/lib/sscard-terminald")
 DEFAULT_RUNTIME_DIRECTORY = Path("/run/sscard-terminald")
 SIM_PREFIX = "sim:"
+BY_ID = "/dev/serial/by-id/"
 _MAX_SECRET_BYTES = 4096
+
+log = logging.getLogger(__name__)
 
 
 class LaneInput(enum.Enum):
@@ -501,9 +505,13 @@ class _Reader:
                 and not target[len(SIM_PREFIX):].strip():
             raise self.fail(f"{where}.reader", "a sim: reader needs a name after 'sim:'")
         if kind is LaneInput.SCANNER:
-            if not target.startswith("/dev/"):
-                raise self.fail(f"{where}.scanner", f"{target!r} is not a device path; use "
-                                                    f"the /dev/serial/by-id/... name")
+            if not target.startswith("/"):
+                raise self.fail(f"{where}.scanner", f"{target!r} is not an absolute device "
+                                                    f"path; use the /dev/serial/by-id/... name")
+            if not target.startswith(BY_ID):
+                # ttyACM numbers change when a scanner is replugged; by-id names do not.
+                log.warning("%s: key '%s.scanner': %s may be renumbered after an unplug; "
+                            "the %s... name survives it", self.source, where, target, BY_ID)
         baudrate = body.get("baudrate")
         if baudrate is not None:
             if kind is not LaneInput.SCANNER:
