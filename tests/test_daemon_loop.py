@@ -26,12 +26,14 @@ import pytest
 from sscard_hardware_sim.virtual_scanner import VirtualScanner
 
 from sscard_terminal.daemon import app as app_module
-from sscard_terminal.daemon.app import STOP_BUDGET_S, CardEventSink, Daemon
+from sscard_terminal.daemon.app import STOP_BUDGET_S, Daemon
 from sscard_terminal.daemon.config import DaemonConfig, LaneConfig, load_config
 from sscard_terminal.daemon.lane import LaneState
 from sscard_terminal.daemon.notify import Notifier
 from sscard_terminal.daemon.presenter import Runtime
 from sscard_terminal.daemon.scanner_lane import MAX_WAITING_CODES
+from sscard_terminal.daemon.sim_events import SimReaderEvents
+from sscard_terminal.daemon.sources import CardEventSink, CardEventSource
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import open_sim_reader
 from sscard_terminal.drivers.transport import CardTransport
@@ -98,6 +100,7 @@ class Factory:
     def __init__(self) -> None:
         self.built: list[FakePresenter] = []
         self.closed: list[str] = []
+        self.opened: list[str] = []
         self.fail_with: ConfigError | None = None
 
     def __call__(self, config: DaemonConfig) -> Runtime:
@@ -107,7 +110,10 @@ class Factory:
         self.built.append(presenter)
 
         def open_card(reader: str, deadline: Deadline) -> CardTransport:
-            return open_sim_reader("sim:gen2-adult")     # a real virtual card per tap
+            self.opened.append(reader)
+            # A real virtual card per tap: the holder when the reader names one.
+            return open_sim_reader(reader if reader.startswith("sim:gen") else
+                                   "sim:gen2-adult")
 
         return Runtime(presenter=presenter, open_card=open_card,
                        close=lambda: self.closed.append(presenter.name))
@@ -205,7 +211,8 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 async def start(config_file: Path, notify_path: str, notify: socket.socket, *,
-                watchdog_usec: int | None = None, factory: Factory | None = None) -> Harness:
+                watchdog_usec: int | None = None, factory: Factory | None = None,
+                sources: list[CardEventSource] | None = None) -> Harness:
     env = {"NOTIFY_SOCKET": notify_path}
     if watchdog_usec is not None:
         env["WATCHDOG_USEC"] = str(watchdog_usec)
@@ -213,7 +220,8 @@ async def start(config_file: Path, notify_path: str, notify: socket.socket, *,
     events = DrivenEvents()
     published: list[tuple[str, Mapping[str, object]]] = []
     daemon = Daemon(load_config(config_file), config_path=config_file,
-                    runtime_factory=factory, sources=[events], notifier=Notifier(env),
+                    runtime_factory=factory, sources=sources or [events],
+                    notifier=Notifier(env),
                     publish=lambda lane, event: published.append((lane, event)))
     task = asyncio.create_task(daemon.run())
     harness = Harness(daemon, factory, events, notify, published, task)
@@ -625,5 +633,41 @@ def test_a_flooding_scanner_is_bounded_and_counted(
                 f"OK-flood-{n}" for n in range(MAX_WAITING_CODES)]
             h.daemon.request_stop()
             await h.task
+
+    asyncio.run(scenario())
+
+
+# --- sim: readers through their control directory ---------------------------------------
+
+
+def put_card(directory: Path, reader: str, holder: str) -> None:
+    new = directory / f"{reader}.new"
+    new.write_text(holder + "\n")
+    new.replace(directory / reader)          # atomic: a new inode is a new card
+
+
+def test_sim_readers_take_cards_from_their_control_directory(
+        config_file: Path, notify_socket: tuple[socket.socket, str]) -> None:
+    sock, path = notify_socket
+    config = load_config(config_file)
+    control = config.state_directory / "sim-readers"
+
+    async def scenario() -> None:
+        h = await start(config_file, path, sock, sources=[SimReaderEvents(control)])
+        await ready(h)
+        presenter = h.factory.built[0]
+        put_card(control, "front", "gen3-adult")
+        await until(lambda: h.lane("front") is LaneState.WAITING_FOR_REMOVAL)
+        assert h.factory.opened == ["sim:gen3-adult"]
+        put_card(control, "front", "gen2-adult")  # swapped without ever being empty
+        await until(lambda: len(presenter.calls) == 2)
+        assert h.factory.opened == ["sim:gen3-adult", "sim:gen2-adult"]
+        (control / "front").unlink()
+        await until(lambda: h.lane("front") is LaneState.IDLE)
+        (control / "back").write_text("../../etc/passwd\n")   # not a holder: ignored
+        await asyncio.sleep(0.2)
+        assert len(presenter.calls) == 2 and h.lane("back") is LaneState.IDLE
+        h.daemon.request_stop()
+        await h.task
 
     asyncio.run(scenario())

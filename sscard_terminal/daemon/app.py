@@ -45,18 +45,20 @@ from typing import Protocol
 
 from ..errors import ConfigError
 from .card_lane import CardLane
-from .config import DaemonConfig, LaneConfig, LaneInput, load_config
+from .config import DaemonConfig, LaneInput, load_config
 from .lane import LaneState, LaneStateMachine
 from .notify import Notifier
+from .pcsc_events import PcscEventSource
 from .presenter import Runtime, RuntimeFactory
 from .scanner_lane import ScannerLane
+from .sim_events import SIM_CONTROL_DIRECTORY, SimReaderEvents
+from .sources import CardEventSource
 
 __all__ = [
     "STOP_BUDGET_S",
     "STUCK_PRESENTATION_S",
-    "CardEventSink",
-    "CardEventSource",
     "Daemon",
+    "default_sources",
     "run",
 ]
 
@@ -70,34 +72,6 @@ STUCK_PRESENTATION_S = 30.0
 few seconds): the health check stops the watchdog pings."""
 _HEALTH_INTERVAL_S = 1.0          # without a watchdog: STATUS refresh only
 _LOOP_LAG_LIMIT_S = 2.0           # a health check this late means the loop is starved
-
-
-class CardEventSink(Protocol):
-    """Where a card event source delivers (on the event loop's thread)."""
-
-    def card_inserted(self, reader: str, at: float) -> None: ...
-
-    def card_removed(self, reader: str) -> None: ...
-
-    def reader_lost(self, reader: str | None, why: str) -> None: ...
-
-    def reader_back(self, reader: str | None) -> None: ...
-
-
-class CardEventSource(Protocol):
-    """Reader and card events from some hardware (PC/SC, ``sim:``), posted to a sink.
-
-    ``start`` is called on the loop; a source with threads posts through
-    ``loop.call_soon_threadsafe``. ``probe(reader)`` answers, from a worker thread,
-    whether ``reader`` is usable now (for a lost lane's recovery)."""
-
-    def handles(self, lane: LaneConfig) -> bool: ...
-
-    def start(self, loop: asyncio.AbstractEventLoop, sink: CardEventSink) -> None: ...
-
-    def probe(self, reader: str) -> bool: ...
-
-    def stop(self) -> None: ...
 
 
 class Lane(Protocol):
@@ -386,10 +360,10 @@ class _Router:
     def _for(self, reader: str) -> CardLane | None:
         return next((lane for lane in self._lanes if lane.matches(reader)), None)
 
-    def card_inserted(self, reader: str, at: float) -> None:
+    def card_inserted(self, reader: str, at: float, card: str | None = None) -> None:
         lane = self._for(reader)
         if lane is not None:
-            lane.card_inserted(reader, at)
+            lane.card_inserted(reader, at, card)
 
     def card_removed(self, reader: str) -> None:
         lane = self._for(reader)
@@ -405,6 +379,18 @@ class _Router:
         lanes = self._lanes if reader is None else [x for x in (self._for(reader),) if x]
         for lane in lanes:
             lane.reader_back(reader)
+
+
+def default_sources(config: DaemonConfig) -> list[CardEventSource]:
+    """The card event sources the configured lanes need: pcscd for PC/SC readers, the
+    control directory for ``sim:`` readers."""
+    sources: list[CardEventSource] = []
+    card_lanes = [lane for lane in config.lanes if lane.reads_cards]
+    if any(not lane.is_sim for lane in card_lanes):
+        sources.append(PcscEventSource())
+    if any(lane.is_sim for lane in card_lanes):
+        sources.append(SimReaderEvents(config.state_directory / SIM_CONTROL_DIRECTORY))
+    return sources
 
 
 def run(config: DaemonConfig, *, config_path: Path) -> int:

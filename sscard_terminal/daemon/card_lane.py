@@ -71,6 +71,7 @@ class CardLane:
         # The exact reader; a prefix lane learns it from the first event that matches.
         self._reader: str | None = (config.target if config.input is LaneInput.READER
                                     else None)
+        self._card: str | None = self._reader
         self._present = False
         self._insertions = 0
         self._handled = 0
@@ -86,9 +87,11 @@ class CardLane:
             return reader == self.config.target
         return reader.startswith(self.config.target)
 
-    def card_inserted(self, reader: str, at: float) -> None:
-        """A card arrived at ``at`` (monotonic, when the source saw it): a new tap."""
+    def card_inserted(self, reader: str, at: float, card: str | None = None) -> None:
+        """A card arrived at ``at`` (monotonic, when the source saw it): a new tap.
+        ``card`` names what to open when it is not ``reader`` (a ``sim:`` holder)."""
         self._reader = reader
+        self._card = card or reader
         self._present = True
         self._insertions += 1
         self._arrived_at = at
@@ -144,7 +147,7 @@ class CardLane:
         if self._insertions - self._handled > 1:
             self.machine.count("insertions.coalesced", self._insertions - self._handled - 1)
         self._handled = self._insertions
-        arrived_at, reader = self._arrived_at, self._reader
+        arrived_at, reader = self._arrived_at, self._card
         swap = self.machine.state is _S.WAITING_FOR_REMOVAL
         self.machine.to(_S.CARD_PRESENT, "another card" if swap else "card inserted")
         if not self._present or reader is None:

@@ -13,8 +13,8 @@ import logging
 
 from ..drivers.pcsc import ReaderEvent, ReaderEventKind, ReaderMonitor, list_readers
 from ..errors import ReaderError
-from .app import CardEventSink
 from .config import LaneConfig
+from .sources import CardEventSink
 
 __all__ = ["PcscEventSource"]
 
