@@ -157,6 +157,17 @@ class DecisionEngine:
             if recent is not None and recent.decision.transaction_id == decision.transaction_id:
                 recent.completed = True
 
+    def withdraw(self, decision: Decision) -> None:
+        """The decision could not be journaled and was refused instead: forget its accept,
+        so a re-tap neither replays it (torn transaction) nor meets anti-passback, and it
+        does not count as an offline accept."""
+        with self._lock:
+            recent = self._recent.get(decision.card_ref)
+            if recent is not None and recent.decision.transaction_id == decision.transaction_id:
+                del self._recent[decision.card_ref]
+                if decision.accepted and not decision.online and self._offline_accepts_in_row:
+                    self._offline_accepts_in_row -= 1
+
     def status(self) -> EngineStatus:
         with self._lock:
             return EngineStatus(self._last_online_ok, self._offline_accepts_in_row,
