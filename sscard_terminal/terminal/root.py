@@ -223,7 +223,10 @@ class TerminalRoot:
         else:
             trust = NoTrustList()
         opaque: OpaquePolicy = "refuse"
-        if settings.profile is not None and settings.profile.opaque_offline is OfflinePolicy.DEFER:
+        if settings.opaque_policy is not None:
+            opaque = settings.opaque_policy
+        elif (settings.profile is not None
+              and settings.profile.opaque_offline is OfflinePolicy.DEFER):
             opaque = "defer"
         return ECodeVerifier(trust, replay, clock_skew=settings.clock_skew_s, central=central,
                              opaque_policy=opaque,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..central.client import TerminalConfig
+from ..ecode import OpaquePolicy
 from ..errors import ConfigError
 from ..offline_queue.crypto import load_credential, load_key_file
 from ..profiles import Profile
@@ -97,6 +98,7 @@ class TerminalSettings:
     central_public_key: str | None = None
     code_shapes: Mapping[str, str] = field(default_factory=dict)
     clock_skew_s: float = 30.0
+    opaque_policy: OpaquePolicy | None = None     # None: the profile's opaque_offline
 
     @property
     def state(self) -> StatePaths | None:
