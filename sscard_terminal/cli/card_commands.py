@@ -18,7 +18,7 @@ from ..cards.unified import format_basic_info
 from ..central.client import CentralClient, TerminalConfig
 from ..deadline import Deadline
 from ..drivers.pcsc import ReaderMonitor, list_readers
-from ..drivers.sim import sim_reader_names
+from ..drivers.sim import sim_readers
 from ..drivers.transport import CardTransport
 from ..errors import ConfigError, ReaderUnavailableError
 from ..sdk import excluded_readers, open_card
@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this group's commands to the CLI."""
     p = _add(sub, "readers", "list card readers and their state",
              "List the PC/SC readers pcscd knows, with card state and ATR, and the "
-             "simulated sim: readers. Exit code 18 when pcscd cannot be reached.", "sscard readers")
+             "simulated sim: readers (cards and PSAMs). Exit code 18 when pcscd cannot be "
+             "reached.", "sscard readers")
     p.set_defaults(func=_readers)
 
     p = _add(sub, "atr", "show and decode the card's ATR",
@@ -118,8 +119,8 @@ def _readers(args: argparse.Namespace) -> int:
         print(f"{reader.name}\t{reader.state}{atr}")
     if not readers:
         print("no PC/SC readers")
-    for name in sim_reader_names():
-        print(f"{name}\tsimulated card present")
+    for sim in sim_readers():
+        print(f"{sim.name}\tsimulated {sim.kind} present")
     return ExitCode.READER_UNAVAILABLE if pcscd_down else ExitCode.OK
 
 
