@@ -22,7 +22,7 @@ from sscard_terminal.cards.psam import read_terminal_number
 from sscard_terminal.drivers.sim import open_sim_reader, sim_readers
 from sscard_terminal.drivers.transport import CardInterface
 from sscard_terminal.errors import NoReaderError
-from sscard_terminal.plugins import SIM_DEVICES_GROUP
+from sscard_terminal.plugins import CLI_COMMANDS_GROUP, SIM_DEVICES_GROUP
 
 ROOT = Path(__file__).resolve().parent.parent
 CARDS = ("sim:bank-only", "sim:expired", "sim:gen1-adult", "sim:gen2-adult", "sim:gen3-3des",
@@ -43,10 +43,19 @@ def _sscard(*args: str, cwd: Path | None = None,
 # --- the product names no simulator ----------------------------------------------------
 
 
+def test_the_product_names_no_simulator_module() -> None:
+    mentions = [str(path.relative_to(ROOT)) for path in (ROOT / "sscard_terminal").rglob("*")
+                if path.is_file() and path.suffix in (".py", ".toml", ".json", ".typed")
+                and "sscard_hardware_sim" in path.read_text(encoding="utf-8")]
+    assert mentions == []
+
+
 def test_the_simulator_declares_its_entry_points() -> None:
     devices = {p.name: p.value for p in entry_points(group=SIM_DEVICES_GROUP)}
     assert devices == {"cards": "sscard_hardware_sim.sim_devices:CARDS",
                        "psams": "sscard_hardware_sim.sim_devices:PSAMS"}
+    commands = {p.name: p.value for p in entry_points(group=CLI_COMMANDS_GROUP)}
+    assert commands == {"central-sim": "sscard_hardware_sim.central_cli:register"}
 
 
 def test_sim_readers_are_the_plugins_cards_then_psams() -> None:
