@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from sscard_terminal.cards.psam import read_terminal_number
+from sscard_terminal.cli.main import build_parser
 from sscard_terminal.drivers.sim import open_sim_reader, sim_readers
 from sscard_terminal.drivers.transport import CardInterface
 from sscard_terminal.errors import NoReaderError
@@ -171,3 +172,27 @@ def test_cli_read_by_prefix_and_the_errors_a_user_sees() -> None:
     assert ambiguous.stderr.startswith("sscard: simulated reader 'sim:gen3' is ambiguous")
 
 
+# --- central-sim ---------------------------------------------------------------------
+
+
+def test_central_sim_commands_share_a_default_db(tmp_path: Path) -> None:
+    """The README's lines, as written: no --db, the state in ./central.db."""
+    parser = build_parser()
+    assert parser.parse_args(["central-sim", "serve"]).db == Path("central.db")
+    config = _sscard("central-sim", "terminal-config", "--terminal-id", "T-BUS-0001",
+                     cwd=tmp_path)
+    assert config.returncode == 0, config.stderr
+    assert '"terminal_id": "T-BUS-0001"' in config.stdout
+    assert (tmp_path / "central.db").is_file()
+    app = _sscard("central-sim", "set-app", "D00000013", "library", "off", cwd=tmp_path)
+    assert (app.returncode, app.stdout) == (0, "D00000013: library off\n"), app.stderr
+    code = _sscard("central-sim", "issue-code", "D00000013", cwd=tmp_path)
+    assert code.returncode == 0 and code.stdout.startswith("SC1:"), code.stderr
+    # One state across the commands: after a replacement, unlocking the card is refused.
+    replaced = _sscard("central-sim", "set-status", "D00000013", "replaced", cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout.startswith("D00000013: replaced (new card ")
+    unlock = _sscard("central-sim", "set-status", "D00000013", "normal", cwd=tmp_path)
+    assert unlock.returncode == 1
+    assert unlock.stderr == "sscard: refused: unlock refused: a replacement was applied for\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == ["central.db"]

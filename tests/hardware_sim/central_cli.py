@@ -3,6 +3,10 @@
 A CLI plug-in: pyproject.toml declares :func:`register` in the entry-point group
 ``sscard_terminal.cli_commands`` (see :mod:`sscard_terminal.plugins`), so the ``sscard``
 CLI offers these commands whenever the simulator is installed, without naming it.
+
+Every command keeps its state in ``--db`` (default ``central.db`` in the current
+directory, created and seeded on first use), so ``serve`` and the administration
+commands run in the same directory share one central without repeating the option.
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ from .central_faults import FaultPlan
 from .central_server import CentralServer
 from .central_store import CentralStore
 
-__all__ = ["register"]
+__all__ = ["DEFAULT_DB", "register"]
+
+DEFAULT_DB = Path("central.db")
+"""Where every ``central-sim`` command keeps the simulator's state unless ``--db`` says."""
 
 _RAW = argparse.RawDescriptionHelpFormatter
+_DB_HELP = f"SQLite file of the state (default: {DEFAULT_DB} in the current directory)"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,8 +41,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sim = sub.add_parser(
         "central-sim", help="run and administer the simulated central system",
         description="The simulated central system (tests, demos, technicians' training): "
-        "a real HTTP server over SQLite with seeded demo holders.",
-        epilog="Example: sscard central-sim serve --host 127.0.0.1 --port 8700 --db central.db",
+        f"a real HTTP server over SQLite with seeded demo holders. Every command keeps "
+        f"the state in --db, by default {DEFAULT_DB} in the current directory (created and "
+        "seeded on first use).",
+        epilog="Example: sscard central-sim serve --host 127.0.0.1 --port 8700",
         formatter_class=_RAW)
     ssub = sim.add_subparsers(dest="sim_command", metavar="COMMAND")
     serve = ssub.add_parser(
@@ -81,7 +91,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "set-app", help="switch one application of a card on or off",
         description="Switch an application (transit, library, scenic, medical, identity, "
         "sports) on or off for one card.",
-        epilog="Example: sscard central-sim set-app D00000013 library off --db central.db",
+        epilog="Example: sscard central-sim set-app D00000013 library off",
         formatter_class=_RAW)
     app.add_argument("card_number", metavar="CARD_NO")
     app.add_argument("application", choices=[a.value for a in Application], metavar="APP")
@@ -94,8 +104,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print the JSON a terminal needs to talk to this simulator: base_url "
         "(a placeholder unless --base-url), terminal id, secret, central public key. "
         "The output holds a secret: store it with mode 0600.",
-        epilog="Example: sscard central-sim terminal-config --db central.db "
-        "--terminal-id T-BUS-0001 > central.json",
+        epilog="Example: sscard central-sim terminal-config --terminal-id T-BUS-0001 "
+        "> central.json",
         formatter_class=_RAW)
     _db_arg(config)
     config.add_argument("--terminal-id", required=True, help="e.g. T-BUS-0001 or T-HIS-0001")
@@ -105,7 +115,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     issue = ssub.add_parser(
         "issue-code", help="issue an e-code for a card (prints the code text)",
         description="Issue a signed e-code for CARD_NO with the simulator's signer keys.",
-        epilog="Example: sscard central-sim issue-code D00000013 --db central.db --png code.png",
+        epilog="Example: sscard central-sim issue-code D00000013 --png code.png",
         formatter_class=_RAW)
     issue.add_argument("card_number", metavar="CARD_NO")
     _db_arg(issue)
@@ -116,7 +126,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _db_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", required=True, type=Path, help="SQLite file of the state")
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=_DB_HELP)
 
 
 def _serve(args: argparse.Namespace) -> int:
