@@ -170,6 +170,56 @@ def test_cli_read_by_prefix_and_the_errors_a_user_sees() -> None:
     ambiguous = _sscard("read", "--reader", "sim:gen3")
     assert ambiguous.returncode == 3
     assert ambiguous.stderr.startswith("sscard: simulated reader 'sim:gen3' is ambiguous")
+    unknown = _sscard("read", "--reader", "sim:gen3-adult", "--psam", "sim:nope")
+    assert "simulated PSAMs: sim:psam, sim:psam-no-read-key, sim:psam-3des-only" in unknown.stderr
+    assert "pcscd" not in unknown.stderr
+
+
+# --- a complete generation 3 read with no hardware -----------------------------------
+
+_GEN3_READ = """\
+reader                       sim:gen3-adult
+interface                    contact
+atr                          3B6D000000814E4323869715330300A1B2
+generation                   3
+spec_version                 3.00
+card_identification_code     330300D15600000500A1B2C3D4E5F601
+region                       330300
+card_type                    3
+initialising_institution     000000000000000000000001
+issue_date                   2022-03-01
+expiry_date                  2032-03-01
+expired                      False
+card_number                  W*******1
+card_number_check            CARD_NUMBER ok
+social_security_number       3303**********0037
+social_security_number_check GB11643 ok
+name                         林**
+sex                          1
+sex_text                     male
+ethnicity                    01
+ethnicity_text               汉族
+birthplace                   3303**
+birth_date                   1985-**-**
+algorithm                    3
+complete                     True
+authenticated_by             psam:sim:psam
+security module              psam:sim:psam
+"""
+
+
+def test_cli_reads_a_gen3_card_completely_with_the_sim_psam_and_no_pcscd() -> None:
+    done = _sscard("read", "--reader", "sim:gen3-adult", "--psam", "sim:psam")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == _GEN3_READ
+
+
+def test_without_the_psam_the_same_read_is_incomplete() -> None:
+    """The control: the complete read above is the PSAM's doing."""
+    done = _sscard("read", "--reader", "sim:gen3-adult", "--no-security-module")
+    assert done.returncode == 10
+    assert "name" not in [line.split()[0] for line in done.stdout.splitlines() if line]
+    assert "INCOMPLETE:" in done.stdout
 
 
 # --- central-sim ---------------------------------------------------------------------

@@ -75,6 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
              "(psam:<reader> or hsm:central). Without one the free items are shown and the "
              "read is marked incomplete (exit code 10).",
              "sscard read --reader sim:gen2-adult --json\n"
+             "         sscard read --reader sim:gen3-adult --psam sim:psam\n"
              "         sscard read --reader 'Virtual PCD 00 00' --central terminal.json\n"
              "Config file: JSON with base_url, terminal_id, secret, central_public_key and "
              "optionally ca_file, client_cert, client_key (as `central-sim terminal-config` "
@@ -83,7 +84,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--unmask", action="store_true",
                    help="show personal data in clear (logged as a technician's opt-in)")
-    p.add_argument("--psam", metavar="READER", help="reader holding the PSAM")
+    p.add_argument("--psam", metavar="READER",
+                   help="reader holding the PSAM (sim:psam: the simulated one, no pcscd)")
     p.add_argument("--central", type=Path, metavar="CONFIG",
                    help="terminal config JSON (base_url, terminal_id, secret, ...) of the "
                    "central whose HSM authenticates generation 3 cards when no PSAM can")
