@@ -17,6 +17,7 @@ from typing import Any
 
 from ..apdu.processors import ApduProcessor
 from ..drivers.pcsc import PcscTransport, list_readers
+from ..drivers.sim import is_sim_reader, open_sim_reader
 from ..drivers.transport import CardTransport
 from ..errors import ReaderError, SecurityModuleUnavailableError, SscardError
 from .hsm import HsmTwoStepAuthenticator, JsonPoster
@@ -29,6 +30,8 @@ _log = logging.getLogger(__name__)
 
 
 def _open_pcsc(reader: str) -> CardTransport:
+    if is_sim_reader(reader):  # --psam sim:psam: a simulated PSAM (drivers/sim.py), no pcscd
+        return open_sim_reader(reader)
     return PcscTransport(reader)
 
 

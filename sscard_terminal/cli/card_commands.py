@@ -16,7 +16,7 @@ from ..cards.unified import format_basic_info
 from ..central.client import TerminalConfig
 from ..deadline import Deadline
 from ..drivers.pcsc import ReaderMonitor, list_readers
-from ..drivers.sim import sim_reader_names
+from ..drivers.sim import sim_readers
 from ..drivers.transport import CardTransport
 from ..errors import ConfigError, ReaderUnavailableError
 from ..terminal.card_access import open_user_card
@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this group's commands to the CLI."""
     p = _add(sub, "readers", "list card readers and their state",
              "List the PC/SC readers pcscd knows, with card state and ATR, and the "
-             "simulated sim: readers. Exit code 18 when pcscd cannot be reached.", "sscard readers")
+             "simulated sim: readers (cards and PSAMs). Exit code 18 when pcscd cannot be "
+             "reached.", "sscard readers")
     p.set_defaults(func=_readers)
 
     p = _add(sub, "atr", "show and decode the card's ATR",
@@ -74,6 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
              "(psam:<reader> or hsm:central). Without one the free items are shown and the "
              "read is marked incomplete (exit code 10).",
              "sscard read --reader sim:gen2-adult --json\n"
+             "         sscard read --reader sim:gen3-adult --psam sim:psam\n"
              "         sscard read --reader 'Virtual PCD 00 00' --central terminal.json\n"
              "Config file: JSON with base_url, terminal_id, secret, central_public_key and "
              "optionally ca_file, client_cert, client_key (as `central-sim terminal-config` "
@@ -82,7 +84,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--unmask", action="store_true",
                    help="show personal data in clear (logged as a technician's opt-in)")
-    p.add_argument("--psam", metavar="READER", help="reader holding the PSAM")
+    p.add_argument("--psam", metavar="READER",
+                   help="reader holding the PSAM (sim:psam: the simulated one, no pcscd)")
     p.add_argument("--central", type=Path, metavar="CONFIG",
                    help="terminal config JSON (base_url, terminal_id, secret, ...) of the "
                    "central whose HSM authenticates generation 3 cards when no PSAM can")
@@ -118,8 +121,8 @@ def _readers(args: argparse.Namespace) -> int:
         print(f"{reader.name}\t{reader.state}{atr}")
     if not readers:
         print("no PC/SC readers")
-    for name in sim_reader_names():
-        print(f"{name}\tsimulated card present")
+    for sim in sim_readers():
+        print(f"{sim.name}\tsimulated {sim.kind} present")
     return ExitCode.READER_UNAVAILABLE if pcscd_down else ExitCode.OK
 
 
