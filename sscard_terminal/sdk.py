@@ -17,9 +17,8 @@ from .cards.security_modules import ModuleChain
 from .cards.ssse import read_card_info
 from .cards.unified import format_basic_info
 from .deadline import Deadline
-from .drivers.pcsc import PcscTransport, wait_for_card
-from .drivers.sim import is_sim_reader, open_sim_reader
 from .drivers.transport import CardTransport
+from .terminal.card_access import open_user_card
 
 __all__ = ["CardInfo", "excluded_readers", "format_basic_info", "open_card", "read_card"]
 
@@ -39,10 +38,7 @@ def open_card(reader: str | None, deadline: Deadline, *,
               exclude: Sequence[str] = ()) -> CardTransport:
     """Connect to the card in ``reader`` (None: the first reader with a card, other than
     those in ``exclude``, such as a PSAM's slot), waiting until ``deadline`` for one."""
-    if reader is not None and is_sim_reader(reader):
-        return open_sim_reader(reader)
-    name = wait_for_card(reader, deadline, exclude=exclude)
-    return PcscTransport(name)
+    return open_user_card(reader, deadline, exclude=exclude)
 
 
 def read_card(

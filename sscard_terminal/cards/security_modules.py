@@ -17,22 +17,25 @@ from typing import Any
 
 from ..apdu.processors import ApduProcessor
 from ..drivers.pcsc import PcscTransport, list_readers
+from ..drivers.sim import is_sim_reader, open_sim_reader
 from ..drivers.transport import CardTransport
 from ..errors import ReaderError, SecurityModuleUnavailableError, SscardError
 from .hsm import HsmTwoStepAuthenticator, JsonPoster
 from .psam import CODE_NO_PSAM, ForgeryRecorder, PsamAuthenticator, read_terminal_number
 from .read_auth import CardAuthContext
 
-__all__ = ["ModuleChain", "find_authenticator", "find_psam"]
+__all__ = ["ModuleChain", "find_authenticator", "find_psam", "is_psam"]
 
 _log = logging.getLogger(__name__)
 
 
 def _open_pcsc(reader: str) -> CardTransport:
+    if is_sim_reader(reader):  # --psam sim:psam: a simulated PSAM (drivers/sim.py), no pcscd
+        return open_sim_reader(reader)
     return PcscTransport(reader)
 
 
-def _is_psam(transport: CardTransport) -> bool:
+def is_psam(transport: CardTransport) -> bool:
     """Whether the card answers as a PSAM: it selects DF01 *and* has the terminal
     number file 0016. A user card (or a bank card) that happens to accept SELECT DF01
     has no such file, so it is never taken for the terminal's PSAM."""
@@ -55,7 +58,7 @@ def find_psam(*, psam_reader: str | None = None, exclude_reader: str | None = No
             raise SecurityModuleUnavailableError(
                 f"no PSAM: reader {psam_reader!r}: {exc}", code=CODE_NO_PSAM
             ) from exc
-        if not _is_psam(transport):
+        if not is_psam(transport):
             transport.close()
             raise SecurityModuleUnavailableError(
                 f"no PSAM: the card in {psam_reader!r} does not answer SELECT DF01",
@@ -74,7 +77,7 @@ def find_psam(*, psam_reader: str | None = None, exclude_reader: str | None = No
             transport = _open_pcsc(info.name)
         except SscardError:
             continue
-        if _is_psam(transport):
+        if is_psam(transport):
             return transport
         transport.close()
     return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import time
@@ -12,16 +11,17 @@ from typing import Any
 
 from ..apdu import ApduProcessor, describe_sw
 from ..cards.atr import decode_atr, identify_atr
-from ..cards.security_modules import ModuleChain, find_authenticator
 from ..cards.ssse import read_card_info
 from ..cards.unified import format_basic_info
-from ..central.client import CentralClient, TerminalConfig
+from ..central.client import TerminalConfig
 from ..deadline import Deadline
 from ..drivers.pcsc import ReaderMonitor, list_readers
-from ..drivers.sim import sim_reader_names
+from ..drivers.sim import sim_readers
 from ..drivers.transport import CardTransport
 from ..errors import ConfigError, ReaderUnavailableError
-from ..sdk import excluded_readers, open_card
+from ..terminal.card_access import open_user_card
+from ..terminal.root import TerminalRoot
+from ..terminal.settings import TerminalSettings
 from .exit_codes import ExitCode
 
 _log = logging.getLogger("sscard_terminal.cli.card")
@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this group's commands to the CLI."""
     p = _add(sub, "readers", "list card readers and their state",
              "List the PC/SC readers pcscd knows, with card state and ATR, and the "
-             "simulated sim: readers. Exit code 18 when pcscd cannot be reached.", "sscard readers")
+             "simulated sim: readers (cards and PSAMs). Exit code 18 when pcscd cannot be "
+             "reached.", "sscard readers")
     p.set_defaults(func=_readers)
 
     p = _add(sub, "atr", "show and decode the card's ATR",
@@ -74,6 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
              "(psam:<reader> or hsm:central). Without one the free items are shown and the "
              "read is marked incomplete (exit code 10).",
              "sscard read --reader sim:gen2-adult --json\n"
+             "         sscard read --reader sim:gen3-adult --psam sim:psam\n"
              "         sscard read --reader 'Virtual PCD 00 00' --central terminal.json\n"
              "Config file: JSON with base_url, terminal_id, secret, central_public_key and "
              "optionally ca_file, client_cert, client_key (as `central-sim terminal-config` "
@@ -82,7 +84,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--unmask", action="store_true",
                    help="show personal data in clear (logged as a technician's opt-in)")
-    p.add_argument("--psam", metavar="READER", help="reader holding the PSAM")
+    p.add_argument("--psam", metavar="READER",
+                   help="reader holding the PSAM (sim:psam: the simulated one, no pcscd)")
     p.add_argument("--central", type=Path, metavar="CONFIG",
                    help="terminal config JSON (base_url, terminal_id, secret, ...) of the "
                    "central whose HSM authenticates generation 3 cards when no PSAM can")
@@ -118,13 +121,13 @@ def _readers(args: argparse.Namespace) -> int:
         print(f"{reader.name}\t{reader.state}{atr}")
     if not readers:
         print("no PC/SC readers")
-    for name in sim_reader_names():
-        print(f"{name}\tsimulated card present")
+    for sim in sim_readers():
+        print(f"{sim.name}\tsimulated {sim.kind} present")
     return ExitCode.READER_UNAVAILABLE if pcscd_down else ExitCode.OK
 
 
 def _atr(args: argparse.Namespace) -> int:
-    with open_card(args.reader, Deadline.after(args.timeout)) as transport:
+    with _open_reader(args) as transport:
         atr = transport.atr
         print(f"reader     {transport.reader_name}")
         print(f"interface  {transport.interface.value}")
@@ -147,7 +150,7 @@ def _apdu(args: argparse.Namespace) -> int:
         raw = bytes.fromhex(args.hex.replace(" ", ""))
     except ValueError as exc:
         raise ConfigError(f"not a hex APDU: {args.hex!r}") from exc
-    with open_card(args.reader, Deadline.after(args.timeout)) as transport:
+    with _open_reader(args) as transport:
         response = ApduProcessor(transport).send_raw(raw)
     print(f"data {response.data.hex(' ').upper() or '-'}")
     print(f"SW   {response.sw:04X} {describe_sw(response.sw)}")
@@ -162,19 +165,20 @@ def _read(args: argparse.Namespace) -> int:
         _log.warning("personal data shown unmasked at the operator's request (--%s)",
                      "unified" if args.unified else "unmask")
     deadline = Deadline.after(args.timeout)
-    # The stack closes the card, then the module chain (its PSAM connection), then the
-    # central client, whatever happens.
-    with contextlib.ExitStack() as stack:
-        chain: ModuleChain | None = None
-        if args.reader is None:
-            # No card reader named: find the PSAM first, so that its slot is never
-            # taken for the user's card.
-            chain = _module_chain(args, stack, user_reader=None)
-            transport = _open_user_card(args, stack, deadline, chain)
-        else:
-            transport = _open_user_card(args, stack, deadline, None)
-            chain = _module_chain(args, stack, user_reader=transport.reader_name)
-        info = read_card_info(transport, authenticator=chain, read_pan=args.pan)
+    central = (TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
+               if args.central is not None else None)
+    settings = TerminalSettings(terminal_id=central.terminal_id if central else "",
+                                central=central, card_reader=args.reader,
+                                psam_reader=args.psam,
+                                security_modules=not args.no_security_module)
+    # The root closes the module chain (its PSAM connection), then the central client,
+    # whatever happens; the card is released first.
+    with TerminalRoot(settings) as root:
+        # With no card reader named, the PSAM is found first, so that its slot is never
+        # taken for the user's card (open_card excludes it).
+        with root.open_card(deadline) as transport:
+            chain = root.module_chain()
+            info = read_card_info(transport, authenticator=chain, read_pan=args.pan)
         fallback = chain.last_fallback_code if chain is not None else None
     if args.unified:
         print(format_basic_info(info, terminal_number=args.terminal_number,
@@ -189,25 +193,9 @@ def _read(args: argparse.Namespace) -> int:
     return ExitCode.OK if info.complete else ExitCode.INCOMPLETE_READ
 
 
-def _open_user_card(args: argparse.Namespace, stack: contextlib.ExitStack,
-                    deadline: Deadline, chain: ModuleChain | None) -> CardTransport:
-    named_psam = (args.psam,) if args.psam else ()
-    transport = open_card(args.reader, deadline, exclude=excluded_readers(chain, named_psam))
-    return stack.enter_context(transport)
-
-
-def _module_chain(args: argparse.Namespace, stack: contextlib.ExitStack, *,
-                  user_reader: str | None) -> ModuleChain | None:
-    """The PSAM/HSM chain the options ask for (None: no module), closed with ``stack``."""
-    if args.no_security_module:
-        return None
-    central: CentralClient | None = None
-    if args.central is not None:
-        config = TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
-        central = stack.enter_context(CentralClient.from_config(config))
-    chain = find_authenticator(psam_reader=args.psam, central=central,
-                               exclude_reader=user_reader)
-    return stack.enter_context(chain) if chain is not None else None
+def _open_reader(args: argparse.Namespace) -> CardTransport:
+    """The card for the diagnostics commands (atr, apdu): no security module needed."""
+    return open_user_card(args.reader, Deadline.after(args.timeout))
 
 
 def _print_info(data: dict[str, Any], fallback: int | None = None) -> None:

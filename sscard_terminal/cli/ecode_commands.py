@@ -10,21 +10,12 @@ import argparse
 import math
 from pathlib import Path
 
-from ..central.client import CentralClient, TerminalConfig
-from ..central.signed import load_public_key
+from ..central.client import TerminalConfig
 from ..deadline import Deadline
-from ..ecode import (
-    SIMULATOR_SHAPES,
-    CachedTrustListFile,
-    CentralTrustListProvider,
-    ECodeVerification,
-    ECodeVerifier,
-    MemoryReplayCache,
-    RecognitionProfile,
-    TrustList,
-    TrustListProvider,
-)
+from ..ecode import SIMULATOR_SHAPES, ECodeVerification, ECodeVerifier
 from ..errors import ConfigError, ECodeRefusedError
+from ..terminal.root import TerminalRoot
+from ..terminal.settings import TerminalSettings
 
 __all__ = ["add_verification_options", "build_verifier", "describe", "register",
            "shorten"]
@@ -72,6 +63,10 @@ def add_verification_options(parser: argparse.ArgumentParser) -> None:
                         help="clock-skew tolerance in seconds (default 30)")
     parser.add_argument("--timeout", type=_seconds, default=3.0, metavar="S",
                         help="budget per code in seconds (default 3)")
+    parser.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="keep the replay cache here, as the terminal does, so a code "
+                        "accepted once is refused as replayed on the next run too (without "
+                        "it, replay is checked only within this one run)")
 
 
 def _seconds(text: str) -> float:
@@ -86,41 +81,30 @@ def _seconds(text: str) -> float:
     return value
 
 
-class _NoTrustList:
-    """Used when neither --central nor --trust-list is given: every SC1 code is refused
-    with reason no_trust_list, which says exactly what is missing."""
-
-    def trust_list(self, deadline: Deadline) -> TrustList:
-        raise ConfigError("no trust list: give --central CONFIG or --trust-list FILE")
-
-
-def build_verifier(args: argparse.Namespace) -> tuple[ECodeVerifier, CentralClient | None]:
-    """The verifier the options describe, and the central client to close afterwards."""
+def build_verifier(args: argparse.Namespace) -> tuple[ECodeVerifier, TerminalRoot]:
+    """The verifier the options describe, from the composition root (close the root
+    afterwards: it owns the central client and the replay cache)."""
     shapes = dict(SIMULATOR_SHAPES) if args.sim_shapes else {}
     for item in args.shape:
         kind, sep, pattern = item.partition("=")
         if not sep:
             raise ConfigError(f"--shape wants KIND=REGEX, not {item!r}")
         shapes[kind] = pattern
-    recognition = RecognitionProfile.from_mapping(shapes)
     config = (TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
               if args.central is not None else None)
-    key_text = args.central_key or (config.central_public_key if config else None)
-    central_key = load_public_key(key_text) if key_text else None
-    cache = CachedTrustListFile(args.trust_list, central_key) if args.trust_list else None
-    client: CentralClient | None = None
-    trust: TrustListProvider
-    if config is not None:
-        client = CentralClient.from_config(config)
-        trust = CentralTrustListProvider(client, cache=cache)
-    elif cache is not None:
-        trust = cache
-    else:
-        trust = _NoTrustList()
-    verifier = ECodeVerifier(trust, MemoryReplayCache(), clock_skew=args.skew,
-                             central=client, opaque_policy=args.opaque,
-                             recognition=recognition)
-    return verifier, client
+    state_dir = getattr(args, "state_dir", None)
+    if state_dir is not None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    root = TerminalRoot(TerminalSettings(
+        terminal_id=config.terminal_id if config else "", central=config,
+        state_dir=state_dir, trust_list_file=args.trust_list,
+        central_public_key=args.central_key, code_shapes=shapes, clock_skew_s=args.skew,
+        opaque_policy=args.opaque))
+    try:
+        return root.verifier(), root
+    except BaseException:
+        root.close()
+        raise
 
 
 def shorten(text: str, keep: int = 12) -> str:
@@ -151,12 +135,11 @@ def describe(result: ECodeVerification) -> list[str]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    verifier, client = build_verifier(args)
+    verifier, root = build_verifier(args)
     try:
         result = verifier.verify(args.code, deadline=Deadline.after(args.timeout))
     finally:
-        if client is not None:
-            client.close()
+        root.close()
     print(f"code: {shorten(args.code.strip())}")
     for line in describe(result):
         print(line)

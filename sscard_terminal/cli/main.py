@@ -1,8 +1,10 @@
 """Entry point of the ``sscard`` technician CLI.
 
 Each command group lives in its own module with a ``register(subparsers)`` function;
-this module only composes them and turns errors into documented exit codes.
-Every command must have help text and an example (a test enforces it).
+this module only composes them, then the groups plug-ins add (the entry-point group
+``sscard_terminal.cli_commands``, see :mod:`sscard_terminal.plugins`: the simulator's
+``central-sim``), and turns errors into documented exit codes. Every command must have
+help text and an example (a test enforces it).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from ..errors import SscardError
+from ..plugins import CLI_COMMANDS_GROUP, load_entry_points
 from . import (
     card_commands,
     central_commands,
@@ -27,6 +30,7 @@ from .exit_codes import ExitCode, exit_code_for
 __all__ = ["build_parser", "main"]
 
 _TRACE_LOGGER = "sscard_terminal.apdu.trace"
+_log = logging.getLogger(__name__)
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -53,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in _GROUPS:
         register(sub)
+    for name, plugin in load_entry_points(CLI_COMMANDS_GROUP):
+        if callable(plugin):
+            plugin(sub)
+        else:
+            _log.warning("CLI plug-in %s is not a register(subparsers) function: %r",
+                         name, plugin)
     return parser
 
 

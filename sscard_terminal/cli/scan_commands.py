@@ -59,7 +59,7 @@ def _scan(args: argparse.Namespace) -> int:
     # never end and would read with a zero timeout, spinning a core.
     if not args.count >= 0 or not (args.seconds >= 0 and math.isfinite(args.seconds)):
         raise ConfigError("--count and --seconds must be finite and not negative")
-    verifier, client = build_verifier(args)
+    verifier, root = build_verifier(args)
     seen = 0
     try:
         scanner = _open(args)
@@ -68,8 +68,7 @@ def _scan(args: argparse.Namespace) -> int:
         finally:
             scanner.close()
     finally:
-        if client is not None:
-            client.close()
+        root.close()
     print(f"{seen} code(s) read")
     return 0
 

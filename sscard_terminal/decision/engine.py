@@ -140,6 +140,15 @@ class DecisionEngine:
         with self._lock:
             self._state.complete(decision.card_ref, decision.transaction_id)
 
+    def withdraw(self, decision: Decision) -> None:
+        """The decision could not be journaled and was refused instead: forget its accept,
+        so a re-tap neither replays it (torn transaction) nor meets anti-passback, and it
+        does not count as an offline accept."""
+        with self._lock:
+            if (self._state.withdraw(decision.card_ref, decision.transaction_id)
+                    and decision.accepted and not decision.online):
+                self._state.offline_accept_withdrawn()
+
     def status(self) -> EngineStatus:
         with self._lock:
             return EngineStatus(self._state.last_online_ok(),

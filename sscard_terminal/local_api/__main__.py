@@ -16,13 +16,12 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cards.read_auth import ReadAuthenticator
-from ..cards.security_modules import find_authenticator
-from ..central.client import CentralClient, TerminalConfig
+from ..central.client import TerminalConfig
 from ..deadline import Deadline
 from ..drivers.transport import CardTransport
 from ..errors import ConfigError, SscardError
-from ..sdk import excluded_readers, open_card
+from ..terminal.root import TerminalRoot
+from ..terminal.settings import TerminalSettings
 from .card_service import CardReaderService, CardSettings
 from .handler import LocalApi
 from .http_server import HttpSecurity, LoopbackHttpServer
@@ -119,23 +118,18 @@ def _run(args: argparse.Namespace) -> None:
         if args.token_file is None:
             raise ConfigError("--http-port needs --token-file")
         security = HttpSecurity(read_token(args.token_file), frozenset(args.allow_origin))
-    with contextlib.ExitStack() as stack:
-        authenticator: ReadAuthenticator | None = None
-        if not args.no_security_module:
-            central = None
-            if args.central is not None:
-                config = TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
-                central = stack.enter_context(CentralClient.from_config(config))
-            chain = find_authenticator(psam_reader=args.psam, central=central,
-                                       exclude_reader=args.reader)
-            if chain is not None:
-                authenticator = stack.enter_context(chain)
-                _log.info("security module: %s", chain.name)
-        exclude = excluded_readers(authenticator, (args.psam,) if args.psam else ())
+    central = (TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
+               if args.central is not None else None)
+    settings = TerminalSettings(terminal_id=central.terminal_id if central else "",
+                                central=central, card_reader=args.reader,
+                                psam_reader=args.psam,
+                                security_modules=not args.no_security_module)
+    with TerminalRoot(settings) as root:
+        authenticator = root.module_chain()
         reader = args.reader
 
         def opener(deadline: Deadline) -> CardTransport:
-            return open_card(reader, deadline, exclude=exclude)
+            return root.open_card(deadline, reader)
 
         service = CardReaderService(opener, authenticator=authenticator, settings=CardSettings(
             terminal_number=args.terminal_number, device_number=args.device_number,

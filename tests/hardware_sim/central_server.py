@@ -79,7 +79,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise
             self.request.settimeout(None)
-        self.timeout = self.server.app.idle_timeout_s   # StreamRequestHandler applies it
+        # The idle timeout, set on the socket as StreamRequestHandler would from a class
+        # attribute ``timeout`` (which is one per class, and this one is per server).
+        self.request.settimeout(self.server.app.idle_timeout_s)
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -30,22 +30,17 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sscard_terminal.cards.psam import ForgeryRecord
-from sscard_terminal.cards.security_modules import find_authenticator
-from sscard_terminal.central.client import CentralClient
+from sscard_terminal.central.client import TerminalConfig
 from sscard_terminal.central.models import CardStatus
 from sscard_terminal.deadline import Deadline
-from sscard_terminal.decision import Decision, DecisionEngine, Denylist
-from sscard_terminal.decision.credentials import PresentedCredential
 from sscard_terminal.drivers.serial_qr import SerialQrScanner
-from sscard_terminal.ecode import CentralTrustListProvider, ECodeVerifier, MemoryReplayCache
 from sscard_terminal.errors import SscardError
 from sscard_terminal.offline_queue.forwarder import Forwarder
-from sscard_terminal.offline_queue.journal import Journal
 from sscard_terminal.offline_queue.verify import verify_journal
-from sscard_terminal.privacy import mask_card_number, mask_id_number, mask_name
 from sscard_terminal.profiles import load_profile
-from sscard_terminal.sdk import read_card
+from sscard_terminal.terminal.presentation import Presentation
+from sscard_terminal.terminal.root import TerminalRoot
+from sscard_terminal.terminal.settings import KeySource, TerminalSettings
 
 from . import central_lifecycle
 from .central_ecodes import issue_code
@@ -57,63 +52,47 @@ from .virtual_psam import VirtualPsam
 from .virtual_scanner import VirtualScanner
 from .vpcd_link import VpcdLink
 
-TAP_BUDGET_S = 0.3
-
 
 class Terminal:
-    """The composition a validator runs: reader + PSAM, engine, journal, scanner."""
+    """The demo's validator: the product's composition root plus the demo's output.
 
-    def __init__(self, sim: CentralSim, client: CentralClient, workdir: Path,
-                 as_json: bool) -> None:
+    Nothing here wires a part by hand: the reader, the PSAM chain, the central client,
+    the journal, the denylist, the verifier and the engine all come from
+    :class:`~sscard_terminal.terminal.root.TerminalRoot`, and each tap or scan goes
+    through its one presentation pipeline.
+    """
+
+    def __init__(self, sim: CentralSim, workdir: Path, as_json: bool) -> None:
         self.sim = sim
-        self.client = client
         self.as_json = as_json
-        self.profile = load_profile("bus-validator")
-        self.denylist = Denylist.open(workdir / "denylist.db")
-        self.engine = DecisionEngine(self.profile, central=client, denylist=self.denylist)
-        self.verifier = ECodeVerifier(CentralTrustListProvider(client), MemoryReplayCache(),
-                                      central=client)
         key_file = workdir / "journal.key"
-        key_file.write_bytes(secrets.token_bytes(32))
-        key_file.chmod(0o600)
-        self.journal = Journal.open(workdir / "journal.db", terminal_id=sim.terminal_id,
-                                    keys=key_file.read_bytes())
+        if not key_file.exists():        # kept with --workdir: the journal stays readable
+            key_file.write_bytes(secrets.token_bytes(32))
+            key_file.chmod(0o600)
+        self.root = TerminalRoot(TerminalSettings(
+            terminal_id=sim.terminal_id,
+            profile=load_profile("bus-validator"),
+            central=TerminalConfig(sim.base_url, sim.terminal_id, sim.secret,
+                                   central_public_key=sim.central_public_key),
+            card_reader=VPCD_READER_0,
+            lane_readers=(VPCD_READER_0,),
+            psam_reader=VPCD_READER_1,
+            state_dir=workdir,
+            journal_key=KeySource(file=key_file),
+        ))
+        self.presenter = self.root.presenter()
+        self.journal = self.root.journal()
+        self.denylist = self.root.denylist()
+        client = self.root.central()
+        assert client is not None
+        self.client = client
         self.forwarder = Forwarder(self.journal, client, batch_size=100)
-        self.authenticator = find_authenticator(psam_reader=VPCD_READER_1, central=client,
-                                                exclude_reader=VPCD_READER_0,
-                                                recorder=self._record_forgery)
         self.events: list[dict[str, Any]] = []
 
     def close(self) -> None:
-        close = getattr(self.authenticator, "close", None)
-        if callable(close):
-            close()
-        self.journal.close()
-        self.denylist.close()
-
-    def _record_forgery(self, record: ForgeryRecord) -> None:
-        """A forged card is evidence: journal it (no holder data) so the central learns."""
-        self.journal.enqueue("forged_card", {
-            "card_identification_code": record.card_identification_code,
-            "region": record.region,
-            "algorithm": record.algorithm,
-            "module": record.module,
-            "detected_at": record.detected_at.isoformat(),
-        })
+        self.root.close()
 
     # --- one presentation ---------------------------------------------------------------
-
-    def _journal(self, kind: str, decision: Decision, personal: dict[str, Any]) -> None:
-        self.journal.enqueue(kind, {
-            "transaction_id": decision.transaction_id,
-            "outcome": decision.outcome.value,
-            "reason": decision.reason.value,
-            "online": decision.online,
-            "card_ref": decision.card_ref,
-            "fare_percent": decision.fare_percent,
-            "concession": decision.concession.value if decision.concession else None,
-        }, personal)
-        self.engine.complete(decision)
 
     def tap(self, holder: str, note: str = "") -> None:
         """Insert a virtual card, read it through pcscd, decide, journal, remove it."""
@@ -121,22 +100,16 @@ class Terminal:
         link.insert()
         try:
             wait_card_state(VPCD_READER_0, True)
-            started = time.monotonic()
+            arrived = time.monotonic()
             try:
-                info = read_card(VPCD_READER_0, timeout=2.0, authenticator=self.authenticator)
+                transport = self.root.open_card(Deadline.after(2.0))
             except SscardError as exc:
-                self._show("tap", holder, note, refused=f"{type(exc).__name__}: {exc}",
-                           elapsed_ms=(time.monotonic() - started) * 1000)
+                self._show("tap", holder, note, None, message=str(exc))
                 return
-            credential = PresentedCredential.from_card_info(info)
-            decision = self.engine.decide(credential, deadline=Deadline.after(TAP_BUDGET_S))
-            self._journal("card_tap", decision, {"card_number": info.card_number,
-                                                 "id_number": info.social_security_number})
-            elapsed = (time.monotonic() - started) * 1000
-            who = (f"{mask_name(info.name)} {mask_id_number(info.social_security_number)} "
-                   f"card {mask_card_number(info.card_number)} gen{info.generation}"
-                   f"{' ' + info.authenticated_by if info.authenticated_by else ''}")
-            self._show("tap", holder, note, decision=decision, who=who, elapsed_ms=elapsed)
+            with transport:
+                presentation = self.presenter.present_card(transport, arrived_at=arrived,
+                                                           lane="slot0")
+            self._show("tap", holder, note, presentation)
         finally:
             link.close()
             wait_card_state(VPCD_READER_0, False)
@@ -147,47 +120,38 @@ class Terminal:
         scanner.scan(code)
         scanned = reader.read(Deadline.after(5.0))
         if scanned is None:
-            self._show("scan", label, note, refused="the scanner delivered nothing")
+            self._show("scan", label, note, None, message="the scanner delivered nothing")
             return
-        started = time.monotonic()
-        verification = self.verifier.verify(scanned.text, deadline=Deadline.after(TAP_BUDGET_S))
-        if not verification.card_ref:
-            self._show("scan", label, note, refused=verification.message,
-                       elapsed_ms=(time.monotonic() - started) * 1000)
-            return
-        credential = PresentedCredential.from_verification(verification)
-        decision = self.engine.decide(credential, deadline=Deadline.after(TAP_BUDGET_S))
-        self._journal("ecode_scan", decision, {})
-        self._show("scan", label, note, decision=decision,
-                   who=f"code {scanned.text[:8]}… ({verification.reason.value})",
-                   elapsed_ms=(time.monotonic() - started) * 1000)
+        presentation = self.presenter.present_code(scanned.text,
+                                                   arrived_at=scanned.at_monotonic,
+                                                   lane="scanner")
+        self._show("scan", label, note, presentation)
 
     # --- output ----------------------------------------------------------------------------
 
-    def _show(self, what: str, label: str, note: str, *, decision: Decision | None = None,
-              who: str = "", refused: str = "", elapsed_ms: float = 0.0) -> None:
-        event: dict[str, Any] = {"event": what, "credential": label, "note": note,
-                                 "elapsed_ms": round(elapsed_ms, 1)}
-        if decision is not None:
-            event.update(outcome=decision.outcome.value, reason=decision.reason.value,
-                         online=decision.online, fare_percent=decision.fare_percent,
-                         concession=decision.concession.value if decision.concession else None,
-                         holder=who)
+    def _show(self, what: str, label: str, note: str, presentation: Presentation | None,
+              *, message: str = "") -> None:
+        event: dict[str, Any] = {"event": what, "credential": label, "note": note}
+        if presentation is not None:
+            event.update(presentation.event())
+            if event["holder"] and event["authenticated_by"]:
+                event["holder"] += f" {event['authenticated_by']}"
         else:
-            event.update(outcome="refuse", reason=refused)
+            event.update(outcome="refuse", reason="no_presentation", message=message)
         self.events.append(event)
         if self.as_json:
             print(json.dumps(event, ensure_ascii=False), flush=True)
             return
-        if decision is not None:
-            mode = "online " if decision.online else "OFFLINE"
-            fare = f"fare {decision.fare_percent:3d}%" if decision.accepted else " " * 9
-            print(f"  {what:4} {label:15} {decision.outcome.value.upper():7} "
-                  f"{decision.reason.value:16} {fare} {mode} {elapsed_ms:6.1f} ms  {who}"
-                  f"{'  <- ' + note if note else ''}", flush=True)
-        else:
-            print(f"  {what:4} {label:15} {'REFUSE':7} {refused}"
-                  f"{'  <- ' + note if note else ''}", flush=True)
+        mode = "online " if event.get("online") else "offline"
+        fare = (f"fare {event['fare_percent']:3d}%" if event["outcome"] == "accept"
+                and event.get("fare_percent") is not None else " " * 9)
+        elapsed = f"{event['elapsed_ms']:6.1f} ms" if "elapsed_ms" in event else " " * 9
+        detail = event.get("holder") or event.get("message") or ""
+        if event.get("ecode_reason") and event["ecode_reason"] != "accepted":
+            detail += f" ({event['ecode_reason']})"
+        print(f"  {what:4} {label:15} {event['outcome'].upper():7} {event['reason']:24} "
+              f"{fare} {mode} {elapsed}  {detail.strip()}"
+              f"{'  <- ' + note if note else ''}", flush=True)
 
 
 def say(text: str, as_json: bool) -> None:
@@ -214,14 +178,15 @@ def run(as_json: bool, workdir: Path, *, start_pcscd: bool = True) -> int:
         psam = stack.enter_context(VpcdLink(VirtualPsam(), slot=1))
         psam.insert()
         wait_card_state(VPCD_READER_1, True)
-        client = stack.enter_context(sim.make_client())
-        terminal = Terminal(sim, client, workdir, as_json)
+        terminal = Terminal(sim, workdir, as_json)
         stack.callback(terminal.close)
+        client = terminal.client
         terminal.denylist.refresh(client, deadline=Deadline.after(3.0))
-        module = terminal.authenticator.name if terminal.authenticator else "none"
+        chain = terminal.root.module_chain()
+        module = chain.name if chain is not None else "none"
         if not as_json:
             print(f"  central {sim.base_url}, terminal {sim.terminal_id}, profile "
-                  f"{terminal.profile.name}, denylist v{terminal.denylist.version}, "
+                  f"{terminal.presenter.profile.name}, denylist v{terminal.denylist.version}, "
                   f"security module {module}")
 
         say("card taps through pcscd (slot 0), generation 3 cards authenticated by the PSAM "
@@ -270,7 +235,11 @@ def run(as_json: bool, workdir: Path, *, start_pcscd: bool = True) -> int:
             say(f"{queued} transactions wait in the journal; forwarding while the central is "
                 "down fails and backs off", as_json)
             result = terminal.forwarder.drain(Deadline.after(1.0))
-            if not as_json:
+            if as_json:
+                print(json.dumps({"event": "drain", "central": "down",
+                                  "forwarded": result.forwarded,
+                                  "remaining": result.remaining}), flush=True)
+            else:
                 print(f"  drain while down: {result.forwarded} forwarded, {result.remaining} "
                       "still queued")
 
@@ -286,6 +255,12 @@ def run(as_json: bool, workdir: Path, *, start_pcscd: bool = True) -> int:
             print(f"  journaled {journaled}, at the central {at_central}, "
                   f"chain verifies: {verify_journal(terminal.journal).ok}")
         ok = at_central == journaled
+        if as_json:
+            print(json.dumps({"event": "summary", "drained": result.forwarded + again.forwarded,
+                              "remaining": result.remaining + again.remaining,
+                              "journaled": journaled, "at_central": at_central,
+                              "chain_verifies": verify_journal(terminal.journal).ok,
+                              "ok": ok}), flush=True)
         if not as_json:
             print("\n" + ("demo finished: every journaled transaction reached the central once"
                           if ok else "demo FAILED: journal and central disagree"))

@@ -26,7 +26,8 @@ DISTORTIONS = ("clean", "rotation", "blur", "noise", "perspective", "low-contras
 BASE45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 _QUIET_ZONE = 4  # modules of white around the symbol, as the standard asks
 # Outside the warped picture: a flat grey, not a reflection (which would copy the code).
-_BORDER = {"borderMode": cv2.BORDER_CONSTANT, "borderValue": (90, 90, 90)}
+_BORDER_MODE = cv2.BORDER_CONSTANT
+_BORDER_VALUE = (90, 90, 90)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def _phone_with_code(
 def _rotate(image: np.ndarray, rng: random.Random, centre: tuple[float, float]) -> np.ndarray:
     # About the code's centre, so the code stays in view as the phone turns.
     matrix = cv2.getRotationMatrix2D(centre, rng.uniform(0, 360), rng.uniform(0.85, 1.0))
-    return cv2.warpAffine(image, matrix, (WIDTH, HEIGHT), **_BORDER)
+    return cv2.warpAffine(image, matrix, (WIDTH, HEIGHT), borderMode=_BORDER_MODE,
+                          borderValue=_BORDER_VALUE)
 
 
 def _blur(image: np.ndarray, rng: random.Random) -> np.ndarray:
@@ -97,9 +99,9 @@ def _blur(image: np.ndarray, rng: random.Random) -> np.ndarray:
     kernel = np.zeros((length, length), dtype=np.float32)
     kernel[length // 2, :] = 1.0 / length
     rotation = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), rng.uniform(0, 180), 1)
-    kernel = cv2.warpAffine(kernel, rotation, (length, length))
-    kernel /= max(float(kernel.sum()), 1e-6)
-    return cv2.filter2D(image, -1, kernel)
+    rotated = np.asarray(cv2.warpAffine(kernel, rotation, (length, length)), dtype=np.float32)
+    rotated /= max(float(rotated.sum()), 1e-6)
+    return cv2.filter2D(image, -1, rotated)
 
 
 def _noise(image: np.ndarray, rng: random.Random, np_rng: np.random.Generator) -> np.ndarray:
@@ -116,7 +118,8 @@ def _perspective(image: np.ndarray, rng: random.Random) -> np.ndarray:
         dtype=np.float32,
     )
     matrix = cv2.getPerspectiveTransform(src, dst)
-    return cv2.warpPerspective(image, matrix, (WIDTH, HEIGHT), **_BORDER)
+    return cv2.warpPerspective(image, matrix, (WIDTH, HEIGHT), borderMode=_BORDER_MODE,
+                               borderValue=_BORDER_VALUE)
 
 
 def _low_contrast(image: np.ndarray, rng: random.Random) -> np.ndarray:
@@ -124,7 +127,8 @@ def _low_contrast(image: np.ndarray, rng: random.Random) -> np.ndarray:
     low = rng.uniform(90, 140)
     span = rng.uniform(20, 50)
     scaled = low + image.astype(np.float32) * (span / 255.0)
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(scaled, 0, 255).astype(np.uint8)
+    return out
 
 
 def _glare(image: np.ndarray, rng: random.Random) -> np.ndarray:
@@ -137,7 +141,8 @@ def _glare(image: np.ndarray, rng: random.Random) -> np.ndarray:
     out = image.astype(np.float32) * (1 - strength * blob[..., None]) + 255.0 * (
         strength * blob[..., None]
     )
-    return np.clip(out, 0, 255).astype(np.uint8)
+    clipped: np.ndarray = np.clip(out, 0, 255).astype(np.uint8)
+    return clipped
 
 
 def make_frame(index: int, seed: int) -> QrFrame:
@@ -166,7 +171,8 @@ def make_frame(index: int, seed: int) -> QrFrame:
 
 def _noise_light(image: np.ndarray, np_rng: np.random.Generator) -> np.ndarray:
     noisy = image.astype(np.int16) + np_rng.integers(-4, 5, image.shape, dtype=np.int16)
-    return np.clip(noisy, 0, 255).astype(np.uint8)
+    clipped: np.ndarray = np.clip(noisy, 0, 255).astype(np.uint8)
+    return clipped
 
 
 def frames(count: int = 200, seed: int = 7) -> Iterator[QrFrame]:

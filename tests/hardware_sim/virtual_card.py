@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sscard_terminal.errors import CardRemovedError
+
 from . import card_keys
 
 __all__ = ["DATA_DIR", "CardPulledError", "Faults", "VirtualCard", "holder_names", "load_holder"]
@@ -34,8 +36,10 @@ FREE_TAGS_GEN3 = frozenset({0x01, 0x03, 0x07})
 _OK = b"\x90\x00"
 
 
-class CardPulledError(Exception):
-    """The simulated card left the field: the link closes, the sim: transport raises."""
+class CardPulledError(CardRemovedError):
+    """The simulated card left the field: the vpcd link closes; the ``sim:`` transport
+    passes it on as the product's own :class:`CardRemovedError`, which is the plug-in
+    protocol (sscard_terminal.plugins) for a card leaving the field."""
 
 
 @dataclass

@@ -47,6 +47,11 @@ class VirtualPsam:
     def atr(self) -> bytes:
         return _PSAM_ATR
 
+    @property
+    def interface(self) -> str:
+        """A PSAM sits in a contact slot."""
+        return "contact"
+
     def power_on(self) -> None:
         self._selected = False
         self._key = None
