@@ -4,6 +4,7 @@ the central simulator over HTTP on loopback, a real SQLite journal and replay ca
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from sscard_hardware_sim.central_harness import CentralSim
 from sscard_hardware_sim.central_store import DEMO_CARDS, virtual_cards
 
 from sscard_terminal.central.client import TerminalConfig
+from sscard_terminal.central.models import DenylistUpdate
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.errors import ConfigError, JournalKeyError
 from sscard_terminal.profiles import load_profile, parse_profile
@@ -118,8 +120,9 @@ def test_a_decision_that_cannot_be_journaled_is_refused_and_forgotten(
         assert not refused.journaled and refused.decision is None
         # The engine forgot the accept it could not record: a re-tap is neither a replay
         # of it nor held back by anti-passback for a ride that never happened.
-        engine = root.engine()
-        assert len(engine._recent) == 1
+        with sqlite3.connect(tmp_path / "engine-state.db") as stored:
+            assert stored.execute("SELECT count(*) FROM recent_decision").fetchone()[0] == 1
+        stored.close()
         again = _tap(root, "gen2-adult")
         assert again.reason == "journal_full"
 
@@ -208,3 +211,20 @@ def test_a_closed_root_builds_nothing(tmp_path: Path) -> None:
     root.close()
     with pytest.raises(RuntimeError):
         root.journal()
+
+
+def test_the_engines_memory_lives_in_the_state_directory(tmp_path: Path) -> None:
+    """A tap, the root closed as a stopping daemon would, a new root on the same files:
+    the same card inside the anti-passback window is refused."""
+    with TerminalRoot(_settings(tmp_path)) as root:
+        root.denylist().install(_empty_denylist())
+        first = _tap(root, "gen2-adult")
+        assert first.accepted and first.journaled
+    with TerminalRoot(_settings(tmp_path)) as root:
+        again = _tap(root, "gen2-adult")
+    assert not again.accepted and again.reason == "anti_passback"
+    assert (tmp_path / "engine-state.db").is_file()
+
+
+def _empty_denylist() -> DenylistUpdate:
+    return DenylistUpdate(version=1, since_version=0, full=True, added=(), removed=())

@@ -32,6 +32,7 @@ from ..central.client import CentralClient
 from ..central.signed import load_public_key
 from ..deadline import Deadline
 from ..decision import DecisionEngine, Denylist
+from ..decision.state_store import EngineState, SqliteEngineState
 from ..drivers.sim import is_sim_reader
 from ..drivers.transport import CardTransport
 from ..ecode import (
@@ -233,13 +234,23 @@ class TerminalRoot:
                              recognition=RecognitionProfile.from_mapping(settings.code_shapes))
 
     def engine(self) -> DecisionEngine:
-        """The decision engine for the profile, asking the central and the denylist."""
+        """The decision engine for the profile, asking the central and the denylist; its
+        memory in the state directory when there is one (in RAM otherwise)."""
         with self._lock:
             self._check_open()
             if self._engine is None:
-                self._engine = DecisionEngine(self.settings.require_profile(),
-                                              central=self.central(),
-                                              denylist=self.denylist())
+                profile = self.settings.require_profile()
+                state = self.settings.state
+                engine_state: EngineState | None = None
+                if state is not None:
+                    # Anti-passback, torn transactions, learnt entitlements and the offline
+                    # run survive a restart (issue 17): kept beside the journal.
+                    stored = SqliteEngineState(state.engine_state,
+                                               synchronous=profile.journal.synchronous)
+                    self._stack.callback(stored.close)
+                    engine_state = stored
+                self._engine = DecisionEngine(profile, central=self.central(),
+                                              denylist=self.denylist(), state=engine_state)
             return self._engine
 
     def presenter(self) -> Presenter:
