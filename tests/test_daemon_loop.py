@@ -671,3 +671,36 @@ def test_sim_readers_take_cards_from_their_control_directory(
         await h.task
 
     asyncio.run(scenario())
+
+
+def test_a_reload_whose_parts_cannot_be_built_keeps_the_running_configuration(
+        config_file: Path, notify_socket: tuple[socket.socket, str]) -> None:
+    sock, path = notify_socket
+    good = config_file.read_text()
+
+    async def scenario() -> None:
+        h = await start(config_file, path, sock)
+        await ready(h)
+        config_file.write_text(good.replace('"bus-validator"', '"library-gate"'))
+        h.factory.fail_with = ConfigError("journal key does not match")
+        rebuilt = len(h.factory.built)
+
+        def fail_once(config: DaemonConfig) -> Runtime:
+            h.factory.fail_with = None            # the running configuration builds again
+            raise ConfigError(f"{config.source}: key 'journal': journal key does not match")
+
+        h.daemon._factory = lambda config: (fail_once(config)
+                                            if config.profile.name == "library-gate"
+                                            else h.factory(config))
+        os.kill(os.getpid(), signal.SIGHUP)
+        await until(lambda: h.daemon.reloads["refused"] == 1)
+        assert h.daemon.config.profile.name == "bus-validator"
+        assert len(h.factory.built) == rebuilt + 1    # rebuilt from the running config
+        assert h.factory.closed == [h.factory.built[0].name]
+        h.events.insert("sim:front")
+        await until(lambda: len(h.factory.built[-1].calls) == 1)
+        assert h.daemon.health().healthy
+        h.daemon.request_stop()
+        await h.task
+
+    asyncio.run(scenario())

@@ -19,11 +19,13 @@
   presentation has been stuck past :data:`STUCK_PRESENTATION_S`; only then it sends
   ``WATCHDOG=1``. A stuck loop, a dead lane or a hung reader stops the pings and systemd
   restarts the daemon. A thread that pinged on a timer would hide all three.
-- **SIGHUP reloads atomically.** The new file is validated and a new runtime built in a
-  worker thread; a bad one is refused in one logged line and the old one stays. The swap
-  is one reference assignment on the loop: a presentation in progress finishes on the
-  runtime it started with, the next one uses the new. A reload that changes the lanes is
-  refused (restart the daemon for that): lanes own hardware.
+- **SIGHUP reloads atomically, between presentations.** The new file is validated first; a
+  bad one is refused in one logged line and the running runtime is not touched. A good one
+  waits for the presentations in progress (:class:`~.runtime.RuntimeHolder`), closes the
+  old runtime and builds the new one while no presentation starts, so two runtimes never
+  write one journal; if the new one cannot be built, the running configuration's is built
+  again and the reload is refused. A reload that changes the lanes is refused (restart the
+  daemon for that): lanes own hardware.
 - **SIGTERM stops within** :data:`STOP_BUDGET_S` (below the unit's ``TimeoutStopSec=``):
   lanes take no new presentation, the ones in progress finish, the runtime closes.
 """
@@ -39,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -50,6 +53,7 @@ from .lane import LaneState, LaneStateMachine
 from .notify import Notifier
 from .pcsc_events import PcscEventSource
 from .presenter import Runtime, RuntimeFactory
+from .runtime import RuntimeHolder, build_runtime
 from .scanner_lane import ScannerLane
 from .sim_events import SIM_CONTROL_DIRECTORY, SimReaderEvents
 from .sources import CardEventSource
@@ -115,7 +119,7 @@ class Daemon:
         self._notifier = notifier or Notifier()
         self._publish_hook = publish
         self._load = config_loader
-        self._runtime: Runtime | None = None
+        self._holder = RuntimeHolder()
         self._lanes: list[Lane] = []
         self._card_lanes: list[CardLane] = []
         self._scanner_lanes: list[ScannerLane] = []
@@ -129,11 +133,9 @@ class Daemon:
 
     # --- what the lanes use ----------------------------------------------------------------
 
-    def runtime(self) -> Runtime:
-        """The current runtime (swapped whole by a reload)."""
-        if self._runtime is None:
-            raise RuntimeError("the daemon has no runtime yet")
-        return self._runtime
+    def runtime(self) -> AbstractContextManager[Runtime]:
+        """The current runtime, held for one presentation (a reload waits for it)."""
+        return self._holder.use()
 
     def reader_lock(self, reader: str) -> threading.Lock:
         """One lock per reader, shared by its lane and (later) the local API."""
@@ -154,8 +156,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
-            self._runtime = await loop.run_in_executor(self._executor, self._factory,
-                                                       self.config)
+            self._holder.set(await loop.run_in_executor(self._executor, self._factory,
+                                                        self.config))
             await self._start_lanes(loop)
             await self._check_readers()
             self._install_signals(loop)
@@ -174,8 +176,10 @@ class Daemon:
                     source.stop()
             for scanner in self._scanner_lanes:
                 await loop.run_in_executor(self._executor, scanner.stop_reading)
-            if self._runtime is not None:
-                await loop.run_in_executor(self._executor, self._close_runtime, self._runtime)
+            runtime = self._holder.current
+            if runtime is not None:
+                self._holder.set(None)
+                await loop.run_in_executor(self._executor, self._close_runtime, runtime)
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._notifier.close()
         return 0
@@ -278,35 +282,46 @@ class Daemon:
             if config.lanes != self.config.lanes:
                 raise ConfigError(f"{self._config_path}: key 'lanes': changed; lanes own "
                                   f"hardware, restart the daemon to change them")
-            runtime = await loop.run_in_executor(self._executor, self._factory, config)
+            await loop.run_in_executor(self._executor, self._swap, config)
         except ConfigError as exc:
             self.reloads["refused"] += 1
             log.error("reload refused, the running configuration stays: %s", exc)
             self._notifier.ready(self._status_line())
             return False
-        old, self._runtime, self.config = self._runtime, runtime, config
+        self.config = config
         self.reloads["done"] += 1
         log.info("reloaded %s: profile %s", self._config_path, config.profile.name)
         self._notifier.ready(self._status_line())
-        if old is not None:
-            # Presentations that started on the old runtime hold its reader locks; closing
-            # waits for none of them to still be running on it.
-            await loop.run_in_executor(self._executor, self._retire, old)
         return True
 
-    def _retire(self, runtime: Runtime) -> None:
-        locks = list(self._reader_locks.values())
-        for lock in locks:
-            lock.acquire()
-        try:
-            self._close_runtime(runtime)
-        finally:
-            for lock in locks:
-                lock.release()
+    def _swap(self, config: DaemonConfig) -> None:
+        """In a worker thread: with no presentation running, close the old runtime and
+        build the new one (two runtimes never write one journal at once). If the new one
+        cannot be built, the running configuration's is built again."""
+        with self._holder.exclusive():
+            old = self._holder.current
+            if old is not None:
+                self._holder.set(None)
+                self._close_runtime(old)
+            try:
+                self._holder.set(self._factory(config))
+                return
+            except Exception as exc:
+                failure = exc
+            try:
+                self._holder.set(self._factory(self.config))
+            except Exception as exc:
+                # Nothing can serve now: the health check withholds the watchdog ping.
+                log.critical("the running configuration cannot be rebuilt either: %s", exc)
+            raise ConfigError(str(failure) if isinstance(failure, ConfigError)
+                              else f"{self._config_path}: cannot build the terminal: "
+                                   f"{type(failure).__name__}: {failure}") from failure
 
     # --- health and watchdog --------------------------------------------------------------
 
     def health(self) -> _Health:
+        if self._holder.current is None:
+            return _Health(False, "no runtime: the terminal's parts are not built")
         for task in self._tasks:
             if task.done():
                 return _Health(False, f"{task.get_name()} ended")
@@ -394,12 +409,8 @@ def default_sources(config: DaemonConfig) -> list[CardEventSource]:
 
 
 def run(config: DaemonConfig, *, config_path: Path) -> int:
-    """Run the daemon for ``config`` until SIGTERM.
-
-    The runtime comes from the composition root (``sscard_terminal.terminal``), which this
-    branch does not have yet: until it is merged the daemon refuses to start rather than
-    wire the parts by hand.
-    """
-    log.error("%s: configuration ok, but this build has no composition root "
-              "(sscard_terminal.terminal) to build the terminal's parts from", config_path)
-    return 1
+    """Run the daemon for ``config`` until SIGTERM; the terminal's parts come from the
+    composition root (:func:`~.runtime.build_runtime`)."""
+    daemon = Daemon(config, config_path=config_path, runtime_factory=build_runtime,
+                    sources=default_sources(config))
+    return asyncio.run(daemon.run())

@@ -10,10 +10,11 @@ Insertions are *counted*, not flagged: a card removed and another inserted betwe
 polls (pcsc-lite's event counter moved) is a second insertion, so it is a second tap, even
 though the lane never saw the reader empty.
 
-A presentation holds the reader's lock (shared with the local API) from opening the card
-to closing it. A presentation that raises (a bug in a part, the reader gone while
-opening) never takes the lane down: the error is logged by class, the lane goes lost or
-back to idle, and the other lanes go on deciding.
+A presentation holds the runtime (shared; a reload waits for it) and the reader's lock
+(shared with the local API) from opening the card to closing it. A presentation that
+raises (a bug in a part, the reader gone while opening) never takes the lane down: the
+error is logged by class, the lane goes lost or back to idle, and the other lanes go on
+deciding.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 
 from ..deadline import Deadline
 from ..errors import ReaderError, SscardError
@@ -48,7 +50,7 @@ class CardLane:
         self,
         config: LaneConfig,
         *,
-        runtime: Callable[[], Runtime],
+        runtime: Callable[[], AbstractContextManager[Runtime]],
         executor: Executor,
         reader_lock: threading.Lock,
         publish: Callable[[str, Mapping[str, object]], None],
@@ -179,8 +181,7 @@ class CardLane:
 
     def _present_blocking(self, reader: str, arrived_at: float) -> PresentationResult:
         """In a worker thread: the whole presentation under the reader's lock."""
-        with self._lock:
-            runtime = self._runtime()
+        with self._runtime() as runtime, self._lock:
             transport = runtime.open_card(reader, Deadline.after(OPEN_CARD_BUDGET_S))
             try:
                 return runtime.presenter.present_card(transport, arrived_at=arrived_at,

@@ -150,7 +150,9 @@ class DaemonConfig:
     state_directory: Path
     central: CentralLink | None
     journal_key: bytes = field(repr=False)
-    journal_key_source: str
+    journal_key_source: str          # "file /etc/..." or "credential journal-key"
+    journal_key_file: Path | None
+    journal_key_credential: str | None
     security_module: SecurityModuleConfig
     local_api: LocalApiConfig | None
     lanes: tuple[LaneConfig, ...]
@@ -330,6 +332,10 @@ class _Reader:
             central=self.central(),
             journal_key=key,
             journal_key_source=key_source,
+            journal_key_file=(Path(key_source[len("file "):])
+                              if key_source.startswith("file ") else None),
+            journal_key_credential=(key_source[len("credential "):]
+                                    if key_source.startswith("credential ") else None),
             security_module=security,
             local_api=self.local_api(),
             lanes=lanes,

@@ -21,13 +21,14 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 
 from ..deadline import Deadline
 from ..drivers.code_filter import ScannerEvent
 from ..drivers.serial_qr import SerialQrScanner
 from .config import LaneConfig, LaneInput
 from .lane import LaneKind, LaneState, LaneStateMachine
-from .presenter import Runtime
+from .presenter import PresentationResult, Runtime
 
 __all__ = ["MAX_WAITING_CODES", "ScannerLane"]
 
@@ -45,7 +46,7 @@ class ScannerLane:
         self,
         config: LaneConfig,
         *,
-        runtime: Callable[[], Runtime],
+        runtime: Callable[[], AbstractContextManager[Runtime]],
         executor: Executor,
         publish: Callable[[str, Mapping[str, object]], None],
     ) -> None:
@@ -164,13 +165,16 @@ class ScannerLane:
             self._wake.clear()
             await self._wake.wait()
 
+    def _present_blocking(self, text: str, arrived_at: float) -> PresentationResult:
+        with self._runtime() as runtime:
+            return runtime.presenter.present_code(text, arrived_at=arrived_at, lane=self.name)
+
     async def _present(self, text: str, arrived_at: float) -> None:
         self.machine.to(_S.READING, "code read")
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(
-                self._executor, lambda: self._runtime().presenter.present_code(
-                    text, arrived_at=arrived_at, lane=self.name))
+            result = await loop.run_in_executor(self._executor, self._present_blocking,
+                                                text, arrived_at)
         except Exception as exc:
             log.error("lane %s: presentation failed with %s", self.name, type(exc).__name__,
                       exc_info=log.isEnabledFor(logging.DEBUG))
