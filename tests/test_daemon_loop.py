@@ -31,6 +31,7 @@ from sscard_terminal.daemon.config import DaemonConfig, LaneConfig, load_config
 from sscard_terminal.daemon.lane import LaneState
 from sscard_terminal.daemon.notify import Notifier
 from sscard_terminal.daemon.presenter import Runtime
+from sscard_terminal.daemon.runtime import BACKGROUND_STOP_S
 from sscard_terminal.daemon.scanner_lane import MAX_WAITING_CODES
 from sscard_terminal.daemon.sim_events import SimReaderEvents
 from sscard_terminal.daemon.sources import CardEventSink, CardEventSource
@@ -515,7 +516,7 @@ def test_a_runtime_that_cannot_be_built_is_refused_before_ready(
 def test_the_stop_budget_fits_inside_the_units_timeout() -> None:
     timeout = directives(UNIT.read_text())["Service.TimeoutStopSec"][0]
     assert timeout.endswith("s")
-    assert STOP_BUDGET_S + 1.0 <= float(timeout[:-1])
+    assert STOP_BUDGET_S + BACKGROUND_STOP_S + 1.0 <= float(timeout[:-1])
 
 
 # --- scanner lanes, on a real pty behind a by-id style link ------------------------------

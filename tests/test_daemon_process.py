@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,13 @@ reader = "sim:front"
         notify.close()
 
 
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "condition not met in time"
+        time.sleep(0.05)
+
+
 def tap(state: Path, reader: str, holder: str) -> None:
     control = state / "sim-readers"
     new = control / f"{reader}.new"
@@ -160,6 +167,8 @@ def test_a_tap_is_journaled_and_after_kill_9_the_retap_meets_anti_passback(
     records = journaled(state, central_sim.terminal_id, key)
     assert [r["transaction_id"] for r in records] == [first["transaction_id"]]
     assert records[0]["outcome"] == "accept"
+    # The forwarder, woken by the journaled tap, delivers it to the central.
+    wait_for(lambda: central_sim.store.transaction_count(central_sim.terminal_id) == 1)
     daemon.wait_notice("WATCHDOG=1", timeout=5.0)       # the loop's health check pings
 
     assert daemon.process is not None
@@ -177,6 +186,11 @@ def test_a_tap_is_journaled_and_after_kill_9_the_retap_meets_anti_passback(
     assert again["journaled"] is True
     assert [r["reason"] for r in journaled(state, central_sim.terminal_id, key)] == [
         "accepted", "anti_passback"]
+    # Each record reaches the central once, across the kill -9.
+    wait_for(lambda: central_sim.store.transaction_count(central_sim.terminal_id) == 2)
+    with Journal.open(state / "journal.db", terminal_id=central_sim.terminal_id,
+                      keys=key) as journal:
+        assert journal.status().queued == 0
 
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.process.wait(10) == 0

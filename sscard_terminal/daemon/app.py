@@ -69,8 +69,10 @@ __all__ = [
 log = logging.getLogger("sscard_terminal.daemon")
 events_log = logging.getLogger("sscard_terminal.daemon.events")
 
-STOP_BUDGET_S = 8.0
-"""SIGTERM to exit; the unit's TimeoutStopSec= (10 s) leaves room above it."""
+STOP_BUDGET_S = 6.0
+"""SIGTERM to the lanes' last presentation; then the runtime closes (the forwarder gets
+:data:`~.runtime.BACKGROUND_STOP_S` to finish its batch), all inside the unit's
+TimeoutStopSec= (10 s)."""
 STUCK_PRESENTATION_S = 30.0
 """A presentation still running after this long has hung (the longest profile budget is a
 few seconds): the health check stops the watchdog pings."""
@@ -144,6 +146,9 @@ class Daemon:
     def _publish(self, lane: str, event: Mapping[str, object]) -> None:
         events_log.info("%s", json.dumps({"lane": lane, **event}, ensure_ascii=False,
                                          default=str, sort_keys=True))
+        runtime = self._holder.current
+        if runtime is not None and event.get("journaled"):
+            runtime.presented()
         if self._publish_hook is not None:
             self._publish_hook(lane, event)
 

@@ -53,6 +53,10 @@ class Presenter(Protocol):
                      lane: str = "") -> PresentationResult: ...
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Runtime:
     """The parts built from one configuration, as the lanes use them."""
@@ -60,6 +64,8 @@ class Runtime:
     presenter: Presenter
     open_card: Callable[[str, Deadline], CardTransport]
     close: Callable[[], None]
+    presented: Callable[[], None] = _nothing
+    """Told after each journaled presentation (wakes the forwarder)."""
 
 
 RuntimeFactory = Callable[[DaemonConfig], Runtime]

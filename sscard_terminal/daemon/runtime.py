@@ -35,12 +35,16 @@ from ..errors import (
 )
 from ..terminal.root import TerminalRoot
 from ..terminal.settings import KeySource, TerminalSettings
+from .background import Background
 from .config import SIM_PREFIX, DaemonConfig
 from .presenter import Runtime
 
 __all__ = ["RuntimeHolder", "build_runtime", "terminal_settings"]
 
 log = logging.getLogger(__name__)
+
+BACKGROUND_STOP_S = 2.0
+"""How long a closing runtime waits for the forwarder to finish its batch."""
 
 # A technician has to act on these; restarting the daemon would not help.
 _NEEDS_A_TECHNICIAN = (ConfigError, JournalKeyError, JournalForeignFileError,
@@ -96,9 +100,21 @@ def build_runtime(config: DaemonConfig) -> Runtime:
         root.close()
         raise
 
+    central = root.central()
+    if central is None:
+        return Runtime(presenter=presenter,
+                       open_card=lambda reader, deadline: root.open_card(deadline, reader),
+                       close=root.close)
+    background = Background(journal=root.journal(), denylist=root.denylist(), central=central)
+    background.start()
+
+    def close() -> None:
+        background.stop(BACKGROUND_STOP_S)
+        root.close()
+
     return Runtime(presenter=presenter,
                    open_card=lambda reader, deadline: root.open_card(deadline, reader),
-                   close=root.close)
+                   close=close, presented=background.presented)
 
 
 class RuntimeHolder:
