@@ -28,6 +28,7 @@ from types import TracebackType
 
 from ..cards.psam import CODE_NO_PSAM, ForgeryRecord
 from ..cards.security_modules import ModuleChain, find_authenticator, find_psam, is_psam
+from ..central.circuit_breaker import CircuitBreaker, GuardedCentral
 from ..central.client import CentralClient
 from ..central.signed import load_public_key
 from ..deadline import Deadline
@@ -77,6 +78,7 @@ class TerminalRoot:
         self._stack = contextlib.ExitStack()
         self._central: CentralClient | None = None
         self._central_built = False
+        self._guarded: GuardedCentral | None = None
         self._chain: ModuleChain | None = None
         self._chain_built = False
         self._journal: Journal | None = None
@@ -117,6 +119,17 @@ class TerminalRoot:
                     self._central = self._stack.enter_context(CentralClient.from_config(config))
                 self._central_built = True
             return self._central
+
+    def guarded_central(self) -> GuardedCentral | None:
+        """The central for the calls made on a presentation's budget (card validations,
+        e-code checks), behind one circuit breaker: a central that is down but silent is
+        remembered, so offline decisions stop waiting out the online budget (issue 17).
+        Background work (denylist, trust list, forwarding) uses :meth:`central`."""
+        with self._lock:
+            central = self.central()
+            if central is not None and self._guarded is None:
+                self._guarded = GuardedCentral(central, CircuitBreaker())
+            return self._guarded
 
     def module_chain(self) -> ModuleChain | None:
         """PSAM first, then the central HSM; None when there is neither (or the settings
@@ -229,7 +242,8 @@ class TerminalRoot:
         elif (settings.profile is not None
               and settings.profile.opaque_offline is OfflinePolicy.DEFER):
             opaque = "defer"
-        return ECodeVerifier(trust, replay, clock_skew=settings.clock_skew_s, central=central,
+        return ECodeVerifier(trust, replay, clock_skew=settings.clock_skew_s,
+                             central=self.guarded_central(),
                              opaque_policy=opaque,
                              recognition=RecognitionProfile.from_mapping(settings.code_shapes))
 
@@ -249,7 +263,7 @@ class TerminalRoot:
                                                synchronous=profile.journal.synchronous)
                     self._stack.callback(stored.close)
                     engine_state = stored
-                self._engine = DecisionEngine(profile, central=self.central(),
+                self._engine = DecisionEngine(profile, central=self.guarded_central(),
                                               denylist=self.denylist(), state=engine_state)
             return self._engine
 
