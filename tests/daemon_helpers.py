@@ -80,10 +80,10 @@ class DaemonProcess:
 
 
 @contextmanager
-def daemon_terminal(tmp_path: Path, central_sim: CentralSim) -> Iterator[
+def daemon_terminal(tmp_path: Path, central_sim: CentralSim, *, more_lanes: str = "") -> Iterator[
         tuple[DaemonProcess, Path, bytes]]:
     """A daemon configured for the simulator's bus terminal with one ``sim:front`` lane
-    (not started), its state directory and its journal key."""
+    (and ``more_lanes``, TOML), not started; its state directory and its journal key."""
     state = tmp_path / "state"
     state.mkdir()
     key_bytes = secrets.token_bytes(32)
@@ -109,7 +109,7 @@ key_file = "{key}"
 
 [lanes.front]
 reader = "sim:front"
-""")
+{more_lanes}""")
     notify_path = str(tmp_path / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)

@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sscard_hardware_sim.central_ecodes import issue_code
 from sscard_hardware_sim.central_harness import CentralSim
+from sscard_hardware_sim.central_store import DEMO_CARDS
+from sscard_hardware_sim.virtual_scanner import VirtualScanner
 
 from sscard_terminal.offline_queue.journal import Journal
 
@@ -105,3 +108,32 @@ def test_a_config_it_cannot_honour_is_refused_before_ready(
     assert "READY=1" not in drain(daemon.notify)
     last = daemon.log.read_text().strip().splitlines()[-1]
     assert "journal" in last and str(daemon.config) in last
+
+
+def test_a_scanned_e_code_is_decided_and_its_replay_refused_after_kill_9(
+        tmp_path: Path, central_sim: CentralSim) -> None:
+    link = tmp_path / "by-id" / "usb-Virtual_Scanner_0001-if00"
+    lanes = f'\n[lanes.qr]\nscanner = "{link}"\n'
+    with daemon_terminal(tmp_path, central_sim, more_lanes=lanes) as (daemon, state, key), \
+            VirtualScanner(link) as scanner:
+        code = issue_code(central_sim.store, DEMO_CARDS["normal"].card_number)
+        daemon.start()
+        daemon.wait_notice("READY=1")
+        scanner.scan(code)
+        (first,) = daemon.wait_events(1)
+        assert (first["lane"], first["channel"], first["outcome"]) == ("qr", "ecode", "accept")
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGKILL)
+        daemon.process.wait(10)
+        daemon.notices.clear()
+        daemon.start()
+        daemon.wait_notice("READY=1")
+        scanner.scan(code)                        # the same code, shown again
+        second = daemon.wait_events(2)[1]
+        assert (second["lane"], second["outcome"], second["ecode_reason"]) == (
+            "qr", "refuse", "replayed")
+        records = journaled(state, central_sim.terminal_id, key)
+        assert [r["transaction_id"] for r in records] == [first["transaction_id"],
+                                                           second["transaction_id"]]
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.process.wait(10) == 0
