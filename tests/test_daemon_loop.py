@@ -13,6 +13,7 @@ decisions; they pin how the loop moves lanes, pings, reloads and stops.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -703,5 +704,74 @@ def test_a_reload_whose_parts_cannot_be_built_keeps_the_running_configuration(
         assert h.daemon.health().healthy
         h.daemon.request_stop()
         await h.task
+
+    asyncio.run(scenario())
+
+
+# --- the local API on a lane's reader ---------------------------------------------------
+
+
+class ApiClient:
+    """Newline-delimited JSON on the daemon's Unix socket, as a HIS plugin speaks it."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(str(path))
+        self.file = self.sock.makefile("rb")
+
+    def call(self, request: dict[str, object]) -> dict[str, object]:
+        self.sock.sendall(json.dumps(request).encode() + b"\n")
+        answer: dict[str, object] = json.loads(self.file.readline())
+        return answer
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def test_the_local_api_reads_the_lanes_card_and_shares_its_reader_lock(
+        tmp_path: Path, notify_socket: tuple[socket.socket, str]) -> None:
+    """Loop mechanics with a fake presenter for the lane; the local API's reads are real
+    reads of the virtual card on the lane's reader."""
+    sock, path = notify_socket
+    state = tmp_path / "state"
+    state.mkdir()
+    key = tmp_path / "journal.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    api_path = tmp_path / "api.sock"
+    config_file = write_config(tmp_path / "terminal.toml", state, key,
+                               lanes=f'[lanes.desk]\nreader = "sim:desk"\n\n'
+                                     f'[local_api]\nsocket = "{api_path}"\n')
+    control = state / "sim-readers"
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        h = await start(config_file, path, sock, sources=[SimReaderEvents(control)])
+        await ready(h)
+        presenter = h.factory.built[0]
+        put_card(control, "desk", "gen3-adult")
+        await until(lambda: len(presenter.calls) == 1)
+        client = await loop.run_in_executor(None, ApiClient, api_path)
+        basic = await loop.run_in_executor(None, client.call,
+                                           {"function": "iReadCardBas", "iType": 3})
+        # No security module in the fake runtime: a generation 3 card answers -2201.
+        assert basic["code"] == -2201
+        step1 = await loop.run_in_executor(None, client.call,
+                                           {"function": "iReadCardBas_HSM_Step1", "iType": 3})
+        assert step1["code"] == 0                 # the HIS now holds the card
+        assert h.factory.opened[-1] == "sim:gen3-adult"
+        put_card(control, "desk", "gen3-adult")   # a tap while the HIS holds the reader
+        await until(lambda: h.daemon.lane_counters()["desk"].get(
+            "presentations.reader_busy") == 1)
+        assert len(presenter.calls) == 1          # not presented behind the HIS's back
+        await loop.run_in_executor(None, client.close)   # the HIS goes: the card is free
+        await asyncio.sleep(0.2)
+        put_card(control, "desk", "gen2-adult")
+        await until(lambda: len(presenter.calls) == 2)
+        h.daemon.request_stop()
+        await h.task
+        assert not api_path.exists()
 
     asyncio.run(scenario())

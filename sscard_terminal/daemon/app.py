@@ -50,6 +50,7 @@ from ..errors import ConfigError
 from .card_lane import CardLane
 from .config import DaemonConfig, LaneInput, load_config
 from .lane import LaneState, LaneStateMachine
+from .local_api_mount import LocalApiMount
 from .notify import Notifier
 from .pcsc_events import PcscEventSource
 from .presenter import Runtime, RuntimeFactory
@@ -125,6 +126,7 @@ class Daemon:
         self._lanes: list[Lane] = []
         self._card_lanes: list[CardLane] = []
         self._scanner_lanes: list[ScannerLane] = []
+        self._local_api: LocalApiMount | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[bool] | None = None
@@ -165,6 +167,7 @@ class Daemon:
                                                         self.config))
             await self._start_lanes(loop)
             await self._check_readers()
+            await self._start_local_api()
             self._install_signals(loop)
             health = asyncio.create_task(self._health_loop(), name="sscard-health")
             self._notifier.ready(self._status_line())
@@ -176,6 +179,8 @@ class Daemon:
             await self._shutdown()
         finally:
             self._remove_signals(loop)
+            if self._local_api is not None:
+                await self._local_api.stop()
             for source in self._sources:
                 with contextlib.suppress(Exception):
                     source.stop()
@@ -215,6 +220,22 @@ class Daemon:
             source.start(loop, router)
         for each in self._lanes:
             self._tasks.append(asyncio.create_task(each.run(), name=f"lane-{each.name}"))
+
+    async def _start_local_api(self) -> None:
+        settings = self.config.local_api
+        if settings is None:
+            return
+        lane = next(lane for lane in self._card_lanes if lane.name == settings.lane)
+        runtime = self._holder.current
+        assert runtime is not None
+        mount = LocalApiMount(self.config, runtime=self.runtime,
+                              reader=lambda: lane.current_card,
+                              reader_lock=self.reader_lock(lane.config.target))
+        try:
+            await mount.start(runtime)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.config.source}: key 'local_api.socket': {exc}") from exc
+        self._local_api = mount
 
     async def _check_readers(self) -> None:
         """A reader that is not there at start-up is a lane that starts lost (and says so
@@ -282,6 +303,7 @@ class Daemon:
         """Load the file again and swap the runtime; False (old one kept) if refused."""
         loop = asyncio.get_running_loop()
         self._notifier.reloading()
+        before = self._holder.current
         try:
             config = await loop.run_in_executor(self._executor, self._load, self._config_path)
             if config.lanes != self.config.lanes:
@@ -291,13 +313,20 @@ class Daemon:
         except ConfigError as exc:
             self.reloads["refused"] += 1
             log.error("reload refused, the running configuration stays: %s", exc)
+            self._after_swap(before)       # the running configuration may have been rebuilt
             self._notifier.ready(self._status_line())
             return False
         self.config = config
+        self._after_swap(before)
         self.reloads["done"] += 1
         log.info("reloaded %s: profile %s", self._config_path, config.profile.name)
         self._notifier.ready(self._status_line())
         return True
+
+    def _after_swap(self, before: Runtime | None) -> None:
+        runtime = self._holder.current
+        if self._local_api is not None and runtime is not None and runtime is not before:
+            self._local_api.swap(runtime)
 
     def _swap(self, config: DaemonConfig) -> None:
         """In a worker thread: with no presentation running, close the old runtime and

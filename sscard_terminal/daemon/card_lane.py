@@ -33,14 +33,21 @@ from .config import LaneConfig, LaneInput
 from .lane import Backoff, LaneKind, LaneState, LaneStateMachine
 from .presenter import PresentationResult, Runtime
 
-__all__ = ["OPEN_CARD_BUDGET_S", "CardLane"]
+__all__ = ["OPEN_CARD_BUDGET_S", "READER_WAIT_S", "CardLane"]
 
 log = logging.getLogger(__name__)
 
 OPEN_CARD_BUDGET_S = 1.0
 """Connecting to a card that pcscd just reported; longer means the reader is in trouble."""
 
+READER_WAIT_S = 0.5
+"""How long a tap waits for the reader while the local API uses it, then leaves it."""
+
 _S = LaneState
+
+
+class _ReaderBusyError(Exception):
+    """The reader's lock stayed taken (the local API holds the card)."""
 
 
 class CardLane:
@@ -122,6 +129,12 @@ class CardLane:
     # --- state for the health check and status ------------------------------------------
 
     @property
+    def current_card(self) -> str:
+        """What to open for the card on this lane's reader now (the reader's name, or a
+        ``sim:`` reader's holder); the local API reads through it."""
+        return self._card or self.config.target
+
+    @property
     def busy_for(self) -> float:
         """Seconds the lane has been inside one presentation (0 when not)."""
         if self.machine.state in (_S.READING, _S.DECIDING):
@@ -160,6 +173,10 @@ class CardLane:
         try:
             result = await loop.run_in_executor(self._executor, self._present_blocking,
                                                 reader, arrived_at)
+        except _ReaderBusyError:
+            self.machine.count("presentations.reader_busy")
+            self.machine.to(_S.IDLE, "reader busy with the local API")
+            return
         except ReaderError as exc:
             self.machine.count("presentations.reader_failed")
             self._lost = self._lost or type(exc).__name__
@@ -181,13 +198,20 @@ class CardLane:
 
     def _present_blocking(self, reader: str, arrived_at: float) -> PresentationResult:
         """In a worker thread: the whole presentation under the reader's lock."""
-        with self._runtime() as runtime, self._lock:
-            transport = runtime.open_card(reader, Deadline.after(OPEN_CARD_BUDGET_S))
+        with self._runtime() as runtime:
+            # The local API may hold this reader for a HIS read (the two-step keeps it up
+            # to its session timeout): do not queue a tap behind that.
+            if not self._lock.acquire(timeout=READER_WAIT_S):
+                raise _ReaderBusyError
             try:
-                return runtime.presenter.present_card(transport, arrived_at=arrived_at,
-                                                      lane=self.name)
+                transport = runtime.open_card(reader, Deadline.after(OPEN_CARD_BUDGET_S))
+                try:
+                    return runtime.presenter.present_card(transport, arrived_at=arrived_at,
+                                                          lane=self.name)
+                finally:
+                    transport.close()
             finally:
-                transport.close()
+                self._lock.release()
 
     def _show(self, result: PresentationResult) -> None:
         decided = getattr(result, "decision", None) is not None

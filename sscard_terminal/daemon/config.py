@@ -15,7 +15,7 @@ Layout (``systemd/examples/*.toml`` has one complete file per shipped profile)::
                       ca_file, client_cert, client_key           (absent: offline only)
     [journal]         key_file | key_credential
     [security_module] psam_reader | psam_reader_prefix, central_hsm
-    [local_api]       socket
+    [local_api]       socket, lane
     [lanes.<name>]    reader | reader_prefix | scanner | camera, baudrate, [gate]
     [lanes.<name>.gate] kind = "sim" | "serial" | "gpio", device, baudrate, chip, line
 
@@ -138,6 +138,7 @@ class SecurityModuleConfig:
 @dataclass(frozen=True)
 class LocalApiConfig:
     socket: Path
+    lane: str                 # the card lane whose reader the local API reads (shares its lock)
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class _Reader:
                               "public_key_file", "ca_file", "client_cert", "client_key"}),
         "journal": frozenset({"key_file", "key_credential"}),
         "security_module": frozenset({"psam_reader", "psam_reader_prefix", "central_hsm"}),
-        "local_api": frozenset({"socket"}),
+        "local_api": frozenset({"socket", "lane"}),
         "lanes": frozenset(),          # any lane name
     }
     _REQUIRED = ("terminal", "journal", "lanes")
@@ -337,7 +338,7 @@ class _Reader:
             journal_key_credential=(key_source[len("credential "):]
                                     if key_source.startswith("credential ") else None),
             security_module=security,
-            local_api=self.local_api(),
+            local_api=self.local_api(lanes),
             lanes=lanes,
         )
 
@@ -463,7 +464,7 @@ class _Reader:
         return SecurityModuleConfig(psam_reader=value, psam_is_prefix=key.endswith("prefix"),
                                     central_hsm=hsm)
 
-    def local_api(self) -> LocalApiConfig | None:
+    def local_api(self, lanes: tuple[LaneConfig, ...]) -> LocalApiConfig | None:
         table = self.table("local_api", required=False)
         if table is None:
             return None
@@ -476,7 +477,18 @@ class _Reader:
         if not path.parent.is_dir():
             raise self.fail("local_api.socket", f"{path.parent} is not an existing directory "
                                                 f"(RuntimeDirectory= in the unit creates it)")
-        return LocalApiConfig(socket=path)
+        card_lanes = [lane.name for lane in lanes if lane.reads_cards]
+        lane = self.text(table, "local_api", "lane")
+        if lane is None:
+            if len(card_lanes) != 1:
+                raise self.fail("local_api.lane", "missing: name the card lane whose reader "
+                                f"the local API reads (card lanes: "
+                                f"{', '.join(card_lanes) or 'none'})")
+            lane = card_lanes[0]
+        elif lane not in card_lanes:
+            raise self.fail("local_api.lane", f"{lane!r} is not a card lane (card lanes: "
+                                              f"{', '.join(card_lanes) or 'none'})")
+        return LocalApiConfig(socket=path, lane=lane)
 
     def lanes(self) -> tuple[LaneConfig, ...]:
         table = self.table("lanes", required=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..cards.read_auth import ReadAuthenticator
 from ..deadline import Deadline
 from ..drivers.transport import CardTransport
 from .config import DaemonConfig
@@ -66,6 +67,8 @@ class Runtime:
     close: Callable[[], None]
     presented: Callable[[], None] = _nothing
     """Told after each journaled presentation (wakes the forwarder)."""
+    authenticator: ReadAuthenticator | None = None
+    """The security-module chain, for the local API's reads."""
 
 
 RuntimeFactory = Callable[[DaemonConfig], Runtime]

@@ -101,10 +101,11 @@ def build_runtime(config: DaemonConfig) -> Runtime:
         raise
 
     central = root.central()
+    authenticator = root.module_chain()
     if central is None:
         return Runtime(presenter=presenter,
                        open_card=lambda reader, deadline: root.open_card(deadline, reader),
-                       close=root.close)
+                       close=root.close, authenticator=authenticator)
     background = Background(journal=root.journal(), denylist=root.denylist(), central=central)
     background.start()
 
@@ -114,7 +115,7 @@ def build_runtime(config: DaemonConfig) -> Runtime:
 
     return Runtime(presenter=presenter,
                    open_card=lambda reader, deadline: root.open_card(deadline, reader),
-                   close=close, presented=background.presented)
+                   close=close, presented=background.presented, authenticator=authenticator)
 
 
 class RuntimeHolder:
