@@ -63,7 +63,8 @@ class NoTrustList:
     refused with reason ``no_trust_list``, which says exactly what is missing."""
 
     def trust_list(self, deadline: Deadline) -> TrustList:
-        raise ConfigError("no trust list: configure a central or a trust-list file")
+        raise ConfigError("none configured; give the terminal a central or a trust-list "
+                          "file (sscard: --central CONFIG or --trust-list FILE)")
 
 
 class TerminalRoot:
