@@ -203,7 +203,6 @@ birthplace                   3303**
 birth_date                   1985-**-**
 algorithm                    3
 complete                     True
-authenticated_by             psam:sim:psam
 security module              psam:sim:psam
 """
 
