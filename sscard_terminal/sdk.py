@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .apdu.transport import CardTransport
 from .cards.card_info import CardInfo
 from .cards.read_auth import ReadAuthenticator
 from .cards.security_modules import ModuleChain
@@ -19,7 +20,6 @@ from .cards.unified import format_basic_info
 from .deadline import Deadline
 from .drivers.pcsc import PcscTransport, wait_for_card
 from .drivers.sim import is_sim_reader, open_sim_reader
-from .drivers.transport import CardTransport
 
 __all__ = ["CardInfo", "excluded_readers", "format_basic_info", "open_card", "read_card"]
 

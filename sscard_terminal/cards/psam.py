@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from ..apdu.command import CommandApdu
 from ..apdu.processors import ApduProcessor
 from ..apdu.response import ResponseApdu
-from ..drivers.transport import CardTransport
+from ..apdu.transport import CardTransport
 from ..errors import (
     CardCommunicationError,
     CardRefusedError,

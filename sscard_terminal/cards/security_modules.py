@@ -16,8 +16,8 @@ from types import TracebackType
 from typing import Any
 
 from ..apdu.processors import ApduProcessor
+from ..apdu.transport import CardTransport
 from ..drivers.pcsc import PcscTransport, list_readers
-from ..drivers.transport import CardTransport
 from ..errors import ReaderError, SecurityModuleUnavailableError, SscardError
 from .hsm import HsmTwoStepAuthenticator, JsonPoster
 from .psam import CODE_NO_PSAM, ForgeryRecorder, PsamAuthenticator, read_terminal_number

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..apdu import ApduProcessor, CommandApdu, ResponseApdu, parse_ber, parse_simple
 from ..apdu.tlv import find
-from ..drivers.transport import CardTransport
+from ..apdu.transport import CardTransport
 from ..errors import (
     CardApplicationError,
     CardRefusedError,

@@ -18,7 +18,7 @@ import logging
 from datetime import UTC, datetime
 
 from ..apdu.processors import ApduProcessor
-from ..drivers.transport import CardTransport
+from ..apdu.transport import CardTransport
 from ..errors import CentralProtocolError, SscardError
 from .hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
 from .psam import ForgeryRecord, ForgeryRecorder, external_authenticate

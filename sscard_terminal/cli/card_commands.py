@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..apdu import ApduProcessor, describe_sw
+from ..apdu.transport import CardTransport
 from ..cards.atr import decode_atr, identify_atr
 from ..cards.security_modules import ModuleChain, find_authenticator
 from ..cards.ssse import read_card_info
@@ -19,7 +20,6 @@ from ..central.client import CentralClient, TerminalConfig
 from ..deadline import Deadline
 from ..drivers.pcsc import ReaderMonitor, list_readers
 from ..drivers.sim import sim_reader_names
-from ..drivers.transport import CardTransport
 from ..errors import ConfigError, ReaderUnavailableError
 from ..sdk import excluded_readers, open_card
 from .exit_codes import ExitCode

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Protocol
 
+from ..apdu.transport import CardInterface, CardTransport
 from ..errors import CardRemovedError, NoReaderError
-from .transport import CardInterface, CardTransport
 
 __all__ = ["SIM_PREFIX", "SimTransport", "SimulatedDevice", "is_sim_reader", "open_sim_reader",
            "sim_reader_names"]

@@ -16,11 +16,11 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..apdu.transport import CardTransport
 from ..cards.read_auth import ReadAuthenticator
 from ..cards.security_modules import find_authenticator
 from ..central.client import CentralClient, TerminalConfig
 from ..deadline import Deadline
-from ..drivers.transport import CardTransport
 from ..errors import ConfigError, SscardError
 from ..sdk import excluded_readers, open_card
 from .card_service import CardReaderService, CardSettings

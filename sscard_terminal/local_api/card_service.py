@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ..apdu.transport import CardInterface, CardTransport
 from ..cards.card_info import CardInfo
 from ..cards.psam import ForgeryRecorder
 from ..cards.read_auth import ReadAuthenticator
@@ -27,7 +28,6 @@ from ..cards.ssse import read_card_info
 from ..cards.unified import UnifiedCode, format_basic_info, unified_code_for
 from ..cards.unified_hsm import HsmTwoStepSession
 from ..deadline import Deadline
-from ..drivers.transport import CardInterface, CardTransport
 from ..errors import SscardError
 from .items import ItemFile, format_items, needs_authentication
 
