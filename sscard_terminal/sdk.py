@@ -4,7 +4,8 @@
 and releases it. A reader named ``sim:<holder>`` (e.g. ``sim:gen3-adult``) is a virtual
 card run in-process: the SDK then needs no pcscd. A PSAM's slot is never taken for "the
 first reader with a card": name it in ``exclude_readers``, or pass the module chain of
-:func:`~sscard_terminal.cards.security_modules.find_authenticator`, which knows it.
+:func:`~sscard_terminal.cards.security_modules.find_authenticator` (given the PSAM that
+:func:`~sscard_terminal.terminal.psam_discovery.find_psam` found), which knows it.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from ..drivers.pcsc import ReaderMonitor, list_readers
 from ..drivers.sim import sim_reader_names
 from ..errors import ConfigError, ReaderUnavailableError
 from ..sdk import excluded_readers, open_card
+from ..terminal.psam_discovery import find_psam
 from .exit_codes import ExitCode
 
 _log = logging.getLogger("sscard_terminal.cli.card")
@@ -205,8 +206,8 @@ def _module_chain(args: argparse.Namespace, stack: contextlib.ExitStack, *,
     if args.central is not None:
         config = TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
         central = stack.enter_context(CentralClient.from_config(config))
-    chain = find_authenticator(psam_reader=args.psam, central=central,
-                               exclude_reader=user_reader)
+    psam = find_psam(psam_reader=args.psam, exclude_reader=user_reader)
+    chain = find_authenticator(psam_transport=psam, central=central)
     return stack.enter_context(chain) if chain is not None else None
 
 

@@ -23,6 +23,7 @@ from ..central.client import CentralClient, TerminalConfig
 from ..deadline import Deadline
 from ..errors import ConfigError, SscardError
 from ..sdk import excluded_readers, open_card
+from ..terminal.psam_discovery import find_psam
 from .card_service import CardReaderService, CardSettings
 from .handler import LocalApi
 from .http_server import HttpSecurity, LoopbackHttpServer
@@ -126,8 +127,8 @@ def _run(args: argparse.Namespace) -> None:
             if args.central is not None:
                 config = TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
                 central = stack.enter_context(CentralClient.from_config(config))
-            chain = find_authenticator(psam_reader=args.psam, central=central,
-                                       exclude_reader=args.reader)
+            psam = find_psam(psam_reader=args.psam, exclude_reader=args.reader)
+            chain = find_authenticator(psam_transport=psam, central=central)
             if chain is not None:
                 authenticator = stack.enter_context(chain)
                 _log.info("security module: %s", chain.name)

@@ -46,6 +46,7 @@ from sscard_terminal.offline_queue.verify import verify_journal
 from sscard_terminal.privacy import mask_card_number, mask_id_number, mask_name
 from sscard_terminal.profiles import load_profile
 from sscard_terminal.sdk import read_card
+from sscard_terminal.terminal.psam_discovery import find_psam
 
 from . import central_lifecycle
 from .central_ecodes import issue_code
@@ -79,8 +80,8 @@ class Terminal:
         self.journal = Journal.open(workdir / "journal.db", terminal_id=sim.terminal_id,
                                     keys=key_file.read_bytes())
         self.forwarder = Forwarder(self.journal, client, batch_size=100)
-        self.authenticator = find_authenticator(psam_reader=VPCD_READER_1, central=client,
-                                                exclude_reader=VPCD_READER_0,
+        psam = find_psam(psam_reader=VPCD_READER_1, exclude_reader=VPCD_READER_0)
+        self.authenticator = find_authenticator(psam_transport=psam, central=client,
                                                 recorder=self._record_forgery)
         self.events: list[dict[str, Any]] = []
 
