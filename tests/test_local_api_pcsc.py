@@ -17,9 +17,9 @@ from sscard_hardware_sim.virtual_psam import full_psam
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
 from sscard_terminal.apdu.transport import CardTransport
-from sscard_terminal.cards.hsm import HSM_READ_AUTH_PATH
-from sscard_terminal.cards.read_auth import ReadAuthenticator
-from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
+from sscard_terminal.cards.authentication.chain import ModuleChain, find_authenticator
+from sscard_terminal.cards.authentication.context import ReadAuthenticator
+from sscard_terminal.cards.authentication.hsm import HSM_READ_AUTH_PATH
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.pcsc import wait_for_card
 from sscard_terminal.local_api import CardReaderService, CardSettings

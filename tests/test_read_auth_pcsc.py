@@ -17,9 +17,9 @@ from sscard_hardware_sim.virtual_card import VirtualCard
 from sscard_hardware_sim.virtual_psam import full_psam, psam_without_read_key, psam_without_sm4
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
+from sscard_terminal.cards.authentication.chain import ModuleChain, find_authenticator
+from sscard_terminal.cards.authentication.psam import ForgeryRecord, PsamAuthenticator
 from sscard_terminal.cards.pin import verify_pin
-from sscard_terminal.cards.psam import ForgeryRecord, PsamAuthenticator
-from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.cli.exit_codes import ExitCode
 from sscard_terminal.cli.main import main

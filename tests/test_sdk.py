@@ -21,7 +21,7 @@ from sscard_hardware_sim.vpcd_link import VpcdLink
 
 import sscard_terminal
 from sscard_terminal import CardInfo, format_basic_info, read_card
-from sscard_terminal.cards.security_modules import find_authenticator
+from sscard_terminal.cards.authentication.chain import find_authenticator
 from sscard_terminal.errors import NoCardError
 from sscard_terminal.terminal.psam_discovery import find_psam
 

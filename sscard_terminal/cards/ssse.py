@@ -7,7 +7,7 @@ padding, lower case) are read and flagged in ``CardInfo.warnings``; a record tha
 not parse raises :class:`MalformedResponseError` naming file and record.
 
 Generation 3 cards give tags 01, 03, 07 freely; the rest needs a security module (see
-:mod:`.read_auth`). Without one the result is the free items, marked incomplete.
+:mod:`.authentication`). Without one the result is the free items, marked incomplete.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from ..errors import (
     NotSocialSecurityCardError,
     SecurityStatusNotSatisfiedError,
 )
+from .authentication.context import CardAuthContext, ReadAuthenticator
 from .bank import read_pan as read_bank_pan
 from .card_info import CardInfo, decode_bcd_date, decode_gb18030, decode_region
-from .read_auth import CardAuthContext, ReadAuthenticator
 
 __all__ = [
     "EF05_ITEMS",

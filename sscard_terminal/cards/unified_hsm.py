@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from ..apdu.processors import ApduProcessor
 from ..apdu.transport import CardTransport
 from ..errors import CentralProtocolError, SscardError
-from .hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
-from .psam import ForgeryRecord, ForgeryRecorder, external_authenticate
-from .read_auth import CardAuthContext
+from .authentication.context import CardAuthContext
+from .authentication.hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
+from .authentication.psam import ForgeryRecord, ForgeryRecorder, external_authenticate
 from .ssse import read_card_info
 from .unified import UnifiedCode, format_basic_info, unified_code_for
 

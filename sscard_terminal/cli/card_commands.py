@@ -13,7 +13,7 @@ from typing import Any
 from ..apdu import ApduProcessor, describe_sw
 from ..apdu.transport import CardTransport
 from ..cards.atr import decode_atr, identify_atr
-from ..cards.security_modules import ModuleChain, find_authenticator
+from ..cards.authentication.chain import ModuleChain, find_authenticator
 from ..cards.ssse import read_card_info
 from ..cards.unified import format_basic_info
 from ..central.client import CentralClient, TerminalConfig

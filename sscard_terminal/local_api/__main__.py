@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..apdu.transport import CardTransport
-from ..cards.read_auth import ReadAuthenticator
-from ..cards.security_modules import find_authenticator
+from ..cards.authentication.chain import find_authenticator
+from ..cards.authentication.context import ReadAuthenticator
 from ..central.client import CentralClient, TerminalConfig
 from ..deadline import Deadline
 from ..errors import ConfigError, SscardError

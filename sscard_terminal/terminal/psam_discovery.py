@@ -5,7 +5,7 @@ PSAM it is handed as a :class:`~sscard_terminal.apdu.transport.CardTransport` an
 opens a reader itself. This module is where the terminal finds that transport: the
 reader named by ``psam_reader`` (``--psam``), or else the first PC/SC reader other than
 the user card's whose card answers as a PSAM. The result goes to
-:func:`~sscard_terminal.cards.security_modules.find_authenticator` as
+:func:`~sscard_terminal.cards.authentication.chain.find_authenticator` as
 ``psam_transport``.
 
 ``open_reader`` decides how a reader name becomes a transport (PC/SC by default), so a
@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 
 from ..apdu.transport import CardTransport
-from ..cards.psam import CODE_NO_PSAM, read_terminal_number
+from ..cards.authentication.psam import CODE_NO_PSAM, read_terminal_number
 from ..drivers.pcsc import PcscTransport, list_readers
 from ..errors import ReaderError, SecurityModuleUnavailableError, SscardError
 

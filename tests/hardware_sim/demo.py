@@ -30,8 +30,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sscard_terminal.cards.psam import ForgeryRecord
-from sscard_terminal.cards.security_modules import find_authenticator
+from sscard_terminal.cards.authentication.chain import find_authenticator
+from sscard_terminal.cards.authentication.psam import ForgeryRecord
 from sscard_terminal.central.client import CentralClient
 from sscard_terminal.central.models import CardStatus
 from sscard_terminal.deadline import Deadline

@@ -15,12 +15,12 @@ import logging
 from types import TracebackType
 from typing import Any
 
-from ..apdu.processors import ApduProcessor
-from ..apdu.transport import CardTransport
-from ..errors import SecurityModuleUnavailableError, SscardError
+from ...apdu.processors import ApduProcessor
+from ...apdu.transport import CardTransport
+from ...errors import SecurityModuleUnavailableError, SscardError
+from .context import CardAuthContext
 from .hsm import HsmTwoStepAuthenticator, JsonPoster
 from .psam import ForgeryRecorder, PsamAuthenticator
-from .read_auth import CardAuthContext
 
 __all__ = ["ModuleChain", "find_authenticator"]
 
