@@ -39,8 +39,7 @@ from sscard_terminal.cards.authentication.psam import (
     read_terminal_number,
 )
 from sscard_terminal.cards.ssse import read_card_info
-from sscard_terminal.cards.unified import unified_code_for
-from sscard_terminal.cards.unified_hsm import HsmTwoStepSession, unified_auth_code_for
+from sscard_terminal.cards.unified import HsmTwoStepSession, unified_auth_code_for, unified_code_for
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import SimTransport
 from sscard_terminal.errors import (

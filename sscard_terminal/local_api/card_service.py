@@ -25,8 +25,12 @@ from ..cards.authentication.context import ReadAuthenticator
 from ..cards.authentication.psam import ForgeryRecorder
 from ..cards.card_info import CardInfo
 from ..cards.ssse import read_card_info
-from ..cards.unified import UnifiedCode, format_basic_info, unified_code_for
-from ..cards.unified_hsm import HsmTwoStepSession
+from ..cards.unified import (
+    HsmTwoStepSession,
+    UnifiedCode,
+    format_basic_info,
+    unified_code_for,
+)
 from ..deadline import Deadline
 from ..errors import SscardError
 from .items import ItemFile, format_items, needs_authentication

@@ -17,14 +17,14 @@ import hmac
 import logging
 from datetime import UTC, datetime
 
-from ..apdu.processors import ApduProcessor
-from ..apdu.transport import CardTransport
-from ..errors import CentralProtocolError, SscardError
-from .authentication.context import CardAuthContext
-from .authentication.hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
-from .authentication.psam import ForgeryRecord, ForgeryRecorder, external_authenticate
-from .ssse import read_card_info
-from .unified import UnifiedCode, format_basic_info, unified_code_for
+from ...apdu.processors import ApduProcessor
+from ...apdu.transport import CardTransport
+from ...errors import CentralProtocolError, SscardError
+from ..authentication.context import CardAuthContext
+from ..authentication.hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
+from ..authentication.psam import ForgeryRecord, ForgeryRecorder, external_authenticate
+from ..ssse import read_card_info
+from .basic_info import UnifiedCode, format_basic_info, unified_code_for
 
 __all__ = [
     "TWO_STEP_MODULE",
@@ -64,7 +64,7 @@ def parse_step2_key(key: str) -> HsmKey:
 
 
 unified_auth_code_for = unified_code_for
-"""The unified code of a read-authentication error: :func:`unified.unified_code_for`
+"""The unified code of a read-authentication error: :func:`.basic_info.unified_code_for`
 itself (one table), kept under this name for callers of the HSM two-step. Pass
 ``hsm=True`` for the two-step, where a disagreeing internal authentication is -25."""
 

@@ -1,4 +1,4 @@
-"""The national unified reader interface, as HIS software parses it today.
+"""The national unified reader interface's basic-information string and return codes.
 
 ``iReadCardBas`` answers a pipe-separated string with FIXED field positions (HIS code
 indexes by position; a shift breaks it) and a trailing pipe::
@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 
-from .. import errors
-from .card_info import CardInfo
+from ... import errors
+from ..card_info import CardInfo
 
 __all__ = [
     "BASIC_INFO_FIELDS",
@@ -152,7 +152,7 @@ def code_for_sw(sw: int) -> int:
 
 def unified_code_for(exc: BaseException, *, hsm: bool = False) -> int:
     """The unified return code for an error of ours: the one table for the card path
-    and read authentication (``unified_hsm`` uses it too).
+    and read authentication (:mod:`.hsm_steps` uses it too).
 
     A refusing status word maps as :func:`code_for_sw` (its value negated, or the
     spec's own codes: 63C2/63C1/63C0 -> -25536/-25537/-25538). A security module that
