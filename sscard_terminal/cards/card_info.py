@@ -11,7 +11,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..drivers.transport import CardInterface
+from ..apdu.transport import CardInterface
 from ..privacy import mask_card_number, mask_id_number, mask_name, mask_pan
 from .atr import decode_atr
 from .checksums import CheckResult, check_card_number, check_id_number

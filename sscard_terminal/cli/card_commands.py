@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..apdu import ApduProcessor, describe_sw
+from ..apdu.transport import CardTransport
 from ..cards.atr import decode_atr, identify_atr
 from ..cards.card_info import CardInfo
 from ..cards.ssse import read_card_info
@@ -20,7 +21,6 @@ from ..central.client import TerminalConfig
 from ..deadline import Deadline
 from ..drivers.pcsc import ReaderEventKind, ReaderMonitor, list_readers
 from ..drivers.sim import is_sim_reader, open_sim_reader, sim_readers
-from ..drivers.transport import CardTransport
 from ..errors import ConfigError, ReaderUnavailableError
 from ..privacy import mask_card_number, mask_id_number, mask_name
 from ..terminal.card_access import open_user_card
