@@ -27,7 +27,7 @@ from sscard_hardware_sim.virtual_card import VirtualCard
 from sscard_hardware_sim.virtual_psam import full_psam
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
-from sscard_terminal.cards.psam import PsamAuthenticator
+from sscard_terminal.cards.authentication.psam import PsamAuthenticator
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.drivers.pcsc import PcscTransport
 

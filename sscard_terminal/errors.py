@@ -1,12 +1,23 @@
-"""The one exception tree of sscard-terminal.
+"""The one exception tree of sscard-terminal, grouped by what failed.
 
 Every error the SDK, the CLI or the daemon raises derives from :class:`SscardError`.
 No third-party exception (pyscard, pyserial, httpx, sqlite3, cryptography) crosses a
 package boundary: adapters translate them here with ``raise ... from exc``.
 
-A technician must be able to tell three things apart at a glance: the reader or pcscd
-is down, the card went away or answered garbage, the card refused. Those are the three
-card-path families; the other parts have one family each.
+The families say what failed, not where it was noticed: a device, the card, the central,
+local storage, an e-code, the configuration, or the caller's request. A technician must
+still tell three card-path cases apart at a glance: the reader or pcscd is down
+(:class:`ReaderError`, a device), the card went away or answered garbage
+(:class:`CardCommunicationError`), the card refused (:class:`CardRefusedError`).
+
+:class:`DeadlineExceededError` stands alone: the budget of a presentation spans the
+card, the central and the journal, and :meth:`Deadline.check` raises it between steps
+without knowing which part was slow. Under any one family it would be taken for that
+part's failure (an ``except CentralError`` that decides offline would swallow a spent
+budget; under :class:`CardError` the CLI would report a removed card).
+
+Codes for errors (the CLI's exit codes, the unified interface's return codes) are each one
+:class:`CodeTable`, mapping by family with the most specific class first.
 
 Messages never carry personal data in clear (names, ID numbers, card numbers): build
 them with :mod:`sscard_terminal.privacy`.
@@ -14,41 +25,46 @@ them with :mod:`sscard_terminal.privacy`.
 ::
 
     SscardError
-    ├── ConfigError                      a profile, key file or option is wrong
-    ├── ReaderError                      family 1: the reader or pcscd is down
-    │   ├── NoReaderError                    no (matching) reader; names what was found
-    │   ├── ReaderUnavailableError           pcscd not running / reader lost / busy
-    │   └── NoCardError                      the reader is up but has no card
-    ├── CardCommunicationError           family 2: removed or garbled mid-transaction
-    │   ├── CardRemovedError                 card pulled; partial data is never returned
-    │   ├── CardTimeoutError                 the card stopped answering in time
-    │   └── MalformedResponseError           bytes that do not parse (says which file/record/why)
-    ├── CardRefusedError                 family 3: the card answered with a refusing SW
-    │   ├── SecurityStatusNotSatisfiedError  69 82: needs read authentication first
-    │   └── PinError                         63 Cx wrong PIN / 69 83 PIN locked
-    ├── CardApplicationError             the card is readable but not what we need
-    │   ├── NotSocialSecurityCardError       no social security application on it
-    │   └── IncompleteCardError              generation 3 without a security module
-    ├── CardAuthenticationError          read authentication of a generation 3 card
-    │   ├── ForgedCardError                  internal authentication mismatch: forged/cloned
-    │   └── SecurityModuleError              PSAM/HSM missing, lacks key or algorithm
-    │       └── SecurityModuleUnavailableError   carries the unified ``code`` (-2201/-2202/-2203)
+    ├── ConfigError                      a profile, key file, option or path is wrong
+    ├── InputError                       a caller's request is malformed (the HIS's HSM key
+    │                                    string; local_api's RequestError, with its code)
+    ├── DeviceError                      a device cannot be used (gate outputs go here too)
+    │   ├── ReaderError                      the card reader or pcscd is down
+    │   │   ├── NoReaderError                    no (matching) reader; names what was found
+    │   │   ├── ReaderUnavailableError           pcscd not running / reader lost / busy
+    │   │   └── NoCardError                      the reader is up but has no card
+    │   ├── ScannerUnavailableError          serial scanner port missing, busy or not permitted
+    │   └── CameraUnavailableError           camera/video/RTSP source cannot be opened, no cv2
+    ├── CardError                        the card in front of the terminal
+    │   ├── CardCommunicationError           removed or garbled mid-transaction
+    │   │   ├── CardRemovedError                 card pulled; partial data is never returned
+    │   │   ├── CardTimeoutError                 the card stopped answering in time
+    │   │   └── MalformedResponseError           bytes that do not parse (which file/record/why)
+    │   ├── CardRefusedError                 the card answered a refusing SW (kept in ``sw``)
+    │   │   ├── SecurityStatusNotSatisfiedError  69 82: needs read authentication first
+    │   │   └── PinError                         63 Cx wrong PIN / 69 83 PIN locked
+    │   ├── CardApplicationError             readable, but not our application
+    │   │   ├── NotSocialSecurityCardError       no social security application on it
+    │   │   └── IncompleteCardError              generation 3 without a security module
+    │   └── CardAuthenticationError          read authentication of a generation 3 card
+    │       ├── ForgedCardError                  internal authentication mismatch: forged/cloned
+    │       └── SecurityModuleError              PSAM/HSM missing, lacks key or algorithm
+    │           └── SecurityModuleUnavailableError   its unified ``code``: -2201..-2203
     ├── CentralError                     the central system
     │   ├── CentralUnreachableError          network down / deadline too short: decide offline
     │   ├── CentralRefusedError              auth refused (wrong secret, skewed clock, replay)
     │   └── CentralProtocolError             malformed, oversized or unexpected response
-    ├── DenylistError                    the local denylist file (decision)
-    ├── JournalError                     the offline journal (offline_queue)
-    │   ├── JournalForeignFileError          the file at the journal's path is not a journal
-    │   ├── JournalNewerSchemaError          written by a newer version: upgrade, keep the file
-    │   ├── JournalCorruptError              truncated or malformed file: restore, keep the file
-    │   ├── JournalKeyError                  the key does not match or does not decrypt
-    │   ├── JournalFullError                 limits reached and the profile refuses new records
-    │   ├── JournalStorageError              disk full or read-only file system; nothing written
-    │   └── JournalTamperedError             the hash chain does not verify
-    ├── ECodeError                       e-codes: scanner, camera, code format, verification
-    │   ├── ScannerUnavailableError          serial scanner port missing, busy or not permitted
-    │   ├── CameraUnavailableError           camera/video/RTSP source cannot be opened, no cv2
+    ├── StorageError                     a local store: journal, denylist, state files
+    │   ├── DenylistError                    the local denylist file (decision)
+    │   └── JournalError                     the offline journal (offline_queue)
+    │       ├── JournalForeignFileError          the file at the journal's path is not a journal
+    │       ├── JournalNewerSchemaError          written by a newer version: upgrade, keep the file
+    │       ├── JournalCorruptError              truncated or malformed file: restore, keep the file
+    │       ├── JournalKeyError                  the key does not match or does not decrypt
+    │       ├── JournalFullError                 limits reached and the profile refuses new records
+    │       ├── JournalStorageError              disk full or read-only file system; nothing written
+    │       └── JournalTamperedError             the hash chain does not verify
+    ├── ECodeError                       an e-code was refused (never a device problem)
     │   ├── MalformedECodeError              not a well-formed code: carries ``reason``
     │   └── ECodeRefusedError                well-formed but refused (signature, expiry, replay…)
     └── DeadlineExceededError            the caller's budget ran out before an answer
@@ -56,11 +72,15 @@ them with :mod:`sscard_terminal.privacy`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
 __all__ = [
     "CameraUnavailableError",
     "CardApplicationError",
     "CardAuthenticationError",
     "CardCommunicationError",
+    "CardError",
     "CardRefusedError",
     "CardRemovedError",
     "CardTimeoutError",
@@ -68,13 +88,16 @@ __all__ = [
     "CentralProtocolError",
     "CentralRefusedError",
     "CentralUnreachableError",
+    "CodeTable",
     "ConfigError",
     "DeadlineExceededError",
     "DenylistError",
+    "DeviceError",
     "ECodeError",
     "ECodeRefusedError",
     "ForgedCardError",
     "IncompleteCardError",
+    "InputError",
     "JournalCorruptError",
     "JournalError",
     "JournalForeignFileError",
@@ -96,6 +119,7 @@ __all__ = [
     "SecurityModuleUnavailableError",
     "SecurityStatusNotSatisfiedError",
     "SscardError",
+    "StorageError",
 ]
 
 
@@ -107,14 +131,25 @@ class ConfigError(SscardError):
     """A profile, key file, option or path is wrong; the message says which and why."""
 
 
+class InputError(SscardError):
+    """A caller asked for something malformed (a key string that does not parse, a
+    request the local API cannot read); nothing was done with it."""
+
+
 class DeadlineExceededError(SscardError):
-    """The caller's time budget ran out before the operation could finish."""
+    """The caller's time budget ran out before the operation could finish.
+
+    Not in a family: the budget spans several parts (see the module docstring)."""
 
 
-# --- card path, family 1: reader or pcscd -------------------------------------------
+# --- devices: reader or pcscd, scanner, camera ------------------------------------------
 
 
-class ReaderError(SscardError):
+class DeviceError(SscardError):
+    """A device the terminal drives cannot be used (reader, pcscd, scanner, camera)."""
+
+
+class ReaderError(DeviceError):
     """The reader or the PC/SC service cannot be used."""
 
 
@@ -134,10 +169,25 @@ class NoCardError(ReaderError):
     """The reader works but no card is present (or none arrived within the timeout)."""
 
 
-# --- card path, family 2: card went away or answered garbage ------------------------
+class ScannerUnavailableError(DeviceError):
+    """The serial scanner's port is missing, busy or not permitted; the message says which."""
 
 
-class CardCommunicationError(SscardError):
+class CameraUnavailableError(DeviceError):
+    """The camera, video file or RTSP stream cannot be opened, or cv2 is not installed."""
+
+
+# --- the card -----------------------------------------------------------------------------
+
+
+class CardError(SscardError):
+    """The card in front of the terminal failed, refused, or is not one we can read."""
+
+
+# card went away or answered garbage
+
+
+class CardCommunicationError(CardError):
     """The card went away or answered something unusable in the middle of a transaction."""
 
 
@@ -167,10 +217,10 @@ class MalformedResponseError(CardCommunicationError):
         self.record = record
 
 
-# --- card path, family 3: the card refused -------------------------------------------
+# the card refused
 
 
-class CardRefusedError(SscardError):
+class CardRefusedError(CardError):
     """The card answered a command with a refusing status word (kept in ``sw``)."""
 
     def __init__(self, message: str, sw: int) -> None:
@@ -191,10 +241,10 @@ class PinError(CardRefusedError):
         self.locked = locked
 
 
-# --- what kind of card -----------------------------------------------------------------
+# not our application
 
 
-class CardApplicationError(SscardError):
+class CardApplicationError(CardError):
     """The card is readable but is not what the operation needs."""
 
 
@@ -206,10 +256,10 @@ class IncompleteCardError(CardApplicationError):
     """Only part of the card could be read; the reason says what is missing and why."""
 
 
-# --- generation 3 read authentication --------------------------------------------------
+# generation 3 read authentication
 
 
-class CardAuthenticationError(SscardError):
+class CardAuthenticationError(CardError):
     """Read authentication between card, terminal and security module failed."""
 
 
@@ -254,14 +304,19 @@ class CentralProtocolError(CentralError):
     """The central answered something malformed, oversized or unexpected."""
 
 
-# --- other parts -----------------------------------------------------------------------
+# --- local storage ---------------------------------------------------------------------
 
 
-class DenylistError(SscardError):
+class StorageError(SscardError):
+    """A local store (the journal, the denylist, a state file) cannot be used; the
+    message names the file."""
+
+
+class DenylistError(StorageError):
     """The local denylist file cannot be opened or updated; the message names the file."""
 
 
-class JournalError(SscardError):
+class JournalError(StorageError):
     """The offline journal cannot do what was asked; the message names the file and the fix."""
 
 
@@ -293,16 +348,12 @@ class JournalTamperedError(JournalError):
     """The hash chain does not verify: a record was deleted, reordered or edited."""
 
 
+# --- e-codes ---------------------------------------------------------------------------
+
+
 class ECodeError(SscardError):
-    """An e-code could not be read or verified; subclasses say why."""
-
-
-class ScannerUnavailableError(ECodeError):
-    """The serial scanner's port is missing, busy or not permitted; the message says which."""
-
-
-class CameraUnavailableError(ECodeError):
-    """The camera, video file or RTSP stream cannot be opened, or cv2 is not installed."""
+    """An e-code was refused: malformed, or well-formed and not valid; subclasses say why.
+    A scanner or camera that cannot be used is a :class:`DeviceError`, not this."""
 
 
 class MalformedECodeError(ECodeError):
@@ -323,3 +374,49 @@ class ECodeRefusedError(ECodeError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+# --- codes for errors -------------------------------------------------------------------
+
+_Code = TypeVar("_Code", bound=int)
+
+
+class CodeTable(Generic[_Code]):
+    """Codes for errors by class, most specific first: the first row whose class the
+    error is an instance of decides; an error no row matches gets ``default``.
+
+    A row's code may be a function of the error (a refusing status word, a PIN's lock
+    state). A row placed after a row of one of its base classes could never match:
+    building such a table raises ``ValueError``, so the order cannot rot unnoticed.
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[tuple[type[BaseException], _Code | Callable[[Any], _Code]]],
+        *,
+        default: _Code,
+    ) -> None:
+        for index, (cls, _code) in enumerate(rows):
+            for earlier, _ in rows[:index]:
+                if issubclass(cls, earlier):
+                    raise ValueError(
+                        f"{cls.__name__} after {earlier.__name__} in a code table: never used"
+                    )
+        self.rows = tuple(rows)
+        self.default = default
+
+    def code_for(self, exc: BaseException) -> _Code:
+        """The code of ``exc``."""
+        for cls, code in self.rows:
+            if isinstance(exc, cls):
+                return code(exc) if callable(code) else code
+        return self.default
+
+    def replacing(
+        self, cls: type[BaseException], code: _Code | Callable[[Any], _Code]
+    ) -> CodeTable[_Code]:
+        """The same table with ``cls``'s row giving ``code`` instead."""
+        if all(row_cls is not cls for row_cls, _ in self.rows):
+            raise ValueError(f"{cls.__name__} has no row to replace")
+        rows = [(row_cls, code if row_cls is cls else old) for row_cls, old in self.rows]
+        return CodeTable(rows, default=self.default)

@@ -4,20 +4,21 @@
 and releases it. A reader named ``sim:<holder>`` (e.g. ``sim:gen3-adult``) is a virtual
 card run in-process: the SDK then needs no pcscd. A PSAM's slot is never taken for "the
 first reader with a card": name it in ``exclude_readers``, or pass the module chain of
-:func:`~sscard_terminal.cards.security_modules.find_authenticator`, which knows it.
+:func:`~sscard_terminal.cards.authentication.chain.find_authenticator` (given the PSAM that
+:func:`~sscard_terminal.terminal.psam_discovery.find_psam` found), which knows it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .apdu.transport import CardTransport
+from .cards.authentication.chain import ModuleChain
+from .cards.authentication.context import ReadAuthenticator
 from .cards.card_info import CardInfo
-from .cards.read_auth import ReadAuthenticator
-from .cards.security_modules import ModuleChain
 from .cards.ssse import read_card_info
 from .cards.unified import format_basic_info
 from .deadline import Deadline
-from .drivers.transport import CardTransport
 from .terminal.card_access import open_user_card
 
 __all__ = ["CardInfo", "excluded_readers", "format_basic_info", "open_card", "read_card"]

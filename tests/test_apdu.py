@@ -17,7 +17,7 @@ from sscard_terminal.apdu import (
     parse_ber,
     parse_simple,
 )
-from sscard_terminal.drivers.transport import CardInterface, CardTransport
+from sscard_terminal.apdu.transport import CardInterface, CardTransport
 from sscard_terminal.errors import MalformedResponseError
 
 

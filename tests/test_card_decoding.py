@@ -9,6 +9,7 @@ import pytest
 from sscard_hardware_sim.sim_authenticator import MasterKeyAuthenticator
 from sscard_hardware_sim.virtual_card import VirtualCard
 
+from sscard_terminal.apdu.transport import CardInterface
 from sscard_terminal.cards.atr import decode_atr, identify_atr
 from sscard_terminal.cards.checksums import (
     CheckRule,
@@ -23,7 +24,6 @@ from sscard_terminal.cards.unified import (
     unified_code_for,
 )
 from sscard_terminal.drivers.pcsc import detect_interface
-from sscard_terminal.drivers.transport import CardInterface
 from sscard_terminal.errors import (
     CardRefusedError,
     CardRemovedError,

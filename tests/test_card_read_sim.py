@@ -9,10 +9,10 @@ import pytest
 from sscard_hardware_sim.sim_authenticator import MasterKeyAuthenticator
 from sscard_hardware_sim.virtual_card import Faults, VirtualCard, holder_names
 
+from sscard_terminal.apdu.transport import CardInterface
 from sscard_terminal.cards.bank import read_pan
 from sscard_terminal.cards.ssse import GEN3_NO_MODULE_REASON, read_card_info
 from sscard_terminal.drivers.sim import SimTransport, open_sim_reader
-from sscard_terminal.drivers.transport import CardInterface
 from sscard_terminal.errors import (
     CardRefusedError,
     CardRemovedError,

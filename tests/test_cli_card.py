@@ -52,10 +52,34 @@ def test_read_generation_3_without_module_says_incomplete(
 
 def test_read_unified_prints_the_ireadcardbas_string(
         capsys: pytest.CaptureFixture[str]) -> None:
+    # Masked by default like every other output (issue 21, point 5): the layout stays.
     assert main(["read", "--reader", "sim:gen2-adult", "--unified",
+                 "--terminal-number", "410100813475"]) == 0
+    masked = capsys.readouterr().out.strip().split("|")
+    assert masked[0] == "330300" and masked[9] == "410100813475"
+    assert masked[4] == "刘**" and masked[1] == "3303**********007X"
+    assert masked[2] == "W*******4"[:9]
+    # --unmask gives the string HIS software parses, in clear.
+    assert main(["read", "--reader", "sim:gen2-adult", "--unified", "--unmask",
                  "--terminal-number", "410100813475"]) == 0
     fields = capsys.readouterr().out.strip().split("|")
     assert fields[0] == "330300" and fields[4] == "刘思远" and fields[9] == "410100813475"
+    assert len(fields) == len(masked)
+
+
+def test_read_prints_the_security_module_once_and_warnings_as_text(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["read", "--reader", "sim:gen3-adult", "--psam", "sim:psam"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("psam:sim:psam") == 1
+    assert "[" not in out and "authenticated_by" not in out
+
+
+def test_read_json_uses_null_for_missing_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["read", "--reader", "sim:gen3-adult", "--psam", "sim:psam", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["incomplete_reason"] is None and data["pan"] is None
+    assert "" not in data.values()
 
 
 def test_not_a_social_security_card_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,7 +99,8 @@ def test_apdu_prints_data_and_sw_meaning(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_apdu_rejects_non_hex() -> None:
-    assert main(["apdu", "zz", "--reader", "sim:gen2-adult"]) == ExitCode.CONFIG_ERROR
+    # A usage error (issue 21, point 9), as the README's exit-code table says.
+    assert main(["apdu", "zz", "--reader", "sim:gen2-adult"]) == ExitCode.USAGE
 
 
 def test_atr_is_decoded(capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from sscard_hardware_sim.virtual_scanner import VirtualScanner
 
+from sscard_terminal.apdu.transport import CardTransport
 from sscard_terminal.daemon import app as app_module
 from sscard_terminal.daemon.app import STOP_BUDGET_S, Daemon
 from sscard_terminal.daemon.config import DaemonConfig, LaneConfig, load_config
@@ -38,7 +39,6 @@ from sscard_terminal.daemon.sim_events import SimReaderEvents
 from sscard_terminal.daemon.sources import CardEventSink, CardEventSource
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import open_sim_reader
-from sscard_terminal.drivers.transport import CardTransport
 from sscard_terminal.errors import ConfigError
 
 from .test_systemd_units import UNIT, directives

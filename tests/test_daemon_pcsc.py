@@ -21,13 +21,13 @@ from sscard_hardware_sim.pcscd_runner import VPCD_READER_0, PcscdRunner, wait_ca
 from sscard_hardware_sim.virtual_card import VirtualCard
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
+from sscard_terminal.apdu.transport import CardTransport
 from sscard_terminal.daemon.config import DaemonConfig
 from sscard_terminal.daemon.lane import LaneState
 from sscard_terminal.daemon.pcsc_events import PcscEventSource
 from sscard_terminal.daemon.presenter import Runtime
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.pcsc import PcscTransport
-from sscard_terminal.drivers.transport import CardTransport
 
 from .test_daemon_loop import Factory, FakePresenter, ready, start, until, write_config
 

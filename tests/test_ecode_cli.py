@@ -52,7 +52,8 @@ def test_verify_accepts_online_then_offline_from_the_cached_trust_list(
     # The file is trusted only as the central signed it: no key, no trust.
     keyless = _sscard("verify", code, "--trust-list", str(trust))
     assert keyless.returncode == 16 and "REFUSED (no_trust_list)" in keyless.stdout
-    assert "--central-key" in keyless.stderr
+    # One message for one refusal, on stdout with the verdict (issue 21, point 7).
+    assert "--central-key" in keyless.stdout and keyless.stderr == ""
 
 
 def test_verify_refuses_a_cancelled_cards_code_with_exit_16(

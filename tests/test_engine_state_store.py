@@ -28,7 +28,7 @@ from sscard_terminal.decision.state_store import (
     MemoryEngineState,
     SqliteEngineState,
 )
-from sscard_terminal.errors import JournalError
+from sscard_terminal.errors import StorageError
 from sscard_terminal.profiles import Profile, load_profile, parse_profile
 
 from .decision_helpers import ManualClock, read_tap, snapshot, tap
@@ -206,7 +206,7 @@ def test_the_sqlite_timeline_is_the_wall_clock(tmp_path: Path) -> None:
 def test_a_foreign_file_is_refused_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "engine-state.db"
     path.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(JournalError, match=r"engine-state\.db"):
+    with pytest.raises(StorageError, match=r"engine-state\.db"):
         SqliteEngineState(path)
     assert path.read_bytes().startswith(b"this is not")      # left as evidence
 
@@ -217,5 +217,5 @@ def test_a_newer_schema_is_refused_and_kept(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = 99")
     db.close()
-    with pytest.raises(JournalError, match="newer version"):
+    with pytest.raises(StorageError, match="newer version"):
         SqliteEngineState(path)

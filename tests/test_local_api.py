@@ -31,13 +31,17 @@ from sscard_hardware_sim.central_hsm import read_auth_key
 from sscard_hardware_sim.virtual_card import VirtualCard
 from sscard_hardware_sim.virtual_psam import full_psam, psam_without_read_key
 
-from sscard_terminal.cards.psam import ForgeryRecord, ForgeryRecorder, PsamAuthenticator
-from sscard_terminal.cards.read_auth import ReadAuthenticator
+from sscard_terminal.apdu.transport import CardInterface, CardTransport
+from sscard_terminal.cards.authentication.context import ReadAuthenticator
+from sscard_terminal.cards.authentication.psam import (
+    ForgeryRecord,
+    ForgeryRecorder,
+    PsamAuthenticator,
+)
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.cards.unified import format_basic_info
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import SimTransport
-from sscard_terminal.drivers.transport import CardInterface, CardTransport
 from sscard_terminal.errors import CardRemovedError, ConfigError
 from sscard_terminal.local_api import (
     MAX_REQUEST_BYTES,

@@ -16,14 +16,15 @@ from sscard_hardware_sim.virtual_card import VirtualCard
 from sscard_hardware_sim.virtual_psam import full_psam
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
-from sscard_terminal.cards.hsm import HSM_READ_AUTH_PATH
-from sscard_terminal.cards.read_auth import ReadAuthenticator
-from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
+from sscard_terminal.apdu.transport import CardTransport
+from sscard_terminal.cards.authentication.chain import ModuleChain, find_authenticator
+from sscard_terminal.cards.authentication.context import ReadAuthenticator
+from sscard_terminal.cards.authentication.hsm import HSM_READ_AUTH_PATH
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.pcsc import wait_for_card
-from sscard_terminal.drivers.transport import CardTransport
 from sscard_terminal.local_api import CardReaderService, CardSettings
 from sscard_terminal.sdk import open_card
+from sscard_terminal.terminal.psam_discovery import find_psam
 from tests.test_local_api import DEVICE, TERMINAL, ApiHarness, UnixClient, WsClient, wrong_key
 
 pytestmark = pytest.mark.pcsc
@@ -55,8 +56,9 @@ def serve(tmp_path: Path) -> Iterator[Callable[[ReadAuthenticator | None], ApiHa
 
 
 def _psam_chain() -> ModuleChain:
-    chain = find_authenticator(psam_reader=wait_for_card(VPCD_READER_1, Deadline.after(5)),
-                               exclude_reader=VPCD_READER_0)
+    psam = find_psam(psam_reader=wait_for_card(VPCD_READER_1, Deadline.after(5)),
+                     exclude_reader=VPCD_READER_0)
+    chain = find_authenticator(psam_transport=psam)
     assert isinstance(chain, ModuleChain)
     return chain
 

@@ -12,6 +12,7 @@ from sscard_hardware_sim.sim_authenticator import MasterKeyAuthenticator
 from sscard_hardware_sim.virtual_card import Faults, VirtualCard, holder_names
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
+from sscard_terminal.apdu.transport import CardInterface
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.pcsc import (
@@ -21,7 +22,6 @@ from sscard_terminal.drivers.pcsc import (
     wait_for_card,
 )
 from sscard_terminal.drivers.sim import open_sim_reader
-from sscard_terminal.drivers.transport import CardInterface
 from sscard_terminal.errors import (
     CardRemovedError,
     ForgedCardError,

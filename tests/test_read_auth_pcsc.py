@@ -17,9 +17,9 @@ from sscard_hardware_sim.virtual_card import VirtualCard
 from sscard_hardware_sim.virtual_psam import full_psam, psam_without_read_key, psam_without_sm4
 from sscard_hardware_sim.vpcd_link import VpcdLink
 
+from sscard_terminal.cards.authentication.chain import ModuleChain, find_authenticator
+from sscard_terminal.cards.authentication.psam import ForgeryRecord, PsamAuthenticator
 from sscard_terminal.cards.pin import verify_pin
-from sscard_terminal.cards.psam import ForgeryRecord, PsamAuthenticator
-from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.cli.exit_codes import ExitCode
 from sscard_terminal.cli.main import main
@@ -27,6 +27,7 @@ from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.pcsc import PcscTransport, wait_for_card
 from sscard_terminal.drivers.sim import SimTransport
 from sscard_terminal.errors import ForgedCardError, PinError, SecurityModuleUnavailableError
+from sscard_terminal.terminal.psam_discovery import find_psam
 
 Insert = Callable[..., VpcdLink]
 
@@ -44,7 +45,9 @@ def _insert(vpcd_slot: Insert, holder: str, psam: VirtualDevice) -> None:
 
 
 def _chain(**kwargs: object) -> ModuleChain:
-    chain = find_authenticator(exclude_reader=_reader(0), **kwargs)  # type: ignore[arg-type]
+    psam = find_psam(psam_reader=kwargs.pop("psam_reader", None),  # type: ignore[arg-type]
+                     exclude_reader=_reader(0))
+    chain = find_authenticator(psam_transport=psam, **kwargs)  # type: ignore[arg-type]
     assert isinstance(chain, ModuleChain)
     return chain
 
@@ -67,10 +70,11 @@ def test_psam_named(vpcd_slot: Insert) -> None:
 def test_named_reader_without_psam_is_minus_2201(vpcd_slot: Insert) -> None:
     _insert(vpcd_slot, "gen3-adult", VirtualCard.from_holder("gen2-adult"))
     with pytest.raises(SecurityModuleUnavailableError) as caught:
-        find_authenticator(psam_reader=_reader(1), exclude_reader=_reader(0))
+        find_authenticator(psam_transport=find_psam(psam_reader=_reader(1),
+                                                    exclude_reader=_reader(0)))
     assert caught.value.code == -2201
     # Searched automatically, a non-PSAM card is not taken for one.
-    assert find_authenticator(exclude_reader=_reader(0)) is None
+    assert find_authenticator(psam_transport=find_psam(exclude_reader=_reader(0))) is None
 
 
 def test_cloned_card_refused_and_recorded(vpcd_slot: Insert) -> None:
@@ -118,7 +122,7 @@ def test_cloned_card_via_central_hsm(vpcd_slot: Insert, central_sim: CentralSim)
 
 def test_no_module_incomplete_and_gen2_free(vpcd_slot: Insert) -> None:
     vpcd_slot(VirtualCard.from_holder("gen3-adult"), slot=0)
-    assert find_authenticator(exclude_reader=_reader(0)) is None
+    assert find_authenticator(psam_transport=find_psam(exclude_reader=_reader(0))) is None
     with PcscTransport(_reader(0)) as transport:
         info = read_card_info(transport)
     assert not info.complete

@@ -25,14 +25,21 @@ from sscard_hardware_sim.virtual_psam import (
 )
 
 from sscard_terminal.apdu.processors import ApduProcessor
-from sscard_terminal.cards.hsm import HsmTwoStepAuthenticator, hsm_step1, hsm_step2, parse_hsm_key
-from sscard_terminal.cards.psam import ForgeryRecord, PsamAuthenticator, read_terminal_number
-from sscard_terminal.cards.read_auth import CardAuthContext
-from sscard_terminal.cards.security_modules import ModuleChain, find_authenticator
-from sscard_terminal.cards.security_modules import is_psam as _is_psam
+from sscard_terminal.cards.authentication.chain import ModuleChain, find_authenticator
+from sscard_terminal.cards.authentication.context import CardAuthContext
+from sscard_terminal.cards.authentication.hsm import (
+    HsmTwoStepAuthenticator,
+    hsm_step1,
+    hsm_step2,
+    parse_hsm_key,
+)
+from sscard_terminal.cards.authentication.psam import (
+    ForgeryRecord,
+    PsamAuthenticator,
+    read_terminal_number,
+)
 from sscard_terminal.cards.ssse import read_card_info
-from sscard_terminal.cards.unified import unified_code_for
-from sscard_terminal.cards.unified_hsm import HsmTwoStepSession, unified_auth_code_for
+from sscard_terminal.cards.unified import HsmTwoStepSession, unified_auth_code_for, unified_code_for
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import SimTransport
 from sscard_terminal.errors import (
@@ -41,6 +48,7 @@ from sscard_terminal.errors import (
     ForgedCardError,
     SecurityModuleUnavailableError,
 )
+from sscard_terminal.terminal.psam_discovery import is_psam as _is_psam
 
 
 class _HsmServer:

@@ -21,8 +21,9 @@ from sscard_hardware_sim.vpcd_link import VpcdLink
 
 import sscard_terminal
 from sscard_terminal import CardInfo, format_basic_info, read_card
-from sscard_terminal.cards.security_modules import find_authenticator
+from sscard_terminal.cards.authentication.chain import find_authenticator
 from sscard_terminal.errors import NoCardError
+from sscard_terminal.terminal.psam_discovery import find_psam
 
 
 def test_sdk_exports_read_card_cardinfo_and_formatter() -> None:
@@ -108,7 +109,7 @@ def test_read_card_never_takes_an_excluded_reader(
 def test_read_card_excludes_the_psam_reader_of_the_module_chain(
         vpcd_slot: Callable[..., VpcdLink]) -> None:
     _psam_first_card_second(vpcd_slot, "gen3-adult")
-    chain = find_authenticator(exclude_reader=VPCD_READER_1)
+    chain = find_authenticator(psam_transport=find_psam(exclude_reader=VPCD_READER_1))
     assert chain is not None
     with chain:
         assert chain.psam_reader == VPCD_READER_0

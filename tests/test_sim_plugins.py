@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from sscard_terminal.cards.psam import read_terminal_number
+from sscard_terminal.apdu.transport import CardInterface
+from sscard_terminal.cards.authentication.psam import read_terminal_number
 from sscard_terminal.cli.main import build_parser
 from sscard_terminal.drivers.sim import open_sim_reader, sim_readers
-from sscard_terminal.drivers.transport import CardInterface
 from sscard_terminal.errors import NoReaderError
 from sscard_terminal.plugins import CLI_COMMANDS_GROUP, SIM_DEVICES_GROUP
 
@@ -203,7 +203,6 @@ birthplace                   3303**
 birth_date                   1985-**-**
 algorithm                    3
 complete                     True
-authenticated_by             psam:sim:psam
 security module              psam:sim:psam
 """
 

@@ -1,7 +1,8 @@
 """ISO 7816-4 commands, responses, status words and TLV codecs.
 
 Knows nothing of readers or of the daemon: it speaks to a
-:class:`~sscard_terminal.drivers.transport.CardTransport` and nothing else.
+:class:`~sscard_terminal.apdu.transport.CardTransport` (defined here, implemented by the
+adapters in ``drivers/``) and nothing else.
 """
 
 from .command import CommandApdu

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from ..drivers.transport import CardTransport
 from ..errors import MalformedResponseError
 from .command import CommandApdu
 from .response import ResponseApdu
+from .transport import CardTransport
 
 __all__ = ["MAX_RESPONSE_BYTES", "ApduProcessor"]
 

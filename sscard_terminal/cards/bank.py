@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..apdu import ApduProcessor, CommandApdu, parse_ber
 from ..apdu.tlv import find
-from ..drivers.transport import CardInterface, CardTransport
+from ..apdu.transport import CardInterface, CardTransport
 from ..errors import CardApplicationError, MalformedResponseError
 
 __all__ = ["PPSE", "PSE", "UNIONPAY_CREDIT", "UNIONPAY_DEBIT", "read_pan"]

@@ -11,7 +11,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..drivers.transport import CardInterface
+from ..apdu.transport import CardInterface
 from ..privacy import mask_card_number, mask_id_number, mask_name, mask_pan
 from .atr import decode_atr
 from .checksums import CheckResult, check_card_number, check_id_number
@@ -141,12 +141,16 @@ class CardInfo:
             return b""
 
     def to_dict(self, unmask: bool = False) -> dict[str, Any]:
-        """A JSON-ready dict; personal data masked unless ``unmask``."""
+        """A JSON-ready dict; personal data masked unless ``unmask``.
+
+        Its shape is fixed (docs/card-path.md, "JSON output"): every key is always present,
+        and a field the card did not give is ``null``, never an empty string.
+        """
 
         def date(value: _dt.date | None) -> str | None:
             return value.isoformat() if value else None
 
-        return {
+        data = {
             "reader": self.reader,
             "interface": self.interface.value,
             "atr": self.atr.hex().upper(),
@@ -182,6 +186,7 @@ class CardInfo:
             "authenticated_by": self.authenticated_by,
             "warnings": list(self.warnings),
         }
+        return {key: None if value == "" else value for key, value in data.items()}
 
     def __repr__(self) -> str:
         return (

@@ -13,7 +13,7 @@ bytearray is consumed: it is zeroed as soon as the PIN has been encoded.
 from __future__ import annotations
 
 from ..apdu.processors import ApduProcessor
-from ..drivers.transport import CardTransport
+from ..apdu.transport import CardTransport
 from ..errors import ConfigError, MalformedResponseError, PinError
 from .ssse import select_ssse
 

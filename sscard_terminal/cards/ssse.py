@@ -7,7 +7,7 @@ padding, lower case) are read and flagged in ``CardInfo.warnings``; a record tha
 not parse raises :class:`MalformedResponseError` naming file and record.
 
 Generation 3 cards give tags 01, 03, 07 freely; the rest needs a security module (see
-:mod:`.read_auth`). Without one the result is the free items, marked incomplete.
+:mod:`.authentication`). Without one the result is the free items, marked incomplete.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..apdu import ApduProcessor, CommandApdu, ResponseApdu, parse_ber, parse_simple
 from ..apdu.tlv import find
-from ..drivers.transport import CardTransport
+from ..apdu.transport import CardTransport
 from ..errors import (
     CardApplicationError,
     CardRefusedError,
@@ -26,9 +26,9 @@ from ..errors import (
     NotSocialSecurityCardError,
     SecurityStatusNotSatisfiedError,
 )
+from .authentication.context import CardAuthContext, ReadAuthenticator
 from .bank import read_pan as read_bank_pan
 from .card_info import CardInfo, decode_bcd_date, decode_gb18030, decode_region
-from .read_auth import CardAuthContext, ReadAuthenticator
 
 __all__ = [
     "EF05_ITEMS",

@@ -1,6 +1,6 @@
 """Client of the central system's terminal protocol (docs/central-protocol.md)."""
 
-from .client import MAX_BATCH, CentralClient, TerminalConfig, read_signed_trust_list
+from .client import MAX_BATCH, CentralClient, TerminalConfig
 from .models import (
     Application,
     CardStatus,
@@ -18,6 +18,7 @@ from .models import (
     TrustList,
     card_ref,
 )
+from .wire import read_signed_trust_list
 
 __all__ = [
     "MAX_BATCH",

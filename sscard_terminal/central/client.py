@@ -24,24 +24,20 @@ Design rules, each for a reason:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import dataclasses
 import json
 import logging
 import math
-import re
 import socket
 import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -54,28 +50,30 @@ from ..errors import (
     CentralUnreachableError,
     ConfigError,
 )
-from ..privacy import mask_card_number, mask_id_number
+from ..privacy import mask_card_number
 from . import auth
 from .abortable import AbortableTransport
 from .models import (
-    Application,
-    CardStatus,
     CardValidation,
     Channel,
-    DenylistEntry,
     DenylistUpdate,
     ECodeCheck,
-    Entitlement,
-    HolderIdentity,
     PingResult,
     TransactionAck,
     TransactionUpload,
-    TrustedKey,
     TrustList,
 )
 from .signed import load_public_key, verify_document
+from .wire import (
+    decode_answer,
+    parse_acks,
+    parse_denylist,
+    parse_validation,
+    read_signed_trust_list,
+    said,
+)
 
-__all__ = ["MAX_BATCH", "CentralClient", "TerminalConfig", "read_signed_trust_list"]
+__all__ = ["MAX_BATCH", "CentralClient", "TerminalConfig"]
 
 _log = logging.getLogger(__name__)
 
@@ -85,11 +83,6 @@ DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 _MIN_ATTEMPT_S = 0.005
 """Below this much budget an attempt cannot succeed; answer unreachable instead."""
 _MAX_ATTEMPTS = 3
-_MAX_SAID = 200   # characters of a reason or warning the central wrote
-# Shapes of personal numbers inside a central's text: an 18-character ID number and a
-# 9-character card number (a letter and 8 digits), each standing alone.
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
-_CARD_NUMBER = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9]{8}(?![0-9A-Za-z])")
 
 
 @dataclass(frozen=True)
@@ -323,7 +316,7 @@ class CentralClient:
             raise CentralProtocolError("e-code answer lacks accepted/reason")
         kind = answer.get("kind")
         card = answer.get("card")
-        return ECodeCheck(accepted=accepted, reason=_said(reason),
+        return ECodeCheck(accepted=accepted, reason=said(reason),
                           kind=kind if isinstance(kind, str) else None,
                           card=parse_validation(card) if isinstance(card, dict) else None)
 
@@ -339,14 +332,14 @@ class CentralClient:
             answer = self._request("POST", "/v1/transactions/batch",
                                    {"transactions": [t.to_json() for t in part]}, deadline,
                                    retry=True)
-            acks.extend(_parse_acks(answer, [t.idempotency_key for t in part]))
+            acks.extend(parse_acks(answer, [t.idempotency_key for t in part]))
         return acks
 
     def denylist(self, since_version: int, deadline: Deadline) -> DenylistUpdate:
         """Changes since ``since_version`` (a snapshot when too far behind), signature checked."""
         document = self._signed(f"/v1/denylist?since={int(since_version)}", "denylist",
                                 deadline)
-        return _parse_denylist(document)
+        return parse_denylist(document)
 
     def trust_list(self, deadline: Deadline) -> TrustList:
         """The e-code signer keys, signature checked against the pinned central key (the
@@ -431,14 +424,14 @@ class CentralClient:
             raise ConfigError(f"central URL is not usable: {exc}") from exc
         if status >= 500:
             raise _Retryable(f"{method} {path}: central answered HTTP {status}")
-        answer = _decode(data, method, path)
+        answer = decode_answer(data, method, path)
         if status in (401, 403):
-            said = answer.get("reason")
-            reason = _said(said) if isinstance(said, str) else "refused"
+            written = answer.get("reason")
+            reason = said(written) if isinstance(written, str) else "refused"
             raise CentralRefusedError(f"central refused {method} {path}: {reason}", reason=reason)
         if status != 200:
             raise CentralProtocolError(
-                f"{method} {path}: HTTP {status} {_said(str(answer.get('reason', '')))}".rstrip())
+                f"{method} {path}: HTTP {status} {said(str(answer.get('reason', '')))}".rstrip())
         return answer
 
     def _read_capped(self, response: httpx.Response, deadline: Deadline) -> bytes:
@@ -478,166 +471,3 @@ class CentralClient:
 
 class _Retryable(Exception):
     """Internal: an attempt failed in a way a repeat might fix (network, 5xx)."""
-
-
-def _decode(data: bytes, method: str, path: str) -> dict[str, Any]:
-    try:
-        answer = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CentralProtocolError(f"{method} {path}: answer is not JSON") from exc
-    except RecursionError:  # nested deeper than the interpreter's stack
-        raise CentralProtocolError(f"{method} {path}: answer is nested too deeply") from None
-    if not isinstance(answer, dict):
-        raise CentralProtocolError(f"{method} {path}: answer is not a JSON object")
-    return answer
-
-
-# --- parsing (strict on what matters, lenient on unknown extras) ----------------------------
-
-
-def _opt_str(data: Mapping[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise CentralProtocolError(f"field {name} is not a string")
-    return value
-
-
-def _enum_set(values: Any, enum_type: type[Application] | type[Entitlement], name: str
-              ) -> frozenset[Any]:
-    if values is None:
-        return frozenset()
-    if not isinstance(values, list):
-        raise CentralProtocolError(f"field {name} is not a list")
-    known = {e.value: e for e in enum_type}
-    # Unknown names are skipped: a newer central may know more applications than we do.
-    return frozenset(known[v] for v in values if isinstance(v, str) and v in known)
-
-
-def parse_validation(data: Mapping[str, Any]) -> CardValidation:
-    """A :class:`CardValidation` from the central's JSON; malformed -> CentralProtocolError."""
-    try:
-        status = CardStatus(data.get("status"))
-    except ValueError:
-        raise CentralProtocolError("validation answer has no known status") from None
-    reason = data.get("reason")
-    if not isinstance(reason, str):
-        raise CentralProtocolError("validation answer has no reason")
-    holder = None
-    raw_holder = data.get("holder")
-    if raw_holder is not None:
-        if not isinstance(raw_holder, dict):
-            raise CentralProtocolError("field holder is not an object")
-        name, number = raw_holder.get("name"), raw_holder.get("id_number")
-        if not isinstance(name, str) or not isinstance(number, str):
-            raise CentralProtocolError("holder lacks name or id_number")
-        holder = HolderIdentity(name=name, id_number=number)
-    return CardValidation(
-        status=status, reason=_said(reason), card_ref=_opt_str(data, "card_ref"),
-        since=_opt_str(data, "since"), until=_opt_str(data, "until"),
-        expires_on=_opt_str(data, "expires_on"),
-        applications=_enum_set(data.get("applications"), Application, "applications"),
-        entitlements=_enum_set(data.get("entitlements"), Entitlement, "entitlements"),
-        holder=holder, warning=_said_or_none(_opt_str(data, "warning")))
-
-
-def _parse_acks(answer: Mapping[str, Any], keys: Iterable[str]) -> list[TransactionAck]:
-    raw = answer.get("acks")
-    wanted = list(keys)
-    if not isinstance(raw, list) or len(raw) != len(wanted):
-        raise CentralProtocolError("upload answer does not acknowledge every transaction")
-    acks = []
-    for key, item in zip(wanted, raw, strict=True):
-        if not isinstance(item, dict) or item.get("outcome") not in (
-                "accepted", "duplicate", "rejected"):
-            raise CentralProtocolError("upload answer has a malformed acknowledgement")
-        if item["outcome"] != "rejected" and item.get("idempotency_key") != key:
-            raise CentralProtocolError("upload answer acknowledges a transaction not sent")
-        reason = item.get("reason")
-        acks.append(TransactionAck(idempotency_key=key, outcome=item["outcome"],
-                                   reason=_said_or_none(reason)))
-    return acks
-
-
-def _said(text: str) -> str:
-    """A text the central wrote (a reason, a warning), fit for logs, errors, the journal
-    and a gate's display.
-
-    Control and format characters become ``?`` (a CR LF forges a log line, an escape
-    clears a technician's terminal, a bidi override reverses what is shown) and a long
-    text is cut to :data:`_MAX_SAID` characters.
-    """
-    # A little past the cut, so that a number straddling it is still seen whole.
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:_MAX_SAID + 20])
-    # Reasons are meant to be codes; numbers a central put in one anyway are masked.
-    cleaned = _ID_NUMBER.sub(lambda m: mask_id_number(m.group()), cleaned)
-    cleaned = _CARD_NUMBER.sub(lambda m: mask_card_number(m.group()), cleaned)
-    return cleaned if len(cleaned) <= _MAX_SAID else cleaned[:_MAX_SAID - 1] + "…"
-
-
-def _said_or_none(text: object) -> str | None:
-    return _said(text) if isinstance(text, str) else None
-
-
-def _int(document: Mapping[str, Any], name: str) -> int:
-    value = document.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise CentralProtocolError(f"signed document: {name} is not an integer")
-    return value
-
-
-def _parse_denylist(document: Mapping[str, Any]) -> DenylistUpdate:
-    added_raw, removed_raw = document.get("added"), document.get("removed")
-    if not isinstance(added_raw, list) or not isinstance(removed_raw, list):
-        raise CentralProtocolError("denylist: added/removed are not lists")
-    added = []
-    for item in added_raw:
-        if not isinstance(item, dict) or not isinstance(item.get("card_ref"), str):
-            raise CentralProtocolError("denylist: malformed entry")
-        try:
-            status = CardStatus(item.get("status"))
-        except ValueError:
-            raise CentralProtocolError("denylist: entry with an unknown status") from None
-        added.append(DenylistEntry(card_ref=item["card_ref"], status=status,
-                                   until=_opt_str(item, "until")))
-    if not all(isinstance(r, str) for r in removed_raw):
-        raise CentralProtocolError("denylist: malformed removal")
-    return DenylistUpdate(version=_int(document, "version"),
-                          since_version=_int(document, "since_version"),
-                          full=bool(document.get("full")), added=tuple(added),
-                          removed=tuple(removed_raw))
-
-
-def read_signed_trust_list(envelope: object, central_key: Ed25519PublicKey) -> TrustList:
-    """The trust list in a signed envelope, checked against the pinned central key.
-
-    The envelope is kept on the result. Raises :class:`CentralProtocolError` when the
-    envelope is malformed, is not a trust list or does not verify.
-    """
-    document = verify_document(central_key, envelope, "trust_list")
-    # verify_document refused anything but a dict, so the cast only tells the type checker.
-    return dataclasses.replace(_parse_trust_list(document),
-                               envelope=cast("dict[str, Any]", envelope))
-
-
-def _parse_trust_list(document: Mapping[str, Any]) -> TrustList:
-    raw_keys = document.get("keys")
-    if not isinstance(raw_keys, list):
-        raise CentralProtocolError("trust list: keys is not a list")
-    keys = []
-    for item in raw_keys:
-        if not isinstance(item, dict) or item.get("alg") not in ("ES256", "EdDSA"):
-            raise CentralProtocolError("trust list: malformed key entry")
-        try:
-            der = base64.b64decode(str(item.get("public_key")), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CentralProtocolError("trust list: public key is not base64") from exc
-        kid, nbf, naf = item.get("kid"), item.get("not_before"), item.get("not_after")
-        if not (isinstance(kid, str) and isinstance(nbf, str) and isinstance(naf, str)):
-            raise CentralProtocolError("trust list: key lacks kid or validity")
-        keys.append(TrustedKey(kid=kid, alg=item["alg"], public_key=der, not_before=nbf,
-                               not_after=naf, revoked=bool(item.get("revoked"))))
-    issued = document.get("issued_at")
-    return TrustList(version=_int(document, "version"),
-                     issued_at=issued if isinstance(issued, str) else "", keys=tuple(keys))

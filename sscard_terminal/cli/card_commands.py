@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ..apdu import ApduProcessor, describe_sw
+from ..apdu.transport import CardTransport
 from ..cards.atr import decode_atr, identify_atr
+from ..cards.card_info import CardInfo
 from ..cards.ssse import read_card_info
 from ..cards.unified import format_basic_info
 from ..central.client import TerminalConfig
 from ..deadline import Deadline
-from ..drivers.pcsc import ReaderMonitor, list_readers
-from ..drivers.sim import sim_readers
-from ..drivers.transport import CardTransport
+from ..drivers.pcsc import ReaderEventKind, ReaderMonitor, list_readers
+from ..drivers.sim import is_sim_reader, open_sim_reader, sim_readers
 from ..errors import ConfigError, ReaderUnavailableError
+from ..privacy import mask_card_number, mask_id_number, mask_name
 from ..terminal.card_access import open_user_card
 from ..terminal.root import TerminalRoot
 from ..terminal.settings import TerminalSettings
@@ -92,8 +96,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-security-module", action="store_true",
                    help="do not look for a PSAM or HSM (generation 3: free items only)")
     p.add_argument("--unified", action="store_true",
-                   help="print the unified interface's iReadCardBas string (implies "
-                   "--unmask: HIS software needs it in clear)")
+                   help="print the unified interface's iReadCardBas string, masked like "
+                   "every other output unless --unmask is given (HIS software gets it in "
+                   "clear through the SDK or the local API, not from a terminal screen)")
     p.add_argument("--pan", action="store_true", help="also read the bank PAN")
     p.add_argument("--terminal-number", default="", help="终端机编号 for --unified")
     p.add_argument("--device-number", default="", help="终端设备号 for --unified")
@@ -103,27 +108,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
              "Print reader added/removed, card inserted/removed and pcscd lost/back events "
              "as they happen, until Ctrl-C, --count events or --seconds.",
              "sscard watch --seconds 10")
+    p.add_argument("--reader", metavar="NAME",
+                   help="only this reader's events (name or prefix; sim:<name> watches a "
+                   "simulated reader, which holds its card from the start)")
     p.add_argument("--count", type=int, default=0, help="stop after N events")
     p.add_argument("--seconds", type=float, default=0.0, help="stop after S seconds")
     p.set_defaults(func=_watch)
 
 
 def _readers(args: argparse.Namespace) -> int:
+    """PC/SC readers, then simulated ones. Exit 18 only when no reader at all can be
+    used: with pcscd down but ``sim:`` readers listed, the listed readers work."""
     pcscd_down = False
     try:
         readers = list_readers()
     except ReaderUnavailableError as exc:
-        print(f"pcscd: {exc}")
+        print(f"PC/SC readers unavailable: {exc}")
         readers = []
         pcscd_down = True
     for reader in readers:
         atr = f"  ATR {reader.atr.hex(' ').upper()}" if reader.atr else ""
         print(f"{reader.name}\t{reader.state}{atr}")
-    if not readers:
+    if not readers and not pcscd_down:
         print("no PC/SC readers")
-    for sim in sim_readers():
+    simulated = sim_readers()
+    for sim in simulated:
         print(f"{sim.name}\tsimulated {sim.kind} present")
-    return ExitCode.READER_UNAVAILABLE if pcscd_down else ExitCode.OK
+    return ExitCode.READER_UNAVAILABLE if not readers and not simulated else ExitCode.OK
 
 
 def _atr(args: argparse.Namespace) -> int:
@@ -148,8 +159,11 @@ def _atr(args: argparse.Namespace) -> int:
 def _apdu(args: argparse.Namespace) -> int:
     try:
         raw = bytes.fromhex(args.hex.replace(" ", ""))
-    except ValueError as exc:
-        raise ConfigError(f"not a hex APDU: {args.hex!r}") from exc
+    except ValueError:
+        # Wrong arguments, like any other argparse refusal: exit 2, not a config error.
+        print(f"sscard apdu: not a hex APDU: {args.hex!r} (example: 00A4040000)",
+              file=sys.stderr)
+        return ExitCode.USAGE
     with _open_reader(args) as transport:
         response = ApduProcessor(transport).send_raw(raw)
     print(f"data {response.data.hex(' ').upper() or '-'}")
@@ -160,10 +174,9 @@ def _apdu(args: argparse.Namespace) -> int:
 def _read(args: argparse.Namespace) -> int:
     if args.no_security_module and (args.psam or args.central):
         raise ConfigError("--no-security-module cannot be combined with --psam or --central")
-    unmask = bool(args.unmask or args.unified)
+    unmask = bool(args.unmask)
     if unmask:
-        _log.warning("personal data shown unmasked at the operator's request (--%s)",
-                     "unified" if args.unified else "unmask")
+        _log.warning("personal data shown unmasked at the operator's request (--unmask)")
     deadline = Deadline.after(args.timeout)
     central = (TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
                if args.central is not None else None)
@@ -181,7 +194,8 @@ def _read(args: argparse.Namespace) -> int:
             info = read_card_info(transport, authenticator=chain, read_pan=args.pan)
         fallback = chain.last_fallback_code if chain is not None else None
     if args.unified:
-        print(format_basic_info(info, terminal_number=args.terminal_number,
+        shown = info if unmask else masked_copy(info)
+        print(format_basic_info(shown, terminal_number=args.terminal_number,
                                 device_number=args.device_number))
     elif args.json:
         data = info.to_dict(unmask=unmask)
@@ -198,15 +212,28 @@ def _open_reader(args: argparse.Namespace) -> CardTransport:
     return open_user_card(args.reader, Deadline.after(args.timeout))
 
 
+def masked_copy(info: CardInfo) -> CardInfo:
+    """The read with name, ID number and card number masked (for the unified string on a
+    screen: its field order stays, so a technician can still check the layout)."""
+    return dataclasses.replace(info, name=mask_name(info.name),
+                               social_security_number=mask_id_number(
+                                   info.social_security_number),
+                               card_number=mask_card_number(info.card_number))
+
+
 def _print_info(data: dict[str, Any], fallback: int | None = None) -> None:
     for key, value in data.items():
-        if value in (None, "", []):
+        # The module is printed once, below, with its fallback; warnings as sentences.
+        if value in (None, "", []) or key in ("authenticated_by", "warnings",
+                                              "incomplete_reason"):
             continue
         shown = value
         if isinstance(value, dict):
             verdict = {True: "ok", False: "WRONG", None: "n/a"}[value["valid"]]
             shown = f"{value['rule']} {verdict}"
         print(f"{key:<28} {shown}")
+    for warning in data["warnings"]:
+        print(f"{'warning':<28} {warning}")
     if not data["complete"]:
         print(f"INCOMPLETE: {data['incomplete_reason']}")
         return
@@ -217,6 +244,10 @@ def _print_info(data: dict[str, Any], fallback: int | None = None) -> None:
 
 
 def _watch(args: argparse.Namespace) -> int:
+    """Reader events until --count or --seconds. pcscd unreachable at the start is an
+    error (exit 18), not an event; once watching, pcscd lost/back are events."""
+    if args.reader is not None and is_sim_reader(args.reader):
+        return _watch_sim(args)
     end = time.monotonic() + args.seconds if args.seconds > 0 else None
     seen = 0
     with ReaderMonitor() as monitor:
@@ -225,9 +256,29 @@ def _watch(args: argparse.Namespace) -> int:
             event = monitor.get(wait)
             if event is None:
                 continue
+            if seen == 0 and event.kind is ReaderEventKind.READER_LOST:
+                raise ReaderUnavailableError(
+                    "cannot reach pcscd (is it running? 'systemctl start pcscd.socket'); "
+                    "sim: readers are watched with --reader sim:<name>")
+            if args.reader is not None and event.reader not in (args.reader, "pcscd") \
+                    and not event.reader.startswith(args.reader):
+                continue
             atr = f" ATR {event.atr.hex().upper()}" if event.atr else ""
             print(f"{event.kind.value}\t{event.reader}{atr}", flush=True)
             seen += 1
             if args.count and seen >= args.count:
                 break
+    return 0
+
+
+def _watch_sim(args: argparse.Namespace) -> int:
+    """A simulated reader always holds its card: one card-inserted event, then quiet."""
+    with open_sim_reader(args.reader) as transport:
+        print(f"{ReaderEventKind.CARD_INSERTED.value}\t{transport.reader_name} "
+              f"ATR {transport.atr.hex().upper()}", flush=True)
+    if args.count == 1:
+        return 0
+    end = time.monotonic() + args.seconds if args.seconds > 0 else None
+    while end is None or time.monotonic() < end:
+        time.sleep(0.5 if end is None else max(0.0, min(0.5, end - time.monotonic())))
     return 0

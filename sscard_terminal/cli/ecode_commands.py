@@ -12,10 +12,11 @@ from pathlib import Path
 
 from ..central.client import TerminalConfig
 from ..deadline import Deadline
-from ..ecode import SIMULATOR_SHAPES, ECodeVerification, ECodeVerifier
-from ..errors import ConfigError, ECodeRefusedError
+from ..ecode import SIMULATOR_SHAPES, ECodeVerification, ECodeVerifier, Reason
+from ..errors import ConfigError
 from ..terminal.root import TerminalRoot
 from ..terminal.settings import TerminalSettings
+from .exit_codes import ExitCode
 
 __all__ = ["add_verification_options", "build_verifier", "describe", "register",
            "shorten"]
@@ -112,12 +113,24 @@ def shorten(text: str, keep: int = 12) -> str:
     return text if len(text) <= keep else f"{text[:keep]}…[{len(text)} chars]"
 
 
+# Reasons given only after the signature was checked against the trust list.
+_CHECKED_OFFLINE = frozenset({Reason.BAD_SIGNATURE, Reason.EXPIRED, Reason.NOT_YET_VALID,
+                              Reason.REPLAYED, Reason.REVOKED_KID, Reason.KEY_OUT_OF_VALIDITY,
+                              Reason.BAD_PAYLOAD, Reason.REPLAY_CHECK_FAILED})
+
+
 def describe(result: ECodeVerification) -> list[str]:
     """Masked, human-readable lines for one verification."""
     verdict = "ACCEPTED" if result.accepted else ("DEFERRED" if result.deferred
                                                   else "REFUSED")
+    if result.online:
+        how = "verified online"
+    elif result.accepted or result.reason in _CHECKED_OFFLINE:
+        how = "verified offline"
+    else:
+        how = "not verified (refused before its signature was checked)"
     lines = [f"{verdict} ({result.reason.value}): {result.message}",
-             f"  kind: {result.kind.value}; verified {'online' if result.online else 'offline'}"]
+             f"  kind: {result.kind.value}; {how}"]
     if result.card_ref:
         lines.append(f"  card_ref: {result.card_ref}  region: {result.region or '-'}")
     card = result.validation
@@ -143,7 +156,8 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"code: {shorten(args.code.strip())}")
     for line in describe(result):
         print(line)
-    if not result.accepted:
-        raise ECodeRefusedError(f"e-code {result.reason.value}: {result.message}",
-                                result.reason.value)
-    return 0
+    if result.accepted and args.state_dir is None:
+        print("  replay: checked within this run only (give --state-dir DIR to remember "
+              "accepted codes between runs, as a terminal does)")
+    # The REFUSED line above is the one message for a refusal: no second one on stderr.
+    return 0 if result.accepted else ExitCode.ECODE_REFUSED

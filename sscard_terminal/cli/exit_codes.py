@@ -37,37 +37,36 @@ class ExitCode(enum.IntEnum):
     CENTRAL_PROTOCOL = 20
 
 
-# Most specific first: the first matching class decides.
-_BY_ERROR: tuple[tuple[type[BaseException], ExitCode], ...] = (
+# One table, by family (errors.py draws the tree); most specific first, which CodeTable
+# checks. A family without a row of its own falls through to ERROR.
+_TABLE: errors.CodeTable[ExitCode] = errors.CodeTable([
+    # DeviceError: the reader or pcscd, the QR scanner, the camera
     (errors.NoReaderError, ExitCode.NO_READER),
     (errors.NoCardError, ExitCode.NO_CARD),
-    (errors.ReaderError, ExitCode.READER_UNAVAILABLE),
-    # A scanner or camera that is missing or busy is a device problem, not a refusal.
-    (errors.ScannerUnavailableError, ExitCode.READER_UNAVAILABLE),
-    (errors.CameraUnavailableError, ExitCode.READER_UNAVAILABLE),
-    (errors.NotSocialSecurityCardError, ExitCode.NOT_SOCIAL_SECURITY_CARD),
-    (errors.IncompleteCardError, ExitCode.INCOMPLETE_READ),
+    (errors.DeviceError, ExitCode.READER_UNAVAILABLE),
+    # CardError: went away or garbled, refused, not our application, not genuine
     (errors.CardRemovedError, ExitCode.CARD_REMOVED),
     (errors.MalformedResponseError, ExitCode.MALFORMED_CARD_DATA),
     (errors.CardCommunicationError, ExitCode.CARD_REMOVED),
-    (errors.PinError, ExitCode.PIN_WRONG),
+    (errors.PinError, lambda exc: ExitCode.PIN_LOCKED if exc.locked else ExitCode.PIN_WRONG),
     (errors.CardRefusedError, ExitCode.CARD_REFUSED),
+    (errors.NotSocialSecurityCardError, ExitCode.NOT_SOCIAL_SECURITY_CARD),
+    (errors.IncompleteCardError, ExitCode.INCOMPLETE_READ),
     (errors.ForgedCardError, ExitCode.FORGED_CARD),
     (errors.SecurityModuleError, ExitCode.SECURITY_MODULE),
+    # CentralError
     (errors.CentralUnreachableError, ExitCode.CENTRAL_UNREACHABLE),
     (errors.CentralRefusedError, ExitCode.CENTRAL_REFUSED),
     (errors.CentralError, ExitCode.CENTRAL_PROTOCOL),
+    # StorageError: the journal has its code; the denylist has none yet (ERROR)
     (errors.JournalError, ExitCode.JOURNAL_ERROR),
+    # ECodeError: refusals only (a scanner or camera problem is a DeviceError above)
     (errors.ECodeError, ExitCode.ECODE_REFUSED),
     (errors.ConfigError, ExitCode.CONFIG_ERROR),
-)
+    (errors.InputError, ExitCode.USAGE),
+], default=ExitCode.ERROR)
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The exit code for an error raised by a command."""
-    if isinstance(exc, errors.PinError) and exc.locked:
-        return ExitCode.PIN_LOCKED
-    for cls, code in _BY_ERROR:
-        if isinstance(exc, cls):
-            return code
-    return ExitCode.ERROR
+    return _TABLE.code_for(exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
@@ -85,6 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exit_code_for(exc)
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:
+            # `sscard readers | head`: the reader of our output left. Say nothing more
+            # (Python would print a traceback while flushing stdout at exit).
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return ExitCode.OK
 
 
 @contextlib.contextmanager

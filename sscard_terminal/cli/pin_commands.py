@@ -29,6 +29,10 @@ def _read_pin(args: argparse.Namespace, prompt: str) -> bytearray:
         if not line:
             raise ConfigError(f"--pin-stdin: no line for {prompt.rstrip(': ').lower()}")
         return bytearray(line.rstrip(b"\r\n"))
+    if not sys.stdin.isatty():
+        # getpass would fall back to echoing on a pipe (with a GetPassWarning): never.
+        raise ConfigError("no terminal to prompt for the PIN: type it at a terminal, or "
+                          "give it on standard input with --pin-stdin")
     try:
         return bytearray(getpass.getpass(prompt), "ascii", "replace")
     except EOFError as exc:

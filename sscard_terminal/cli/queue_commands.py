@@ -127,7 +127,8 @@ def _master_key(args: argparse.Namespace) -> bytes:
 
 def _open(args: argparse.Namespace, limits: JournalLimits | None = None) -> Journal:
     if not args.db.exists():
-        raise ConfigError(f"no journal at {args.db}; pass --db with the journal's path")
+        # The journal cannot be used: exit 15 (JOURNAL_ERROR), as the README's table says.
+        raise JournalError(f"no journal at {args.db}; pass --db with the journal's path")
     terminal_id = args.terminal_id or peek_terminal_id(args.db)
     return Journal.open(args.db, terminal_id=terminal_id, keys=_master_key(args),
                         limits=limits)

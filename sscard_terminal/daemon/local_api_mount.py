@@ -23,8 +23,8 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
+from ..apdu.transport import CardInterface, CardTransport
 from ..deadline import Deadline
-from ..drivers.transport import CardInterface, CardTransport
 from ..errors import ReaderUnavailableError
 from ..local_api.card_service import CardReaderService, CardSettings
 from ..local_api.handler import LocalApi

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..cards.read_auth import ReadAuthenticator
+from ..apdu.transport import CardTransport
+from ..cards.authentication.context import ReadAuthenticator
 from ..deadline import Deadline
-from ..drivers.transport import CardTransport
 from .config import DaemonConfig
 
 __all__ = ["PresentationResult", "Presenter", "Runtime", "RuntimeFactory"]

@@ -8,7 +8,8 @@ chain, central client), so a part that cannot be built stops the daemon before R
 instead of failing the first tap. Problems a technician must fix (the journal key does not
 match, the journal file is foreign, corrupt or newer) become a
 :class:`~sscard_terminal.errors.ConfigError` (exit 17: systemd does not retry); others
-(a PSAM reader absent, pcscd down) stay what they are (exit 1: systemd retries).
+(a PSAM reader absent, pcscd down, a full disk) stay what they are (exit 1: systemd
+retries).
 
 :class:`RuntimeHolder` is a readers-writer gate around the current runtime. Every
 presentation holds it shared for its whole length; a reload holds it exclusively, so the
@@ -26,12 +27,10 @@ from collections.abc import Iterator
 from ..drivers.pcsc import list_readers
 from ..errors import (
     ConfigError,
-    JournalCorruptError,
-    JournalForeignFileError,
-    JournalKeyError,
-    JournalNewerSchemaError,
+    JournalStorageError,
     ReaderError,
     SecurityModuleUnavailableError,
+    StorageError,
 )
 from ..terminal.root import TerminalRoot
 from ..terminal.settings import KeySource, TerminalSettings
@@ -46,9 +45,13 @@ log = logging.getLogger(__name__)
 BACKGROUND_STOP_S = 2.0
 """How long a closing runtime waits for the forwarder to finish its batch."""
 
-# A technician has to act on these; restarting the daemon would not help.
-_NEEDS_A_TECHNICIAN = (ConfigError, JournalKeyError, JournalForeignFileError,
-                       JournalNewerSchemaError, JournalCorruptError)
+
+
+def _needs_a_technician(exc: BaseException) -> bool:
+    """A configuration or a local store that restarting the daemon would not fix (a key
+    that does not match, a foreign, corrupt or newer file); a full disk may pass."""
+    return (isinstance(exc, ConfigError | StorageError)
+            and not isinstance(exc, JournalStorageError))
 
 
 def terminal_settings(config: DaemonConfig) -> TerminalSettings:
@@ -93,11 +96,10 @@ def build_runtime(config: DaemonConfig) -> Runtime:
     root = TerminalRoot(terminal_settings(config))
     try:
         presenter = root.presenter()
-    except _NEEDS_A_TECHNICIAN as exc:
+    except BaseException as exc:
         root.close()
-        raise ConfigError(f"{config.source}: cannot build the terminal: {exc}") from exc
-    except BaseException:
-        root.close()
+        if _needs_a_technician(exc):
+            raise ConfigError(f"{config.source}: cannot build the terminal: {exc}") from exc
         raise
 
     central = root.central()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
+from ..apdu.transport import CardInterface
 from ..cards.card_info import CardInfo
 from ..central.models import (
     Application,
@@ -23,7 +24,6 @@ from ..central.models import (
     Entitlement,
     card_ref,
 )
-from ..drivers.transport import CardInterface
 from ..ecode.reasons import Reason as ECodeReason
 from ..ecode.recognise import CodeKind
 from ..ecode.verifier import ECodeVerification

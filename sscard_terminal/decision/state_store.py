@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..central.models import Application, CardStatus, Channel, Entitlement
-from ..errors import JournalError
+from ..errors import StorageError
 from ..sqlite_transaction import write_transaction
 from .clock import Clock
 from .rules import Outcome, Reason
@@ -260,8 +260,8 @@ class SqliteEngineState:
     """The engine's memory in a SQLite file (the daemon's ``engine-state.db``).
 
     One connection behind a lock, autocommit with explicit write transactions; a SQLite
-    failure (disk full, read-only, a foreign file) raises :class:`JournalError` naming
-    the file (the storage family of the error tree).
+    failure (disk full, read-only, a foreign file) raises :class:`StorageError` naming
+    the file.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, max_cards: int = MAX_REMEMBERED_CARDS,
@@ -276,7 +276,7 @@ class SqliteEngineState:
             self._db = sqlite3.connect(self.path, isolation_level=None,
                                        check_same_thread=False, timeout=2.0)
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot open the engine state {self.path}: {exc}") from exc
+            raise StorageError(f"cannot open the engine state {self.path}: {exc}") from exc
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
@@ -287,15 +287,15 @@ class SqliteEngineState:
                 if row is None:
                     db.execute("INSERT INTO schema_version VALUES (?)", (_SCHEMA_VERSION,))
                 elif row[0] > _SCHEMA_VERSION:
-                    raise JournalError(f"{self.path}: engine state written by a newer "
+                    raise StorageError(f"{self.path}: engine state written by a newer "
                                        f"version (schema {row[0]}); upgrade, keep the file")
             row = self._db.execute("SELECT max(touched) FROM learnt_standing").fetchone()
             self._touch = int(row[0] or 0)
         except sqlite3.Error as exc:
             self._db.close()
-            raise JournalError(f"cannot use the engine state {self.path}: {exc} "
+            raise StorageError(f"cannot use the engine state {self.path}: {exc} "
                                f"(not an sscard state file, or the disk is full)") from exc
-        except JournalError:
+        except StorageError:
             self._db.close()
             raise
 
@@ -316,7 +316,7 @@ class SqliteEngineState:
             try:
                 return self._db.execute(sql, args).fetchone()
             except sqlite3.Error as exc:
-                raise JournalError(f"engine state {self.path}: {exc}") from exc
+                raise StorageError(f"engine state {self.path}: {exc}") from exc
 
     def _write(self, *statements: tuple[str, tuple[object, ...]]) -> int:
         """Run ``statements`` in one write transaction; the last one's rowcount."""
@@ -328,7 +328,7 @@ class SqliteEngineState:
                         count = db.execute(sql, args).rowcount
                     return count
             except sqlite3.Error as exc:
-                raise JournalError(f"engine state {self.path}: {exc}") from exc
+                raise StorageError(f"engine state {self.path}: {exc}") from exc
 
     def _counter(self, name: str) -> str | None:
         row = self._read("SELECT value FROM engine_counter WHERE name = ?", (name,))

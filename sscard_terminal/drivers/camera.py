@@ -21,28 +21,19 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..deadline import Deadline
 from ..errors import CameraUnavailableError, ConfigError
-from .code_filter import (
-    CodeFilter,
-    InputCounters,
-    ScannedCode,
-    ScannerEvent,
-    ScannerState,
-    notify,
-)
+from .code_filter import CodeFilter
+from .scanner_base import EventCallback, ScannerBase
 
 __all__ = ["CameraScanner", "decode_gray", "single_library_decoders", "to_gray"]
 
 log = logging.getLogger(__name__)
 
-EventCallback = Callable[[ScannerEvent], None]
 GrayDecoder = Callable[[Any], list[bytes]]
 
 # How long an RTSP/FFmpeg open or read may hang before cv2 gives up (milliseconds).
@@ -195,16 +186,24 @@ def _parse_source(source: int | str) -> tuple[int | str, bool]:
     return source, False
 
 
-class CameraScanner:
+class CameraScanner(ScannerBase):
     """Decoded codes from a camera, a video file or an RTSP stream.
 
-    Same contract as :class:`~sscard_terminal.drivers.serial_qr.SerialQrScanner`:
+    Same contract as :class:`~sscard_terminal.drivers.serial_qr.SerialQrScanner` (both
+    are a :class:`~sscard_terminal.drivers.scanner_base.ScannerBase`):
     ``read(deadline)`` returns the next accepted code or ``None``; iteration yields codes
     until :meth:`close` (or the end of a video file); live sources that fail are reported
     ``scanner-lost`` and reopened every ``reconnect_interval`` seconds (``scanner-back``).
     ``close()`` from another thread takes effect after the frame being read (cv2 cannot
     abandon a read half way), so it returns within one frame time plus the stream timeout.
     """
+
+    _NOUN = "camera"
+    _UNAVAILABLE = CameraUnavailableError
+    # A reader inside cap.read() holds the lock; close() does not wait for cv2 (it cannot
+    # cut a read short): the reader releases the capture on its way out.
+    _CLOSE_WAIT_S = 0.05
+    _log: ClassVar[logging.Logger] = log
 
     def __init__(
         self,
@@ -221,20 +220,13 @@ class CameraScanner:
             raise ConfigError("reconnect_interval must be positive")
         self._target, self.live = _parse_source(source)
         self._shown = _redact(self._target)  # never the password of a stream URL
-        self.reconnect_interval = reconnect_interval
         self._decode = decoder or decode_gray
-        self._on_event = on_event
-        self._filter = CodeFilter(dedup_window=dedup_window, max_length=max_length)
-        self._ready: list[ScannedCode] = []
-        self._closed = threading.Event()
-        self._io_lock = threading.Lock()
-        # close() does not wait for a reader stuck in cv2, so both may change the state:
-        # this lock makes CLOSED final (a reopen that completes after close() is no "back").
-        self._state_lock = threading.Lock()
+        super().__init__(
+            code_filter=CodeFilter(dedup_window=dedup_window, max_length=max_length),
+            reconnect_interval=reconnect_interval,
+            on_event=on_event,
+        )
         self._capture: Any = None
-        self._state = ScannerState.LOST
-        self._ever_connected = False
-        self._next_attempt = 0.0
         self.exhausted = False  # a video file reached its end
         self.frames_read = 0
         self._connect()
@@ -244,59 +236,12 @@ class CameraScanner:
         return f"camera:{self._shown}"
 
     @property
-    def state(self) -> ScannerState:
-        return self._state
-
-    def counters(self) -> InputCounters:
-        return self._filter.counters()
-
-    def read(self, deadline: Deadline) -> ScannedCode | None:
-        """The next accepted code; ``None`` at the deadline, on close, or at end of file."""
-        with self._io_lock:
-            try:
-                while not self._closed.is_set():
-                    if self._ready:
-                        return self._ready.pop(0)
-                    if self.exhausted or deadline.expired:
-                        return None
-                    if self._capture is None:
-                        self._wait_and_reconnect(deadline)
-                        continue
-                    self._read_frame()
-                return None
-            finally:
-                if self._closed.is_set():
-                    self._release()
-
-    def __iter__(self) -> Iterator[ScannedCode]:
-        while not self._closed.is_set() and not (self.exhausted and not self._ready):
-            code = self.read(Deadline.never())
-            if code is not None:
-                yield code
-
-    def close(self) -> None:
-        """Stop reading and release the camera; safe from any thread, idempotent."""
-        self._closed.set()
-        # A reader inside cap.read() holds the lock; it releases the capture on its way out.
-        if self._io_lock.acquire(timeout=0.05):
-            try:
-                self._release()
-            finally:
-                self._io_lock.release()
-        self._transition(ScannerState.CLOSED, "scanner-closed", "")
-
-    def __enter__(self) -> CameraScanner:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"CameraScanner({self._shown!r}, state={self._state.value})"
+    def _display(self) -> str:
+        return self._shown
 
     # -- internals ----------------------------------------------------------------------
 
-    def _connect(self) -> None:
+    def _open(self) -> None:
         cv2 = _import("cv2")
         params: list[int] = []
         if isinstance(self._target, str) and "://" in self._target:
@@ -316,23 +261,15 @@ class CameraScanner:
                 "unsupported format, or no permission: is the user in the video group?)"
             )
         self._capture = capture  # after close(), read() releases it on its way out
-        kind = "scanner-back" if self._ever_connected else "scanner-connected"
-        if self._transition(ScannerState.CONNECTED, kind, "") and self._ever_connected:
-            self._filter.count_event("back")
-        self._ever_connected = True
 
-    def _wait_and_reconnect(self, deadline: Deadline) -> None:
-        wait = self._next_attempt - time.monotonic()
-        if wait > 0:
-            self._closed.wait(min(wait, deadline.remaining()))
-            return
-        self._next_attempt = time.monotonic() + self.reconnect_interval
-        try:
-            self._connect()
-        except CameraUnavailableError as exc:
-            log.debug("camera %s still unavailable: %s", self._shown, exc)
+    def _is_open(self) -> bool:
+        return self._capture is not None
 
-    def _read_frame(self) -> None:
+    def _ended(self) -> bool:
+        return self.exhausted
+
+    def _read_some(self, deadline: Deadline) -> None:
+        """One frame (cv2 reads cannot be bounded by the deadline: the stream timeout is)."""
         cv2 = _import("cv2")
         try:
             ok, frame = self._capture.read()
@@ -344,29 +281,15 @@ class CameraScanner:
             if self._closed.is_set():
                 return  # close() came during the read: that is no loss of the source
             if self.live:
-                self._next_attempt = time.monotonic() + self.reconnect_interval
-                if self._transition(ScannerState.LOST, "scanner-lost", "no frame from source"):
-                    self._filter.count_event("lost")
+                self._lost("no frame from source")
             else:
                 self.exhausted = True
             return
         self.frames_read += 1
         for payload in self._decode(to_gray(frame)):
-            code = self._filter.accept(bytes(payload), self.source)
-            if code is not None:
-                self._ready.append(code)
+            self._accept(bytes(payload))
 
     def _release(self) -> None:
         capture, self._capture = self._capture, None
         if capture is not None:
             capture.release()
-
-    def _transition(self, state: ScannerState, kind: str, detail: str) -> bool:
-        """Move to ``state`` and report it; False (nothing happens) once closed."""
-        with self._state_lock:
-            if self._state is ScannerState.CLOSED:
-                return False
-            previous, self._state = self._state, state
-        log.info("camera %s: %s -> %s (%s) %s", self._shown, previous, state, kind, detail)
-        notify(self._on_event, kind, self.source, detail, log)
-        return True

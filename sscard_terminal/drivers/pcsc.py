@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from ..apdu.transport import CardInterface, CardTransport
 from ..deadline import Deadline
 from ..errors import (
     CardRemovedError,
@@ -34,7 +35,6 @@ from ..errors import (
     ReaderError,
     ReaderUnavailableError,
 )
-from .transport import CardInterface, CardTransport
 
 __all__ = [
     "PNP_NOTIFICATION",

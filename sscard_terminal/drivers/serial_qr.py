@@ -17,23 +17,14 @@ from __future__ import annotations
 
 import errno
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..deadline import Deadline
 from ..errors import ConfigError, ScannerUnavailableError
-from .code_filter import (
-    CodeFilter,
-    DiscardReason,
-    InputCounters,
-    ScannedCode,
-    ScannerEvent,
-    ScannerState,
-    notify,
-)
+from .code_filter import CodeFilter, DiscardReason
 from .line_framer import LineFramer, Terminator
+from .scanner_base import EventCallback, ScannerBase
 
 if TYPE_CHECKING:
     import serial
@@ -41,8 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["SerialQrScanner"]
 
 log = logging.getLogger(__name__)
-
-EventCallback = Callable[[ScannerEvent], None]
 
 _PARITIES = {"N": "N", "E": "E", "O": "O", "M": "M", "S": "S"}
 # How long one blocking read may last when the caller gave no deadline: long enough to
@@ -67,14 +56,22 @@ def _serial_module() -> Any:
     return serial
 
 
-class SerialQrScanner:
+class SerialQrScanner(ScannerBase):
     """Decoded codes from one serial scanner, surviving unplug and replug.
 
     ``read(deadline)`` returns the next accepted code or ``None`` when the deadline
     passes (or the scanner was closed); iterating yields codes until :meth:`close`.
     Only one thread should read; any thread may call :meth:`close` to unblock it, and
-    :meth:`counters` / :attr:`state` at any time.
+    :meth:`counters` / :attr:`state` at any time (see :class:`ScannerBase`).
     """
+
+    _NOUN = "scanner"
+    _UNAVAILABLE = ScannerUnavailableError
+    # Event listeners run in the reading thread inside read(), and one may call close():
+    # it then releases the port at once. A read blocked in the port is cut short by
+    # cancel_read(), so close() waits for the reader.
+    _REENTRANT_READS = True
+    _log: ClassVar[logging.Logger] = log
 
     def __init__(
         self,
@@ -114,32 +111,26 @@ class SerialQrScanner:
         self.bytesize = bytesize
         self.parity = parity
         self.stopbits = stopbits
-        self.reconnect_interval = reconnect_interval
         # A scanner sends a code in one burst; a line still open after this much silence
         # on the wire is a fragment (noise, a cut transmission) and is dropped, so it is
         # never glued to the next code.
         self.line_timeout = line_timeout
         self._silent_for = 0.0  # wire silence observed since the last byte, mid-line
-        self._on_event = on_event
-        self._filter = CodeFilter(
-            dedup_window=dedup_window,
-            max_length=max_length,
-            strip_prefix=strip_prefix,
-            strip_suffix=strip_suffix,
+        super().__init__(
+            code_filter=CodeFilter(
+                dedup_window=dedup_window,
+                max_length=max_length,
+                strip_prefix=strip_prefix,
+                strip_suffix=strip_suffix,
+            ),
+            reconnect_interval=reconnect_interval,
+            on_event=on_event,
         )
         # The framer may hold a whole code plus its decorations, never more.
         self._framer = LineFramer(
             self.terminator, max_length + len(strip_prefix) + len(strip_suffix) + 1
         )
-        self._ready: list[ScannedCode] = []
-        self._closed = threading.Event()
-        # Held by the reading thread while it uses _port. Re-entrant: event listeners run
-        # in the reading thread inside read(), and one may call close().
-        self._io_lock = threading.RLock()
         self._port: serial.Serial | None = None
-        self._state = ScannerState.LOST
-        self._ever_connected = False
-        self._next_attempt = 0.0
         try:
             self._connect()
         except ScannerUnavailableError:
@@ -147,68 +138,18 @@ class SerialQrScanner:
                 raise
             log.info("scanner %s not present yet; waiting for it", self.port_path)
 
-    # -- public API ---------------------------------------------------------------------
-
     @property
     def source(self) -> str:
         """The name this scanner puts on its codes: ``serial:<port path>``."""
         return f"serial:{self.port_path}"
 
     @property
-    def state(self) -> ScannerState:
-        return self._state
-
-    def counters(self) -> InputCounters:
-        """Accepted, duplicate and discarded reads, losses and returns so far."""
-        return self._filter.counters()
-
-    def read(self, deadline: Deadline) -> ScannedCode | None:
-        """The next accepted code, or ``None`` if ``deadline`` passes or we are closed."""
-        with self._io_lock:
-            while not self._closed.is_set():
-                if self._ready:
-                    return self._ready.pop(0)
-                if deadline.expired:
-                    return None
-                if self._port is None:
-                    self._wait_and_reconnect(deadline)
-                    continue
-                self._read_chunk(deadline)
-            return None
-
-    def __iter__(self) -> Iterator[ScannedCode]:
-        """Codes until :meth:`close` is called (from any thread)."""
-        while not self._closed.is_set():
-            code = self.read(Deadline.never())
-            if code is not None:
-                yield code
-
-    def close(self) -> None:
-        """Stop reading and release the port; safe from any thread, idempotent."""
-        self._closed.set()
-        port = self._port
-        if port is not None:
-            try:
-                port.cancel_read()  # wakes a reader blocked in select() at once
-            except (OSError, ValueError):
-                pass  # already gone; the reader notices the closed flag
-        with self._io_lock:
-            self._release_port()
-            if self._state is not ScannerState.CLOSED:
-                self._transition(ScannerState.CLOSED, "scanner-closed", "")
-
-    def __enter__(self) -> SerialQrScanner:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"SerialQrScanner({self.port_path!r}, state={self._state.value})"
+    def _display(self) -> str:
+        return self.port_path
 
     # -- internals ----------------------------------------------------------------------
 
-    def _connect(self) -> None:
+    def _open(self) -> None:
         serial_mod = _serial_module()
         try:
             port = serial_mod.Serial(
@@ -229,26 +170,19 @@ class SerialQrScanner:
             raise ScannerUnavailableError(_explain_open_failure(self.port_path, exc)) from exc
         self._port = port
         self._framer.reset()
-        if self._ever_connected:
-            self._filter.count_event("back")
-            self._transition(ScannerState.CONNECTED, "scanner-back", "")
-        else:
-            self._transition(ScannerState.CONNECTED, "scanner-connected", "")
-        self._ever_connected = True
 
-    def _wait_and_reconnect(self, deadline: Deadline) -> None:
-        wait = self._next_attempt - time.monotonic()
-        if wait > 0:
-            # An Event wait, so close() from another thread ends it at once.
-            self._closed.wait(min(wait, deadline.remaining()))
-            return
-        self._next_attempt = time.monotonic() + self.reconnect_interval
-        try:
-            self._connect()
-        except ScannerUnavailableError as exc:
-            log.debug("scanner %s still unavailable: %s", self.port_path, exc)
+    def _is_open(self) -> bool:
+        return self._port is not None
 
-    def _read_chunk(self, deadline: Deadline) -> None:
+    def _interrupt(self) -> None:
+        port = self._port
+        if port is not None:
+            try:
+                port.cancel_read()  # wakes a reader blocked in select() at once
+            except (OSError, ValueError):
+                pass  # already gone; the reader notices the closed flag
+
+    def _read_some(self, deadline: Deadline) -> None:
         port = self._port
         assert port is not None
         timeout = min(deadline.remaining(), _IDLE_READ_SECONDS)
@@ -266,7 +200,7 @@ class SerialQrScanner:
             # port closed under us by close() surfaces as ValueError/TypeError.
             if self._closed.is_set():
                 return
-            self._lose(str(exc))
+            self._lost(str(exc))
             return
         if not data:
             self._note_silence(time.monotonic() - began)
@@ -276,9 +210,7 @@ class SerialQrScanner:
             if frame.oversized:
                 self._filter.count(DiscardReason.OVERSIZED)
                 continue
-            code = self._filter.accept(frame.data, self.source)
-            if code is not None:
-                self._ready.append(code)
+            self._accept(frame.data)
 
     def _note_silence(self, seconds: float) -> None:
         """Count a read that found nothing; drop an open line once it is stale.
@@ -298,26 +230,19 @@ class SerialQrScanner:
         if self._framer.reset():
             self._filter.count(DiscardReason.OVERSIZED)  # "no terminator in time"
 
-    def _lose(self, why: str) -> None:
-        self._release_port()
+    def _lost(self, why: str) -> None:
+        self._release()
         self._drop_partial_line()  # half a code from before the loss must never be completed
         self._silent_for = 0.0
-        self._filter.count_event("lost")
-        self._next_attempt = time.monotonic() + self.reconnect_interval
-        self._transition(ScannerState.LOST, "scanner-lost", why)
+        super()._lost(why)
 
-    def _release_port(self) -> None:
+    def _release(self) -> None:
         port, self._port = self._port, None
         if port is not None:
             try:
                 port.close()
             except OSError as exc:
                 log.debug("closing %s: %s", self.port_path, exc)
-
-    def _transition(self, state: ScannerState, kind: str, detail: str) -> None:
-        previous, self._state = self._state, state
-        log.info("scanner %s: %s -> %s (%s) %s", self.port_path, previous, state, kind, detail)
-        notify(self._on_event, kind, self.source, detail, log)
 
 
 def _explain_open_failure(path: str, exc: BaseException) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..apdu.transport import CardInterface, CardTransport
 from ..errors import CardRemovedError, NoReaderError
 from ..plugins import SIM_DEVICES_GROUP, SimDeviceProvider, SimulatedDevice, sim_device_providers
-from .transport import CardInterface, CardTransport
 
 __all__ = ["SIM_PREFIX", "SimReader", "SimTransport", "SimulatedDevice", "is_sim_reader",
            "open_sim_reader", "resolve_sim_reader", "sim_reader_names", "sim_readers"]

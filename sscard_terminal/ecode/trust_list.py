@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from ..central import models
-from ..central.client import read_signed_trust_list
+from ..central.wire import read_signed_trust_list
 from ..deadline import Deadline
 from ..errors import CentralProtocolError, ConfigError, SscardError
 from .algorithms import DEFAULT_ALGORITHMS, EDDSA, ES256, SignatureAlgorithm, VerifyKey

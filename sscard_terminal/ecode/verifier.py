@@ -133,8 +133,10 @@ class ECodeVerifier:
         try:
             trust = self._trust.trust_list(deadline)
         except SscardError as exc:
-            _log.warning("no trust list for offline e-code verification: %s", exc)
-            return _refuse(kind, Reason.NO_TRUST_LIST, "no usable trust list")
+            # The refusal carries the cause; the caller reports it (once), so this is
+            # only a debugging aid and must not add a second message per scan.
+            _log.info("no trust list for offline e-code verification: %s", exc)
+            return _refuse(kind, Reason.NO_TRUST_LIST, f"no usable trust list: {exc}")
         signer = trust.keys.get(sign1.kid)
         if signer is None:
             return _refuse(kind, Reason.UNKNOWN_KID, f"unknown key id {_kid_text(sign1.kid)}")

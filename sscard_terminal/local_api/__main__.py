@@ -16,9 +16,9 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..apdu.transport import CardTransport
 from ..central.client import TerminalConfig
 from ..deadline import Deadline
-from ..drivers.transport import CardTransport
 from ..errors import ConfigError, SscardError
 from ..terminal.root import TerminalRoot
 from ..terminal.settings import TerminalSettings

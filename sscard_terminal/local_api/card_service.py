@@ -20,14 +20,18 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ..apdu.transport import CardInterface, CardTransport
+from ..cards.authentication.context import ReadAuthenticator
+from ..cards.authentication.psam import ForgeryRecorder
 from ..cards.card_info import CardInfo
-from ..cards.psam import ForgeryRecorder
-from ..cards.read_auth import ReadAuthenticator
 from ..cards.ssse import read_card_info
-from ..cards.unified import UnifiedCode, format_basic_info, unified_code_for
-from ..cards.unified_hsm import HsmTwoStepSession
+from ..cards.unified import (
+    HsmTwoStepSession,
+    UnifiedCode,
+    format_basic_info,
+    unified_code_for,
+)
 from ..deadline import Deadline
-from ..drivers.transport import CardInterface, CardTransport
 from ..errors import SscardError
 from .items import ItemFile, format_items, needs_authentication
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cards.unified import UnifiedCode
+from ..errors import InputError
 
 __all__ = [
     "MAX_REQUEST_BYTES",
@@ -31,10 +32,11 @@ MAX_REQUEST_BYTES = 64 * 1024
 dozen bytes; anything near this size is a mistake or an attack)."""
 
 
-class RequestError(Exception):
+class RequestError(InputError):
     """A request the API refuses before touching a card; ``code`` is the unified code.
 
     Internal to the package (transports turn it into an answer), never raised to callers.
+    An :class:`InputError`: the request is the caller's mistake.
     """
 
     def __init__(self, code: UnifiedCode, message: str) -> None:

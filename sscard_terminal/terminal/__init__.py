@@ -1,4 +1,1 @@
-"""The composition root: builds a terminal's parts from its configuration.
-
-See docs/architecture.md for where it sits between the faces and the parts.
-"""
+"""The composition root: builds a terminal's parts from its configuration (see docs/architecture.md)."""

@@ -2,26 +2,19 @@
 
 This is the one place that turns a reader *name* into a connection (PC/SC, or a
 ``sim:`` reader), so the card applications in ``cards/`` only ever see a
-:class:`~sscard_terminal.drivers.transport.CardTransport`.
+:class:`~sscard_terminal.apdu.transport.CardTransport`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..apdu.transport import CardTransport
 from ..deadline import Deadline
 from ..drivers.pcsc import PcscTransport, wait_for_card
 from ..drivers.sim import is_sim_reader, open_sim_reader
-from ..drivers.transport import CardTransport
 
-__all__ = ["open_named_reader", "open_user_card"]
-
-
-def open_named_reader(name: str) -> CardTransport:
-    """A connection to the card in reader ``name`` (exact PC/SC name, or ``sim:...``)."""
-    if is_sim_reader(name):
-        return open_sim_reader(name)
-    return PcscTransport(name)
+__all__ = ["open_user_card"]
 
 
 def open_user_card(reader: str | None, deadline: Deadline, *,

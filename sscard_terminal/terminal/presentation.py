@@ -25,15 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..apdu.transport import CardTransport
+from ..cards.authentication.context import ReadAuthenticator
 from ..cards.card_info import CardInfo
-from ..cards.read_auth import ReadAuthenticator
 from ..cards.ssse import read_card_info
 from ..central.models import Channel
 from ..deadline import Deadline
 from ..decision import Decision, DecisionEngine
 from ..decision.credentials import PresentedCredential
 from ..decision.rules import Outcome
-from ..drivers.transport import CardTransport
 from ..ecode import ECodeVerifier
 from ..errors import (
     CardAuthenticationError,

@@ -26,16 +26,15 @@ import threading
 from collections.abc import Sequence
 from types import TracebackType
 
-from ..cards.psam import CODE_NO_PSAM, ForgeryRecord
-from ..cards.security_modules import ModuleChain, find_authenticator, find_psam, is_psam
+from ..apdu.transport import CardTransport
+from ..cards.authentication.chain import ModuleChain, find_authenticator
+from ..cards.authentication.psam import ForgeryRecord
 from ..central.circuit_breaker import CircuitBreaker, GuardedCentral
 from ..central.client import CentralClient
 from ..central.signed import load_public_key
 from ..deadline import Deadline
 from ..decision import DecisionEngine, Denylist
 from ..decision.state_store import EngineState, SqliteEngineState
-from ..drivers.sim import is_sim_reader
-from ..drivers.transport import CardTransport
 from ..ecode import (
     CachedTrustListFile,
     CentralTrustListProvider,
@@ -48,11 +47,12 @@ from ..ecode import (
     TrustList,
     TrustListProvider,
 )
-from ..errors import ConfigError, JournalError, SecurityModuleUnavailableError
+from ..errors import ConfigError, JournalError
 from ..offline_queue.journal import Journal
 from ..profiles import OfflinePolicy
-from .card_access import open_named_reader, open_user_card
+from .card_access import open_user_card
 from .presentation import Presenter
+from .psam_discovery import find_psam
 from .settings import TerminalSettings
 
 __all__ = ["NoTrustList", "TerminalRoot"]
@@ -65,7 +65,8 @@ class NoTrustList:
     refused with reason ``no_trust_list``, which says exactly what is missing."""
 
     def trust_list(self, deadline: Deadline) -> TrustList:
-        raise ConfigError("no trust list: configure a central or a trust-list file")
+        raise ConfigError("none configured; give the terminal a central or a trust-list "
+                          "file (sscard: --central CONFIG or --trust-list FILE)")
 
 
 class TerminalRoot:
@@ -148,7 +149,8 @@ class TerminalRoot:
         settings = self.settings
         if not settings.security_modules:
             return None
-        psam = _find_psam(settings.psam_reader, self.user_readers())
+        psam = find_psam(psam_reader=settings.psam_reader,
+                         exclude_readers=self.user_readers())
         central = self.central() if settings.central_hsm else None
         return find_authenticator(central=central, psam_transport=psam,
                                   recorder=self._record_forgery if self._journal_configured()
@@ -292,20 +294,6 @@ class TerminalRoot:
             })
         except (JournalError, ConfigError) as exc:
             _log.error("a forged card could not be journaled: %s", exc)
-
-
-def _find_psam(psam_reader: str | None, user_readers: Sequence[str]) -> CardTransport | None:
-    """The PSAM's connection: the named reader, or one found among the others."""
-    if psam_reader is not None and is_sim_reader(psam_reader):
-        transport = open_named_reader(psam_reader)
-        if not is_psam(transport):
-            transport.close()
-            raise SecurityModuleUnavailableError(
-                f"no PSAM: the card in {psam_reader!r} does not answer as a PSAM",
-                code=CODE_NO_PSAM)
-        return transport
-    return find_psam(psam_reader=psam_reader,
-                     exclude_reader=user_readers[0] if user_readers else None)
 
 
 def _log_alarm(alarms: object, status: object) -> None:

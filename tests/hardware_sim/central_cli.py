@@ -75,7 +75,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "replacement application), temporary_loss (15 days unless --until or --open-ended), "
         "formal_loss, suspended, replaced, renewed, cancelled, expired.",
         epilog="Example: sscard central-sim set-status D00000013 temporary_loss "
-        "--until 2026-12-01 --db central.db",
+        f"--until {(dt.date.today() + dt.timedelta(days=15)).isoformat()}\n"
+        "         (a loss report that lapses by itself 15 days from today)",
         formatter_class=_RAW)
     status.add_argument("card_number", metavar="CARD_NO")
     status.add_argument("status", choices=[s.value for s in CardStatus if s is not
@@ -167,6 +168,12 @@ def _open_store(db: Path) -> CentralStore:
 
 
 def _set_status(args: argparse.Namespace) -> int:
+    if args.until is not None and args.until < dt.date.today():
+        # The status would lapse at once: the card would verify as normal while this
+        # command reported the new status. Say so instead of doing it.
+        raise ConfigError(f"--until {args.until.isoformat()} is already past (today is "
+                          f"{dt.date.today().isoformat()}): give a date from today on, or "
+                          "--open-ended")
     store = _open_store(args.db)
     try:
         new = central_lifecycle.set_status(

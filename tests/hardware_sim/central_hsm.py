@@ -1,7 +1,8 @@
 """The central HSM's read-authentication route of the simulated central (task E's part).
 
 NOTE: task B overwrote task E's first version of this module by mistake at 22:19 UTC and
-rebuilt it from E's client (``sscard_terminal/cards/hsm.py``) and tests; task E owns it.
+rebuilt it from E's client (``sscard_terminal/cards/authentication/hsm.py``) and tests;
+task E owns it.
 
 Contract, wired by :mod:`central_server` into its route table:
 

@@ -142,7 +142,9 @@ class Terminal:
         if self.as_json:
             print(json.dumps(event, ensure_ascii=False), flush=True)
             return
-        mode = "online " if event.get("online") else "offline"
+        # "local": decided here without the central's word (a replayed code, a refusal
+        # before the central was asked, or the central down); never a claim that it is down.
+        mode = "online " if event.get("online") else "local  "
         fare = (f"fare {event['fare_percent']:3d}%" if event["outcome"] == "accept"
                 and event.get("fare_percent") is not None else " " * 9)
         elapsed = f"{event['elapsed_ms']:6.1f} ms" if "elapsed_ms" in event else " " * 9
@@ -152,6 +154,12 @@ class Terminal:
         print(f"  {what:4} {label:15} {event['outcome'].upper():7} {event['reason']:24} "
               f"{fare} {mode} {elapsed}  {detail.strip()}"
               f"{'  <- ' + note if note else ''}", flush=True)
+
+
+def _drop_if_empty(path: Path) -> None:
+    """pcscd is quiet when all goes well: an empty log kept with --workdir only puzzles."""
+    if path.exists() and path.stat().st_size == 0:
+        path.unlink()
 
 
 def say(text: str, as_json: bool) -> None:
@@ -174,7 +182,9 @@ def run(as_json: bool, workdir: Path, *, start_pcscd: bool = True) -> int:
         say("starting the central simulator (HTTP on 127.0.0.1) and pcscd with vpcd", as_json)
         sim = stack.enter_context(central(workdir))
         if start_pcscd:
-            stack.enter_context(PcscdRunner(log_path=workdir / "pcscd.log"))
+            log = workdir / "pcscd.log"
+            stack.callback(_drop_if_empty, log)
+            stack.enter_context(PcscdRunner(log_path=log))
         psam = stack.enter_context(VpcdLink(VirtualPsam(), slot=1))
         psam.insert()
         wait_card_state(VPCD_READER_1, True)

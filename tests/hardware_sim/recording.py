@@ -3,7 +3,7 @@ the APDUs our own path sent (card_read, card_auth)."""
 
 from __future__ import annotations
 
-from sscard_terminal.drivers.transport import CardInterface, CardTransport
+from sscard_terminal.apdu.transport import CardInterface, CardTransport
 
 __all__ = ["RecordingTransport", "Step"]
 

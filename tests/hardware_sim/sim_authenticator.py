@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from sscard_terminal.apdu import ApduProcessor, CommandApdu
-from sscard_terminal.cards.read_auth import CardAuthContext
+from sscard_terminal.cards.authentication.context import CardAuthContext
 from sscard_terminal.errors import CardRefusedError, ForgedCardError
 
 from . import card_keys

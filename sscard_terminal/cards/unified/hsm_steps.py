@@ -17,14 +17,14 @@ import hmac
 import logging
 from datetime import UTC, datetime
 
-from ..apdu.processors import ApduProcessor
-from ..drivers.transport import CardTransport
-from ..errors import CentralProtocolError, SscardError
-from .hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
-from .psam import ForgeryRecord, ForgeryRecorder, external_authenticate
-from .read_auth import CardAuthContext
-from .ssse import read_card_info
-from .unified import UnifiedCode, format_basic_info, unified_code_for
+from ...apdu.processors import ApduProcessor
+from ...apdu.transport import CardTransport
+from ...errors import CentralProtocolError, InputError, SscardError
+from ..authentication.context import CardAuthContext
+from ..authentication.hsm import HsmKey, HsmStep1, hsm_step1, parse_hsm_key
+from ..authentication.psam import ForgeryRecord, ForgeryRecorder, external_authenticate
+from ..ssse import read_card_info
+from .basic_info import UnifiedCode, format_basic_info, unified_code_for
 
 __all__ = [
     "TWO_STEP_MODULE",
@@ -59,12 +59,17 @@ def format_step1(step1: HsmStep1, historical_bytes: bytes) -> str:
 
 
 def parse_step2_key(key: str) -> HsmKey:
-    """Step 2's input: the HSM's ``<32 hex>|<32 hex>`` key string."""
-    return parse_hsm_key(key)
+    """Step 2's input: the HSM's ``<32 hex>|<32 hex>`` key string, as the caller (the HIS)
+    passes it on. A string that does not parse is the caller's :class:`InputError` (-23),
+    not the central's: no central answered it here."""
+    try:
+        return parse_hsm_key(key)
+    except CentralProtocolError as exc:
+        raise InputError(str(exc)) from None
 
 
 unified_auth_code_for = unified_code_for
-"""The unified code of a read-authentication error: :func:`unified.unified_code_for`
+"""The unified code of a read-authentication error: :func:`.basic_info.unified_code_for`
 itself (one table), kept under this name for callers of the HSM two-step. Pass
 ``hsm=True`` for the two-step, where a disagreeing internal authentication is -25."""
 
@@ -79,7 +84,7 @@ class _ExternalOnly:
 
     def authenticate(self, processor: ApduProcessor, card: CardAuthContext) -> None:
         if not self._cryptogram:
-            raise CentralProtocolError("HSM key string has no external cryptogram")
+            raise InputError("HSM key string has no external cryptogram")
         external_authenticate(processor, self._cryptogram)
 
 

@@ -1,4 +1,4 @@
-"""The national unified reader interface, as HIS software parses it today.
+"""The national unified reader interface's basic-information string and return codes.
 
 ``iReadCardBas`` answers a pipe-separated string with FIXED field positions (HIS code
 indexes by position; a shift breaks it) and a trailing pipe::
@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 
-from .. import errors
-from .card_info import CardInfo
+from ... import errors
+from ..card_info import CardInfo
 
 __all__ = [
     "BASIC_INFO_FIELDS",
@@ -150,39 +150,43 @@ def code_for_sw(sw: int) -> int:
     return -sw
 
 
+# One table, by family (errors.py draws the tree); most specific first, which CodeTable
+# checks. Anything else, a central's failure included, is UNKNOWN.
+_TABLE: errors.CodeTable[int] = errors.CodeTable([
+    # InputError: the caller's own request (a malformed HSM key string)
+    (errors.InputError, UnifiedCode.ILLEGAL_INPUT),
+    # DeviceError: only the card reader reaches this interface
+    (errors.NoCardError, UnifiedCode.NO_CARD),
+    (errors.ReaderError, UnifiedCode.READER_CONNECTION_ERROR),
+    # CardError: went away or garbled, refused, not our application, not genuine
+    (errors.CardRemovedError, UnifiedCode.NO_CARD),
+    (errors.CardTimeoutError, UnifiedCode.CARD_DOES_NOT_ANSWER),
+    (errors.MalformedResponseError, UnifiedCode.DATA_DOES_NOT_MATCH_CARD),
+    (errors.PinError,
+     lambda exc: UnifiedCode.PIN_LOCKED if exc.locked else UnifiedCode.PIN_WRONG),
+    (errors.CardRefusedError, lambda exc: code_for_sw(exc.sw)),
+    (errors.NotSocialSecurityCardError, UnifiedCode.WRONG_CARD_TYPE),
+    (errors.IncompleteCardError, UnifiedCode.NO_PSAM),
+    (errors.ForgedCardError, UnifiedCode.INTERNAL_AUTH_FAILED),
+    (errors.SecurityModuleUnavailableError, lambda exc: exc.code),
+    (errors.SecurityModuleError, UnifiedCode.NO_PSAM),
+    # the caller's budget ran out (typically waiting for the card)
+    (errors.DeadlineExceededError, UnifiedCode.CARD_DOES_NOT_ANSWER),
+], default=int(UnifiedCode.UNKNOWN))
+
+# The HSM two-step: an internal authentication that disagrees with the HSM is -25.
+_TWO_STEP_TABLE = _TABLE.replacing(errors.ForgedCardError, UnifiedCode.HSM_MISMATCH)
+
+
 def unified_code_for(exc: BaseException, *, hsm: bool = False) -> int:
     """The unified return code for an error of ours: the one table for the card path
-    and read authentication (``unified_hsm`` uses it too).
+    and read authentication (:mod:`.hsm_steps` uses it too).
 
     A refusing status word maps as :func:`code_for_sw` (its value negated, or the
     spec's own codes: 63C2/63C1/63C0 -> -25536/-25537/-25538). A security module that
     cannot serve the card carries its own code (-2201/-2202/-2203, -999 when the central
-    HSM is unreachable). ``hsm`` says the error came from the HSM two-step, where an
-    internal authentication that disagrees is -25 rather than -21.
+    HSM is unreachable). A malformed request of the caller (:class:`InputError`) is -23.
+    ``hsm`` says the error came from the HSM two-step, where an internal authentication
+    that disagrees is -25 rather than -21.
     """
-    if isinstance(exc, errors.PinError):
-        return int(UnifiedCode.PIN_LOCKED if exc.locked else UnifiedCode.PIN_WRONG)
-    if isinstance(exc, errors.CardRefusedError):
-        return code_for_sw(exc.sw)
-    if isinstance(exc, errors.SecurityModuleUnavailableError):
-        return exc.code
-    if isinstance(exc, errors.ForgedCardError):
-        return int(UnifiedCode.HSM_MISMATCH if hsm else UnifiedCode.INTERNAL_AUTH_FAILED)
-    table: tuple[tuple[type[BaseException], UnifiedCode], ...] = (
-        (errors.NotSocialSecurityCardError, UnifiedCode.WRONG_CARD_TYPE),
-        (errors.NoCardError, UnifiedCode.NO_CARD),
-        (errors.NoReaderError, UnifiedCode.READER_CONNECTION_ERROR),
-        (errors.ReaderError, UnifiedCode.READER_CONNECTION_ERROR),
-        (errors.CardRemovedError, UnifiedCode.NO_CARD),
-        (errors.CardTimeoutError, UnifiedCode.CARD_DOES_NOT_ANSWER),
-        (errors.MalformedResponseError, UnifiedCode.DATA_DOES_NOT_MATCH_CARD),
-        (errors.SecurityModuleError, UnifiedCode.NO_PSAM),
-        (errors.IncompleteCardError, UnifiedCode.NO_PSAM),
-        # A malformed HSM key string (or step 2 without step 1) is bad input.
-        (errors.CentralProtocolError, UnifiedCode.ILLEGAL_INPUT),
-        (errors.DeadlineExceededError, UnifiedCode.CARD_DOES_NOT_ANSWER),
-    )
-    for cls, code in table:
-        if isinstance(exc, cls):
-            return int(code)
-    return int(UnifiedCode.UNKNOWN)
+    return int((_TWO_STEP_TABLE if hsm else _TABLE).code_for(exc))

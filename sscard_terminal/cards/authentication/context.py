@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..apdu.processors import ApduProcessor
+from ...apdu.processors import ApduProcessor
 
 __all__ = ["CardAuthContext", "ReadAuthenticator"]
 

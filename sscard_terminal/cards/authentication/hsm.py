@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..apdu.processors import ApduProcessor
-from ..deadline import Deadline
-from ..errors import (
+from ...apdu.processors import ApduProcessor
+from ...deadline import Deadline
+from ...errors import (
     CentralError,
     CentralProtocolError,
     ForgedCardError,
     SecurityModuleUnavailableError,
 )
+from .context import CardAuthContext
 from .psam import (
     ForgeryRecord,
     ForgeryRecorder,
@@ -38,7 +39,6 @@ from .psam import (
     get_challenge,
     internal_authenticate,
 )
-from .read_auth import CardAuthContext
 
 __all__ = [
     "CODE_HSM_MISMATCH",
@@ -141,7 +141,8 @@ def hsm_step2(processor: ApduProcessor, step1: HsmStep1, key: HsmKey) -> None:
 
 
 class HsmTwoStepAuthenticator:
-    """A :class:`~sscard_terminal.cards.read_auth.ReadAuthenticator` over the central HSM.
+    """A :class:`~sscard_terminal.cards.authentication.context.ReadAuthenticator` over the
+    central HSM.
 
     ``central`` is a ``CentralClient`` (anything with ``post_json``). Each
     authentication gets ``budget_s`` seconds unless the caller passes a deadline.

@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..apdu.command import CommandApdu
-from ..apdu.processors import ApduProcessor
-from ..apdu.response import ResponseApdu
-from ..drivers.transport import CardTransport
-from ..errors import (
+from ...apdu.command import CommandApdu
+from ...apdu.processors import ApduProcessor
+from ...apdu.response import ResponseApdu
+from ...apdu.transport import CardTransport
+from ...errors import (
     CardCommunicationError,
     CardRefusedError,
     ForgedCardError,
@@ -37,7 +37,7 @@ from ..errors import (
     ReaderError,
     SecurityModuleUnavailableError,
 )
-from .read_auth import CardAuthContext
+from .context import CardAuthContext
 
 __all__ = [
     "ALGORITHM_3DES",
@@ -103,7 +103,7 @@ def _p2_for(algorithm: int) -> int:
 
 
 class PsamAuthenticator:
-    """A :class:`~sscard_terminal.cards.read_auth.ReadAuthenticator` backed by a PSAM.
+    """A :class:`~sscard_terminal.cards.authentication.context.ReadAuthenticator` backed by a PSAM.
 
     ``transport`` is the PSAM's own card connection (another reader, or the SAM slot).
     ``recorder`` is told about every forged card; ``forgeries_detected`` counts them.

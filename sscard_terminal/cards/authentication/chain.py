@@ -1,11 +1,11 @@
-"""Finding a security module for generation 3 reads (PSAM first, then the central HSM).
+"""The security-module chain of generation 3 reads (PSAM first, then the central HSM).
 
-The read path (``sscard read``, the SDK, the daemon) calls :func:`find_authenticator`.
-A PSAM is the reader named by ``psam_reader`` (``--psam``), or else the first reader
-other than the user card's whose card answers SELECT DF01. When no PSAM is present, or
-the PSAM cannot serve a card (unified -2201 / -2202 / -2203), the central HSM two-step
-takes over if a central client was given. The returned :class:`ModuleChain` says in
-``.name`` which module authenticated the last card.
+The read path (``sscard read``, the SDK, the daemon) calls :func:`find_authenticator`
+with the PSAM's connection, found by the composition root
+(:func:`sscard_terminal.terminal.psam_discovery.find_psam`): card applications never open
+a reader. When no PSAM is present, or the PSAM cannot serve a card (unified -2201 /
+-2202 / -2203), the central HSM two-step takes over if a central client was given. The
+returned :class:`ModuleChain` says in ``.name`` which module authenticated the last card.
 """
 
 from __future__ import annotations
@@ -15,72 +15,16 @@ import logging
 from types import TracebackType
 from typing import Any
 
-from ..apdu.processors import ApduProcessor
-from ..drivers.pcsc import PcscTransport, list_readers
-from ..drivers.sim import is_sim_reader, open_sim_reader
-from ..drivers.transport import CardTransport
-from ..errors import ReaderError, SecurityModuleUnavailableError, SscardError
+from ...apdu.processors import ApduProcessor
+from ...apdu.transport import CardTransport
+from ...errors import SecurityModuleUnavailableError, SscardError
+from .context import CardAuthContext
 from .hsm import HsmTwoStepAuthenticator, JsonPoster
-from .psam import CODE_NO_PSAM, ForgeryRecorder, PsamAuthenticator, read_terminal_number
-from .read_auth import CardAuthContext
+from .psam import ForgeryRecorder, PsamAuthenticator
 
-__all__ = ["ModuleChain", "find_authenticator", "find_psam", "is_psam"]
+__all__ = ["ModuleChain", "find_authenticator"]
 
 _log = logging.getLogger(__name__)
-
-
-def _open_pcsc(reader: str) -> CardTransport:
-    if is_sim_reader(reader):  # --psam sim:psam: a simulated PSAM (drivers/sim.py), no pcscd
-        return open_sim_reader(reader)
-    return PcscTransport(reader)
-
-
-def is_psam(transport: CardTransport) -> bool:
-    """Whether the card answers as a PSAM: it selects DF01 *and* has the terminal
-    number file 0016. A user card (or a bank card) that happens to accept SELECT DF01
-    has no such file, so it is never taken for the terminal's PSAM."""
-    try:
-        read_terminal_number(transport)
-    except SscardError:
-        return False
-    return True
-
-
-def find_psam(*, psam_reader: str | None = None, exclude_reader: str | None = None) -> (
-    CardTransport | None
-):
-    """A connection to the PSAM, or None. A named reader that is not a PSAM raises
-    :class:`SecurityModuleUnavailableError` (-2201): the configuration is wrong."""
-    if psam_reader is not None:
-        try:
-            transport = _open_pcsc(psam_reader)
-        except ReaderError as exc:
-            raise SecurityModuleUnavailableError(
-                f"no PSAM: reader {psam_reader!r}: {exc}", code=CODE_NO_PSAM
-            ) from exc
-        if not is_psam(transport):
-            transport.close()
-            raise SecurityModuleUnavailableError(
-                f"no PSAM: the card in {psam_reader!r} does not answer SELECT DF01",
-                code=CODE_NO_PSAM,
-            )
-        return transport
-    try:
-        readers = list_readers()
-    except ReaderError as exc:
-        _log.info("no PSAM search: %s", exc)
-        return None
-    for info in readers:
-        if info.name == exclude_reader or not info.card_present or info.exclusive:
-            continue
-        try:
-            transport = _open_pcsc(info.name)
-        except SscardError:
-            continue
-        if is_psam(transport):
-            return transport
-        transport.close()
-    return None
 
 
 class ModuleChain:
@@ -167,24 +111,20 @@ class ModuleChain:
 
 def find_authenticator(
     *,
-    psam_reader: str | None = None,
-    central: Any = None,
-    exclude_reader: str | None = None,
-    recorder: ForgeryRecorder | None = None,
     psam_transport: CardTransport | None = None,
+    central: Any = None,
+    recorder: ForgeryRecorder | None = None,
 ) -> ModuleChain | None:
     """The security module to use, or None when there is none.
 
-    ``psam_reader`` names the PSAM's reader (``--psam``); otherwise PSAMs are looked for
-    among the readers other than ``exclude_reader`` (the user card's). ``central`` is a
-    :class:`~sscard_terminal.central.client.CentralClient` for the HSM two-step fallback.
-    ``psam_transport`` hands over an already open PSAM connection (``sim:``, tests).
-    ``recorder`` is told of every forged card. The returned chain owns the PSAM
-    connection: use it as a context manager, or close it when the terminal stops.
+    ``psam_transport`` is the open PSAM connection (found by
+    :func:`~sscard_terminal.terminal.psam_discovery.find_psam`, or a ``sim:`` PSAM); None
+    means no PSAM. ``central`` is a :class:`~sscard_terminal.central.client.CentralClient`
+    for the HSM two-step fallback. ``recorder`` is told of every forged card. The
+    returned chain owns the PSAM connection: use it as a context manager, or close it
+    when the terminal stops.
     """
     transport = psam_transport
-    if transport is None:
-        transport = find_psam(psam_reader=psam_reader, exclude_reader=exclude_reader)
     psam = PsamAuthenticator(transport, recorder=recorder) if transport is not None else None
     hsm = None
     if central is not None:

@@ -2,7 +2,9 @@
 
 Everything above this module (APDU processors, card applications, the daemon) talks to
 a :class:`CardTransport` and nothing else, so it runs unchanged against pcscd, a
-``sim:`` reader or a test double.
+``sim:`` reader or a test double. It lives at the bottom of the protocol layer, not in
+``drivers/``: the adapters there (``PcscTransport``, the ``sim:`` reader) implement it,
+and nothing that speaks APDUs needs to reach down to them.
 """
 
 from __future__ import annotations
