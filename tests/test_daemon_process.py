@@ -78,9 +78,13 @@ def test_a_tap_is_journaled_and_after_kill_9_the_retap_meets_anti_passback(
         "accepted", "anti_passback"]
     # Each record reaches the central once, across the kill -9.
     wait_for(lambda: central_sim.store.transaction_count(central_sim.terminal_id) == 2)
-    with Journal.open(state / "journal.db", terminal_id=central_sim.terminal_id,
-                      keys=key) as journal:
-        assert journal.status().queued == 0
+
+    def drained() -> bool:      # the central has both; the acknowledgement follows
+        with Journal.open(state / "journal.db", terminal_id=central_sim.terminal_id,
+                          keys=key) as journal:
+            return journal.status().queued == 0
+
+    wait_for(drained)
 
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.process.wait(10) == 0
