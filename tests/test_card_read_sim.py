@@ -208,4 +208,8 @@ def test_personal_data_is_masked_in_repr_str_dict_and_logs(
         assert secret not in str(masked)
         assert secret not in caplog.text
     assert masked["name"] == "刘**"
-    assert masked["social_security_number"].startswith("3303*")
+    assert masked["social_security_number"] == "3303**********007X"
+    assert masked["card_number"] == "W*******4"
+    assert (masked["birthplace"], masked["birth_date"]) == ("3303**", "1975-**-**")
+    assert "card_number='W*******4', social_security_number='3303**********007X', " \
+        "name='刘**'" in repr(info)
