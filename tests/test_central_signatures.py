@@ -28,7 +28,13 @@ from sscard_hardware_sim.central_harness import CentralSim
 from sscard_hardware_sim.central_store import DEMO_CARDS
 
 from sscard_terminal.central.client import CentralClient
-from sscard_terminal.central.signed import canonical_json, load_public_key, verify_document
+from sscard_terminal.central.signed import (
+    canonical_json,
+    load_public_key,
+    public_key_text,
+    sign_document,
+    verify_document,
+)
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.decision import Denylist
 from sscard_terminal.ecode import (
@@ -243,3 +249,43 @@ def test_a_forged_trust_list_file_is_refused_on_load(
     path.write_text(json.dumps(FORGERIES[forgery](envelope)), encoding="utf-8")
     with pytest.raises(ConfigError, match="refused"):
         CachedTrustListFile(path, key).load()
+
+
+def test_the_signed_bytes_are_the_documented_canonical_json() -> None:
+    """Sorted keys, no spaces, UTF-8 (not \\u escapes): a terminal and a real central must
+    produce the same bytes, or no signature ever verifies. Pinned byte for byte, since the
+    simulator shares this code and would agree with any change to it."""
+    document = {"type": "denylist", "version": 7, "b": [1, {"z": None, "a": True}],
+                "名": "张三"}
+    assert canonical_json(document) == (
+        '{"b":[1,{"a":true,"z":null}],"type":"denylist","version":7,"名":"张三"}'
+    ).encode()
+
+
+def test_sign_document_makes_the_documented_envelope_and_it_verifies() -> None:
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    document = {"type": "trust_list", "version": 3, "keys": []}
+    envelope = sign_document(key, document)
+    assert set(envelope) == {"document", "alg", "signature"}
+    assert envelope["alg"] == "EdDSA" and envelope["document"] == document
+    signature = envelope["signature"]
+    assert "=" not in signature and "+" not in signature and "/" not in signature
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    key.public_key().verify(raw, canonical_json(document))       # raises if wrong
+    assert verify_document(key.public_key(), envelope, "trust_list") == document
+    with pytest.raises(CentralProtocolError, match="expected 'denylist'"):
+        verify_document(key.public_key(), envelope, "denylist")
+    for broken in ("not a dict", {"alg": "EdDSA", "signature": signature},
+                   {"document": [], "alg": "EdDSA", "signature": signature}):
+        with pytest.raises(CentralProtocolError, match="signed document"):
+            verify_document(key.public_key(), broken, "trust_list")
+
+
+def test_the_pinned_key_text_round_trips_and_garbage_is_a_config_error() -> None:
+    public = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33))).public_key()
+    text = public_key_text(public)
+    assert len(text) == 43 and "=" not in text
+    assert public_key_text(load_public_key(f"  {text}\n")) == text
+    for garbage in ("", "abc", text[:-2], "!" * 43):
+        with pytest.raises(ConfigError, match="not a base64url Ed25519 key"):
+            load_public_key(garbage)
