@@ -10,6 +10,13 @@ through the in-process ``sim:`` transport.
 Counted as killed: mutants a test failed on, or that made a test time out (an endless
 loop is a detected bug). Not killed: survivors and mutants no selected test reached.
 
+mutmut runs in a PID namespace of its own (``unshare --pid``): it arms a wall-clock
+timeout per mutant that it never cancels, and when it fires it signals whatever process
+then holds that PID. On a busy machine PIDs are reused within minutes, so outside a
+namespace a stale timeout hit other people's processes, and our own survivors were
+reported as timeouts. Inside it, PIDs count up from 1 and only mutmut's own children
+can be hit; when mutmut exits, the kernel ends everything left in the namespace.
+
 mutmut times a test by its call phase only, so tests whose fixtures start servers (the
 central simulator) looked far faster than they are and mutants timed out that merely
 ran at the machine's pace: the timeout here is (estimate + 45 s) x 4. A mutant killed
@@ -87,6 +94,13 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 
 # Where only part of a module is security-critical: mutmut mutant-name patterns (fnmatch).
 FUNCTIONS: dict[str, list[str]] = {
+    # the journal's hash chain, acknowledgements, anchor and pruning (not its limits,
+    # status and storage-error plumbing)
+    "journal": [f"*.x_{f}__mutmut_*" for f in (
+        "record_hash", "_framed", "_chain_link", "ack_mac", "chain_problem", "anchor_mac",
+        "genesis_hash")] + [f"*ǁJournalǁ{m}__mutmut_*" for m in (
+        "open", "anchor", "_parse_anchor", "chain_snapshot", "enqueue",
+        "_check_delivered_below", "acknowledge", "prune", "_check_prunable")],
     "central-client": [
         "*ǁCentralClientǁ_signed__mutmut_*", "*ǁCentralClientǁ_pinned_key__mutmut_*",
         "*ǁCentralClientǁdenylist__mutmut_*", "*ǁCentralClientǁtrust_list__mutmut_*",
@@ -150,6 +164,20 @@ _KILLED = ("killed", "timeout", "segfault", "caught by type check")
 _NOT_KILLED = ("survived", "no tests", "suspicious")
 
 
+ISOLATE = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
+def _check_isolation() -> None:
+    try:
+        ok = subprocess.run([*ISOLATE, "true"], check=False, capture_output=True).returncode == 0
+    except OSError:
+        ok = False
+    if not ok:
+        raise SystemExit("scripts/mutation: cannot make a PID namespace (unshare --pid needs "
+                         "root or user namespaces); without one mutmut's stale timeouts may "
+                         "signal unrelated processes, so it is not run")
+
+
 def run_module(name: str, jobs: int) -> dict[str, object]:
     source, tests = MODULES[name]
     patterns = FUNCTIONS.get(name, [])
@@ -157,8 +185,8 @@ def run_module(name: str, jobs: int) -> dict[str, object]:
     started = time.monotonic()
     try:
         with (where / "mutmut-run.log").open("w", encoding="utf-8") as log:
-            subprocess.run([*MUTMUT, "run", "--max-children", str(jobs), *patterns], cwd=where,
-                           check=False, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.run([*ISOLATE, *MUTMUT, "run", "--max-children", str(jobs), *patterns],
+                           cwd=where, check=False, stdout=log, stderr=subprocess.STDOUT)
     finally:
         _end_leftovers(where)
     listing = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=where, check=True,
@@ -200,6 +228,7 @@ def main() -> int:
         for name, (source, tests) in MODULES.items():
             print(f"{name:18} {source}  <- {' '.join(Path(t).name for t in tests)}")
         return 0
+    _check_isolation()
     results = []
     for name in args.module or list(MODULES):
         print(f"mutation: {name} ({MODULES[name][0]}) ...", flush=True)
