@@ -38,7 +38,7 @@ from sscard_terminal.ecode import (
     encode_text,
     trust_list_from_central,
 )
-from sscard_terminal.ecode.algorithms import EDDSA
+from sscard_terminal.ecode.algorithms import EDDSA, ES256
 from sscard_terminal.errors import CentralUnreachableError, ConfigError, ECodeRefusedError
 
 from .ecode_helpers import (
@@ -254,6 +254,24 @@ def test_the_algorithms_answer_false_for_a_forgery_and_true_for_the_real_thing(m
     assert algorithm.verify(loaded, make_issuer(b"other").sign(message), message) is False
     assert algorithm.verify(loaded, signature + b"\x00", message) is False
     assert algorithm.verify(loaded, signature[:-1], message) is False
+    # a key of the other algorithm is refused, not passed to the wrong library call
+    other_key = signer_key(es256_issuer() if key.alg == EDDSA else eddsa_issuer())
+    other = DEFAULT_ALGORITHMS[other_key.alg].load_public_key(other_key.public_key)
+    assert algorithm.verify(other, signature, message) is False
+
+
+def test_public_keys_of_the_wrong_shape_are_refused_with_a_clear_message() -> None:
+    es256, eddsa = DEFAULT_ALGORITHMS[ES256], DEFAULT_ALGORITHMS[EDDSA]
+    point = signer_key(es256_issuer()).public_key
+    compressed = bytes([2 + (point[-1] & 1)]) + point[1:33]   # a valid P-256 point, 33 bytes
+    for raw in (compressed, b"\x06" + point[1:], point[:-1], b""):
+        with pytest.raises(ValueError) as refused:
+            es256.load_public_key(raw)
+        assert str(refused.value) == "an ES256 public key is a 65-byte uncompressed P-256 point"
+    for raw in (bytes(31), bytes(33), b""):
+        with pytest.raises(ValueError) as refused:
+            eddsa.load_public_key(raw)
+        assert str(refused.value) == "an Ed25519 public key is 32 bytes"
 
 
 def test_a_code_whose_algorithm_differs_from_its_keys_is_refused() -> None:
