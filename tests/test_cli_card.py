@@ -32,7 +32,8 @@ def test_read_sim_card_is_masked_by_default(capsys: pytest.CaptureFixture[str]) 
     assert main(["read", "--reader", "sim:gen2-adult", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["name"] == "刘**" and data["complete"] is True
-    assert "*" in data["social_security_number"]
+    assert data["social_security_number"] == "3303**********007X"
+    assert data["card_number"] == "W*******4"
 
 
 def test_read_unmask_is_logged_at_warning(capsys: pytest.CaptureFixture[str],

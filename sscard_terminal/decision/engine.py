@@ -17,6 +17,9 @@ The engine keeps only per-terminal state: the last decision per card (for replay
 anti-passback), what online answers taught it about each card (for offline concessions),
 and how many offline accepts ran in a row. All of it is instance state behind one lock,
 so the daemon may call :meth:`DecisionEngine.decide` from several reader threads.
+
+Anti-passback and the fare are two questions: the window comes from what the card is (all
+its entitlements, e.g. a volunteer on duty), the fare from the concession that applies.
 """
 
 from __future__ import annotations
@@ -336,8 +339,8 @@ class DecisionEngine:
     def _anti_passback(self, ref: str, verdict: Verdict, now: float) -> Verdict:
         if verdict.outcome is not Outcome.ACCEPT or not ref:
             return verdict
-        card_type = verdict.concession.value if verdict.concession is not None else None
-        window = self.profile.anti_passback_for(card_type)
+        # The card's types (all its entitlements), not the concession that set the fare.
+        window = self.profile.anti_passback_for(verdict.card_types)
         with self._lock:
             recent = self._recent.get(ref)
         if recent is not None and recent.decision.accepted and now - recent.at < window:
