@@ -28,6 +28,7 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -62,7 +63,9 @@ from .models import (
     CardStatus,
     CardValidation,
     Channel,
+    DenylistChunk,
     DenylistEntry,
+    DenylistManifest,
     DenylistUpdate,
     ECodeCheck,
     Entitlement,
@@ -73,7 +76,7 @@ from .models import (
     TrustedKey,
     TrustList,
 )
-from .signed import load_public_key, verify_document
+from .signed import canonical_json, load_public_key, verify_document
 
 __all__ = ["MAX_BATCH", "CentralClient", "TerminalConfig", "read_signed_trust_list"]
 
@@ -90,6 +93,7 @@ _MAX_SAID = 200   # characters of a reason or warning the central wrote
 # 9-character card number (a letter and 8 digits), each standing alone.
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 _CARD_NUMBER = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9]{8}(?![0-9A-Za-z])")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,37 @@ class CentralClient:
                                 deadline)
         return _parse_denylist(document)
 
+    def denylist_update(self, since_version: int, deadline: Deadline
+                        ) -> DenylistUpdate | DenylistManifest:
+        """Like :meth:`denylist`, but telling the central that chunked snapshots are
+        understood: a snapshot may come as a signed manifest of chunk hashes
+        (:class:`DenylistManifest`), its chunks then fetched with :meth:`denylist_chunk`.
+        """
+        key = self._pinned_key("denylist")
+        envelope = self._request("GET", f"/v1/denylist?since={int(since_version)}&chunked=1",
+                                 None, deadline, retry=True)
+        document = verify_document(key, envelope, ("denylist", "denylist_manifest"))
+        if document["type"] == "denylist_manifest":
+            return _parse_manifest(document)
+        return _parse_denylist(document)
+
+    def denylist_chunk(self, manifest: DenylistManifest, index: int,
+                       deadline: Deadline) -> bytes:
+        """Chunk ``index`` of a chunked snapshot, checked against the signed manifest
+        (length and SHA-256) before it is returned; a mismatch is a
+        :class:`CentralProtocolError` and nothing of it is used."""
+        if not 0 <= index < len(manifest.chunks):
+            raise CentralProtocolError(f"denylist chunk {index} is not in the manifest")
+        chunk = manifest.chunks[index]
+        size = chunk.records * manifest.record_bytes
+        data = self._request_bytes(
+            f"/v1/denylist/chunk?version={manifest.version}&index={index}", deadline, size)
+        if len(data) != size or hashlib.sha256(data).digest() != chunk.sha256:
+            raise CentralProtocolError(
+                f"denylist chunk {index} of version {manifest.version} does not match "
+                "the signed manifest")
+        return data
+
     def trust_list(self, deadline: Deadline) -> TrustList:
         """The e-code signer keys, signature checked against the pinned central key (the
         signed envelope stays on the result, for a cache to check again)."""
@@ -397,8 +432,38 @@ class CentralClient:
             raise last
         raise CentralUnreachableError(f"{method} {path}: no time left in the caller's budget")
 
+    def _request_bytes(self, path: str, deadline: Deadline, cap: int) -> bytes:
+        """A signed GET whose 200 answer is bytes (at most ``cap``), not JSON; retried
+        like any GET."""
+        last: CentralError | None = None
+        for attempt in range(_MAX_ATTEMPTS):
+            if self._closed.is_set():
+                raise CentralUnreachableError(f"GET {path}: the client was closed")
+            remaining = deadline.remaining()
+            if remaining < _MIN_ATTEMPT_S:
+                break
+            try:
+                status, data = self._exchange("GET", path, b"", deadline, remaining, cap=cap)
+            except _Retryable as exc:
+                last = CentralUnreachableError(str(exc))
+                last.__cause__ = exc.__cause__
+                _log.debug("GET %s attempt %d failed: %s", path, attempt + 1, exc)
+                continue
+            if status == 200:
+                return data
+            self._answer(status, data, "GET", path)   # raises: not a 200
+        if last is not None:
+            raise last
+        raise CentralUnreachableError(f"GET {path}: no time left in the caller's budget")
+
     def _attempt(self, method: str, path: str, raw: bytes, deadline: Deadline,
                  remaining: float) -> dict[str, Any]:
+        status, data = self._exchange(method, path, raw, deadline, remaining,
+                                      cap=self._max_response)
+        return self._answer(status, data, method, path)
+
+    def _exchange(self, method: str, path: str, raw: bytes, deadline: Deadline,
+                  remaining: float, *, cap: int) -> tuple[int, bytes]:
         headers = auth.sign_request(self._terminal_id, self._secret, method, self._prefix + path,
                                     body=raw, now=self._clock())
         if raw:
@@ -415,7 +480,7 @@ class CentralClient:
             with bounded, self._http.stream(method, path, content=raw or None, headers=headers,
                                             timeout=timeout) as response:
                 self._note_server_time(response.headers, sent)
-                data = self._read_capped(response, deadline)
+                data = self._read_capped(response, deadline, cap)
                 status = response.status_code
         except httpx.TimeoutException as exc:
             why = f": {exc}" if str(exc) else ""   # e.g. the name did not resolve in time
@@ -431,6 +496,10 @@ class CentralClient:
             raise ConfigError(f"central URL is not usable: {exc}") from exc
         if status >= 500:
             raise _Retryable(f"{method} {path}: central answered HTTP {status}")
+        return status, data
+
+    def _answer(self, status: int, data: bytes, method: str, path: str) -> dict[str, Any]:
+        """The JSON answer of a 200; the matching error for anything else."""
         answer = _decode(data, method, path)
         if status in (401, 403):
             said = answer.get("reason")
@@ -441,21 +510,22 @@ class CentralClient:
                 f"{method} {path}: HTTP {status} {_said(str(answer.get('reason', '')))}".rstrip())
         return answer
 
-    def _read_capped(self, response: httpx.Response, deadline: Deadline) -> bytes:
+    def _read_capped(self, response: httpx.Response, deadline: Deadline, cap: int) -> bytes:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding != "identity":
             raise CentralProtocolError(
                 f"answer is {encoding}-encoded though only identity was accepted")
+        cap = max(cap, 64 * 1024) if response.status_code != 200 else cap  # room for errors
         declared = response.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_response:
+        if declared is not None and declared.isdigit() and int(declared) > cap:
             raise CentralProtocolError(
-                f"answer of {int(declared)} bytes exceeds the {self._max_response}-byte cap")
+                f"answer of {int(declared)} bytes exceeds the {cap}-byte cap")
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():  # identity only (above): nothing inflates
             size += len(chunk)
-            if size > self._max_response:
-                raise CentralProtocolError(f"answer exceeds the {self._max_response}-byte cap")
+            if size > cap:
+                raise CentralProtocolError(f"answer exceeds the {cap}-byte cap")
             chunks.append(chunk)
             if deadline.expired:
                 raise httpx.ReadTimeout("deadline passed while the answer trickled in")
@@ -607,6 +677,27 @@ def _parse_denylist(document: Mapping[str, Any]) -> DenylistUpdate:
                           since_version=_int(document, "since_version"),
                           full=bool(document.get("full")), added=tuple(added),
                           removed=tuple(removed_raw))
+
+
+def _parse_manifest(document: Mapping[str, Any]) -> DenylistManifest:
+    raw_chunks = document.get("chunks")
+    if not isinstance(raw_chunks, list) or document.get("full") is not True:
+        raise CentralProtocolError("denylist manifest: no chunk list, or not a snapshot")
+    chunks = []
+    for item in raw_chunks:
+        records = item.get("records") if isinstance(item, dict) else None
+        digest = item.get("sha256") if isinstance(item, dict) else None
+        if (not isinstance(records, int) or isinstance(records, bool) or records <= 0
+                or not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest)):
+            raise CentralProtocolError("denylist manifest: malformed chunk")
+        chunks.append(DenylistChunk(records=records, sha256=bytes.fromhex(digest)))
+    entries = _int(document, "entries")
+    if sum(c.records for c in chunks) != entries:
+        raise CentralProtocolError("denylist manifest: chunk sizes do not add up to entries")
+    return DenylistManifest(
+        version=_int(document, "version"), since_version=_int(document, "since_version"),
+        entries=entries, record_bytes=_int(document, "record_bytes"), chunks=tuple(chunks),
+        digest=hashlib.sha256(canonical_json(document)).digest())
 
 
 def read_signed_trust_list(envelope: object, central_key: Ed25519PublicKey) -> TrustList:

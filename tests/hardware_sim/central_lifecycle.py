@@ -53,8 +53,9 @@ TEMPORARY_LOSS_DAYS = 15
 """Days a temporary loss holds, the day of the report included (``until`` is the last)."""
 RENEWAL_WARNING_DAYS = 92
 """About 3 months: the window in which a holder should renew."""
-MAX_DELTA = 500
-"""A terminal further behind than this many changes gets a full snapshot."""
+MAX_DELTA = 20_000
+"""A terminal further behind than this many changes gets a full snapshot (a delta of
+20,000 is about 1.6 MB of JSON, well inside the client's 4 MB answer cap)."""
 
 _VOID = {CardStatus.REPLACED, CardStatus.RENEWED, CardStatus.CANCELLED}
 

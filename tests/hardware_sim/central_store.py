@@ -459,6 +459,18 @@ class CentralStore:
     def admin_token(self) -> str:
         return self._meta("admin_token") or ""
 
+    def denylist_chunk_records(self) -> int:
+        """Records per chunk of a chunked denylist snapshot (65,536 unless set)."""
+        return int(self._meta("denylist_chunk_records") or 65536)
+
+    def set_denylist_chunk_records(self, records: int) -> None:
+        """Smaller chunks, so that a test's small list still comes in several."""
+        if records <= 0:
+            raise ValueError("a chunk holds at least one record")
+        with self.atomic() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('denylist_chunk_records', ?)",
+                         (str(records),))
+
     def signer_keys(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT kid, alg, public_der, not_before, not_after, revoked FROM signer_keys"

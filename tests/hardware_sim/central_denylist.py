@@ -1,0 +1,94 @@
+"""Chunked denylist snapshots, the simulator's side (docs/central-protocol.md).
+
+A terminal that asks ``/v1/denylist?since=N&chunked=1`` and is due a snapshot gets a
+signed manifest instead of the entries: the snapshot's records (the base-file records of
+docs/denylist-format.md, sorted by key) cut into chunks, each listed with its record count
+and SHA-256. The terminal then fetches ``/v1/denylist/chunk?version=V&index=i`` one by one,
+checks each against the manifest, and can stop and resume anywhere: the signature covers
+the whole list, and no chunk needs any other to be checked.
+
+The simulator builds a version's records once and keeps the last few in memory, so the
+chunks of a manifest stay available while newer changes arrive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sscard_terminal.central.models import CardStatus
+from sscard_terminal.decision.denylist_format import RECORD_BYTES, day_of, key_of, record
+
+from .central_lifecycle import denylist_document
+from .central_store import CentralStore
+
+__all__ = ["chunk", "denylist_answer"]
+
+_KEEP = 4
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    version: int
+    data: bytes
+    chunk_records: int
+
+    def chunk(self, index: int) -> bytes:
+        size = self.chunk_records * RECORD_BYTES
+        return self.data[index * size:(index + 1) * size]
+
+    @property
+    def chunks(self) -> int:
+        return -(-len(self.data) // (self.chunk_records * RECORD_BYTES))
+
+
+_lock = threading.Lock()
+_snapshots: dict[tuple[str, int], _Snapshot] = {}
+
+
+def _build(entries: list[dict[str, Any]], version: int, chunk_records: int
+           ) -> _Snapshot | None:
+    keyed = []
+    for entry in entries:
+        key = key_of(entry["card_ref"])
+        if key is None:
+            return None     # a reference no record can carry: answer inline
+        keyed.append(record(key, CardStatus(entry["status"]), day_of(entry.get("until"))))
+    keyed.sort()
+    return _Snapshot(version, b"".join(keyed), chunk_records)
+
+
+def denylist_answer(store: CentralStore, since: int, today: dt.date, *, chunked: bool
+                    ) -> dict[str, Any]:
+    """The denylist document for ``since``: a delta or an inline snapshot as before, or
+    (``chunked``, a snapshot due) the manifest of a chunked one."""
+    document = denylist_document(store, since, today)
+    if not chunked or not document["full"]:
+        return document
+    snapshot = _build(document["added"], document["version"], store.denylist_chunk_records())
+    if snapshot is None:
+        return document
+    with _lock:
+        _snapshots[(str(store.path), snapshot.version)] = snapshot
+        while len(_snapshots) > _KEEP:
+            del _snapshots[next(iter(_snapshots))]
+    return {
+        "type": "denylist_manifest", "version": snapshot.version, "since_version": since,
+        "full": True, "format": "ssdl-records/1", "record_bytes": RECORD_BYTES,
+        "entries": len(snapshot.data) // RECORD_BYTES,
+        "chunks": [{"records": len(snapshot.chunk(i)) // RECORD_BYTES,
+                    "sha256": hashlib.sha256(snapshot.chunk(i)).hexdigest()}
+                   for i in range(snapshot.chunks)],
+    }
+
+
+def chunk(store: CentralStore, version: int, index: int) -> bytes | None:
+    """Chunk ``index`` of the snapshot of ``version`` (None: not kept, or no such chunk)."""
+    with _lock:
+        snapshot = _snapshots.get((str(store.path), version))
+    if snapshot is None or not 0 <= index < snapshot.chunks:
+        return None
+    return snapshot.chunk(index)
