@@ -341,7 +341,7 @@ class Denylist:
                     return None
                 try:
                     rec = base.get(key, int.from_bytes(key, "big"))
-                except OSError as exc:
+                except (OSError, ValueError) as exc:    # ValueError: closed meanwhile
                     raise DenylistError(f"{base.path}: cannot read the denylist: {exc}") from exc
         if rec is None or rec[0] == REMOVED:
             return None
@@ -470,12 +470,14 @@ class Denylist:
         changes: dict[bytes, bytes] = {}
         text_changes: dict[str, bytes] = {}
         for ref in update.removed:
+            pacer.tick()
             key = key_of(ref)
             if key is None:
                 text_changes[ref] = _TOMBSTONE
             else:
                 changes[key] = _TOMBSTONE
         for entry in update.added:
+            pacer.tick()
             key = key_of(entry.card_ref)
             if key is None:
                 text_changes[entry.card_ref] = _rec(entry.status, entry.until)
@@ -569,7 +571,9 @@ class Denylist:
         base = view.base
         plan: list[tuple[bytes, bytes, int, bool]] = []
         count = base.count if base is not None else 0
+        pacer = Pacer()
         for key, rec in sorted(frozen.items()):
+            pacer.tick()
             at, found = base.position(key) if base is not None else (0, False)
             plan.append((key, rec, at, found))
             count += (rec[0] != REMOVED) - found
@@ -577,7 +581,6 @@ class Denylist:
             count * FILTER_BITS_PER_ENTRY <= base.filter.size * 3 // 2)
         name = self._new_base_name(version)
         final = self.path.with_name(name)
-        pacer = Pacer()
         writer = BaseWriter(final, list_version=version, count=count, pacer=pacer,
                             inherit_filter=base.filter.bits if base is not None and inherit
                             else None)
@@ -592,6 +595,7 @@ class Denylist:
                 if rec[0] != REMOVED:
                     writer.add(key + rec)
                 position = at + 1 if found else at
+                pacer.tick()
             if base is not None:
                 for piece in base.records(position, base.count):
                     self._stop_if_closing()

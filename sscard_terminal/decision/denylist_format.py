@@ -19,11 +19,16 @@ Record: ``key[15] | status u8 | until u32 big-endian`` where ``until`` counts da
 central sends snapshots in exactly this form (docs/central-protocol.md), so a verified
 chunk is written as it came.
 
-Reads go through ``os.pread`` (one call of about 2.5 KB per lookup that the filter does
-not answer), not through ``mmap``: pages an ``mmap`` touches count in the process's
-resident memory and random lookups touch them all, while ``pread`` leaves caching to the
-kernel's page cache, shared and reclaimable. Measured under a busy sibling thread, a
-``pread`` lookup's p99 stays at a few microseconds (bench/denylist.py).
+Lookups the filter does not answer read one block of about 2.5 KB through ``mmap``,
+then hand the touched pages back with ``madvise(MADV_DONTNEED)``. Why both: ``os.pread``
+releases the GIL, and a busy sibling thread that takes it keeps it for the whole 5 ms
+switch interval, so a tap would wait 5 ms (measured: p99 of present lookups 5.2 ms with
+``pread`` beside a busy thread, 10-20 us with ``mmap``); a page fault does not release
+it. But every page an ``mmap`` touches counts in the process's resident memory, and
+random lookups would touch them all (the kernel maps 64 KB around each fault), so each
+lookup drops its 64 KB window again: the file's pages stay in the kernel's page cache,
+shared and reclaimable, not in this process. Bulk reads (compaction, verification) use
+``pread``: there the GIL is better given away.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import mmap
 import operator
 import os
 import re
@@ -173,7 +179,22 @@ def _read_at(fd: int, size: int, offset: int) -> bytes:
     return data
 
 
+def _readinto_at(fd: int, buffer: bytearray, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [buffer], offset)
+    data = _read_at(fd, len(buffer), offset)
+    buffer[:] = data
+    return len(data)
+
+
 _HAS_PREAD = hasattr(os, "pread")
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+_WINDOW = 256 * 1024
+"""Around a page fault the kernel maps more than the page (64 KB of fault-around, and
+whole large folios of the page cache: measured here, 64 KB windows left 4 MB mapped
+after 20,000 lookups, 256 KB windows none); dropped whole."""
+_SWEEP = 4096
+"""Every this many reads the whole mapping is dropped too, whatever a kernel maps."""
 _SEEK_LOCK = threading.Lock()
 
 
@@ -268,7 +289,10 @@ class BaseFile:
         self._fd = fd
         self._finalizer = weakref.finalize(self, os.close, fd)
         try:
-            self._read_index(os.fstat(fd).st_size)
+            self._size = os.fstat(fd).st_size
+            self._reads = 0
+            self._read_index(self._size)
+            self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError, struct.error) as exc:
             self.close()
             raise DenylistError(f"{path}: damaged denylist base file: {exc}") from exc
@@ -292,17 +316,26 @@ class BaseFile:
                 or filter_offset != fence_offset + fence_count * 8
                 or file_size != filter_offset + filter_bytes or filter_bytes < 8):
             raise ValueError("sizes in the header do not match the file")
-        index = _read_at(self._fd, fence_count * 8 + filter_bytes, fence_offset)
+        fence = _read_at(self._fd, fence_count * 8, fence_offset)
+        bits = bytearray(filter_bytes)          # read in place: no second copy
+        if _readinto_at(self._fd, bits, filter_offset) != filter_bytes:
+            raise ValueError("the filter is cut short")
         (expected,) = _DIGEST.unpack_from(head, _HEADER.size)
-        if hashlib.sha256(head[:_HEADER.size] + index).digest() != expected:
+        digest = hashlib.sha256(head[:_HEADER.size])
+        digest.update(fence)
+        digest.update(bits)
+        if digest.digest() != expected:
             raise ValueError("header, fence or filter does not match its digest")
         self.count = count
         self.list_version = list_version
         self.records_digest = records_digest
-        self.fence = _fence_from_bytes(index[:fence_count * 8])
-        self.filter = _Filter(bytearray(index[fence_count * 8:]))
+        self.fence = _fence_from_bytes(fence)
+        self.filter = _Filter(bits)
 
     def close(self) -> None:
+        mm = getattr(self, "_mm", None)
+        if mm is not None:
+            mm.close()
         self._finalizer()
 
     # --- reading -----------------------------------------------------------------------
@@ -312,37 +345,51 @@ class BaseFile:
         is ``int.from_bytes(key, "big")``."""
         if not self.filter.may_hold(number & 0xFFFFFFFFFFFFFFFF):
             return None
-        _, block = self._block(number >> 56)
-        if not block:
+        first, last = self._block(number >> 56)
+        if first == last:
             return None
-        at = block.find(key)
-        while at >= 0:
-            if at % RECORD_BYTES == 0:
-                return block[at + KEY_BYTES:at + RECORD_BYTES]
-            at = block.find(key, at + 1)
-        return None
+        mm = self._mm
+        lo = RECORDS_OFFSET + first * RECORD_BYTES
+        hi = RECORDS_OFFSET + last * RECORD_BYTES
+        try:
+            at = mm.find(key, lo, hi)
+            while at >= 0 and (at - RECORDS_OFFSET) % RECORD_BYTES:
+                at = mm.find(key, at + 1, hi)   # inside another record: not a match
+            return None if at < 0 else mm[at + KEY_BYTES:at + RECORD_BYTES]
+        finally:
+            self._drop(lo, hi)
 
-    def _block(self, prefix: int) -> tuple[int, bytes]:
-        """The records that could hold a key with this top 64 bits: normally one block;
-        more only where equal prefixes straddle a block edge."""
+    def _drop(self, lo: int, hi: int) -> None:
+        """Unmap the pages a read touched (they stay in the page cache)."""
+        if _DONTNEED is None:
+            return
+        self._reads += 1
+        if self._reads % _SWEEP == 0:
+            self._mm.madvise(_DONTNEED)
+            return
+        start = lo & -_WINDOW
+        self._mm.madvise(_DONTNEED, start, min(hi + _WINDOW - 1 & -_WINDOW, self._size) - start)
+
+    def _block(self, prefix: int) -> tuple[int, int]:
+        """The records that could hold a key with this top 64 bits, ``[first, last)``:
+        normally one block; more only where equal prefixes straddle a block edge."""
         fence = self.fence
         end = bisect.bisect_right(fence, prefix)
         if end == 0:
-            return 0, b""
+            return 0, 0
         start = end - 1
         if fence[start] == prefix:
             start = max(bisect.bisect_left(fence, prefix) - 1, 0)
-        first = start * FENCE_STRIDE
-        last = min(end * FENCE_STRIDE, self.count)
-        return first, _read_at(self._fd, (last - first) * RECORD_BYTES,
-                               RECORDS_OFFSET + first * RECORD_BYTES)
+        return start * FENCE_STRIDE, min(end * FENCE_STRIDE, self.count)
 
     def position(self, key: bytes) -> tuple[int, bool]:
         """Index of the first record not below ``key``, and whether it is ``key``."""
-        first, block = self._block(int.from_bytes(key[:8], "big"))
-        if not block:
+        first, last = self._block(int.from_bytes(key[:8], "big"))
+        if first == last:
             return 0, False
-        width = len(block) // RECORD_BYTES
+        block = _read_at(self._fd, (last - first) * RECORD_BYTES,
+                         RECORDS_OFFSET + first * RECORD_BYTES)
+        width = last - first
         at = bisect.bisect_left(range(width), key,
                                 key=lambda i: block[i * RECORD_BYTES:i * RECORD_BYTES + KEY_BYTES])
         found = at < width and block[at * RECORD_BYTES:at * RECORD_BYTES + KEY_BYTES] == key
@@ -482,7 +529,7 @@ class BaseWriter:
         """Put keys into an inherited filter (records merged in from a delta)."""
         self._filter.add_records(records)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -493,18 +540,22 @@ class BaseWriter:
             raise DenylistError(f"denylist records: {self._count} received, "
                                 f"{self._expected} announced")
         fence = _fence_bytes(self._fence)
-        filter_bytes = bytes(self._filter.bits)
+        bits = memoryview(self._filter.bits)
         fence_offset = RECORDS_OFFSET + self._count * RECORD_BYTES
         header = _HEADER.pack(MAGIC, FORMAT_VERSION, RECORD_BYTES, FENCE_STRIDE, self._count,
                               self._list_version, RECORDS_OFFSET, fence_offset,
-                              fence_offset + len(fence), len(filter_bytes), 2, 0,
+                              fence_offset + len(fence), len(bits), 2, 0,
                               self._sha.digest())
-        digest = hashlib.sha256(header + fence + filter_bytes).digest()
+        digest = hashlib.sha256(header)
+        digest.update(fence)
+        digest.update(bits)
         try:
             self._write(fence)
-            self._write(filter_bytes)
+            self._write(bits)
+            bits.release()
+            self._filter = _Filter(bytearray(8))     # the reader loads its own copy
             os.lseek(self._fd, 0, os.SEEK_SET)
-            self._write(header + digest)
+            self._write(header + digest.digest())
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1

@@ -460,8 +460,8 @@ class CentralStore:
         return self._meta("admin_token") or ""
 
     def denylist_chunk_records(self) -> int:
-        """Records per chunk of a chunked denylist snapshot (65,536 unless set)."""
-        return int(self._meta("denylist_chunk_records") or 65536)
+        """Records per chunk of a chunked denylist snapshot (16,384 unless set)."""
+        return int(self._meta("denylist_chunk_records") or 16384)
 
     def set_denylist_chunk_records(self, records: int) -> None:
         """Smaller chunks, so that a test's small list still comes in several."""
