@@ -357,3 +357,35 @@ def test_resident_memory_does_not_hold_the_entries(tmp_path: Path) -> None:
         assert denylist.state().entries == 100_000
     assert after - before < 1000
     assert os.path.getsize(_base_file(tmp_path)) < 100_000 * 22 + 8192
+
+
+def test_a_card_removed_while_a_compaction_merges_its_addition_stays_removed(
+        tmp_path: Path) -> None:
+    """A delta adds a card (overlay only), a compaction starts merging it into a new base,
+    and meanwhile a delta removes it: the old base never held it, so the removal drops
+    the overlay row. After the switch the new base holds the card, and without a
+    tombstone it would be refused again. It must stay removed, after a reopen too."""
+    rng = random.Random(8)
+    first = _refs(rng, 500)
+    card = ref_of(rng.randbytes(15))
+    path = tmp_path / "d.db"
+    with Denylist.open(path, background=False) as denylist:
+        denylist.install(_snapshot(1, first))
+        denylist.install(DenylistUpdate(version=2, since_version=1, full=False, removed=(),
+                                        added=(DenylistEntry(card, CardStatus.SUSPENDED),)))
+        fired: list[bool] = []
+
+        def remove_meanwhile() -> None:
+            if not fired:
+                fired.append(True)
+                denylist.install(DenylistUpdate(version=3, since_version=2, full=False,
+                                                added=(), removed=(card,)))
+
+        denylist._stop_if_closing = remove_meanwhile   # type: ignore[method-assign]
+        assert denylist.compact()
+        assert fired
+        assert denylist.lookup(card) is None
+        assert denylist.state().entries == 500
+    with Denylist.open(path) as reopened:
+        assert reopened.lookup(card) is None
+        assert all(reopened.lookup(ref) is not None for ref in first)

@@ -612,7 +612,13 @@ class Denylist:
                 new_base.close()
                 _unlink(final)
                 return False
+            # What changed since the merge began stays in the overlay; and a card the
+            # merge put into the new base that a delta has since removed (its overlay row
+            # dropped, as the old base did not hold it) needs a tombstone now.
             remaining = {k: v for k, v in current.overlay.items() if frozen.get(k) != v}
+            for k, v in frozen.items():
+                if v[0] != REMOVED and k not in current.overlay:
+                    remaining[k] = _TOMBSTONE
             try:
                 with write_transaction(self._db) as db:
                     db.execute("DELETE FROM overlay")
