@@ -659,8 +659,8 @@ class Denylist:
 
     def install_manifest(self, manifest: DenylistManifest,
                          fetch: Callable[[int], bytes]) -> None:
-        """Install a chunked snapshot; ``fetch(i)`` returns chunk ``i`` already checked
-        against the manifest (the central client does that).
+        """Install a chunked snapshot from its verified manifest; ``fetch(i)`` returns
+        chunk ``i``, which is checked against the manifest's hash before use.
 
         The download goes to a file named for the manifest's digest; if a refresh is cut
         short (deadline, network), the chunks already written stay and the next refresh
@@ -706,7 +706,14 @@ class Denylist:
         if index:
             log.info("denylist download resumed at chunk %d of %d", index, len(manifest.chunks))
         for i in range(index, len(manifest.chunks)):
-            yield fetch(i)
+            data = fetch(i)
+            # The client checked it already; checked again here so that no source can
+            # hand over a chunk the signed manifest does not cover.
+            if (len(data) != manifest.chunks[i].records * RECORD_BYTES
+                    or hashlib.sha256(data).digest() != manifest.chunks[i].sha256):
+                raise CentralProtocolError(f"denylist chunk {i} does not match the signed "
+                                           "manifest")
+            yield data
 
 
 # --- helpers -------------------------------------------------------------------------
