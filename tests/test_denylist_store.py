@@ -389,3 +389,15 @@ def test_a_card_removed_while_a_compaction_merges_its_addition_stays_removed(
     with Denylist.open(path) as reopened:
         assert reopened.lookup(card) is None
         assert all(reopened.lookup(ref) is not None for ref in first)
+
+
+def test_an_empty_snapshot_installs_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    with Denylist.open(path) as denylist:
+        denylist.install(_snapshot(1, [tap(1).card_ref]))
+        denylist.install_snapshot(2, [], 0)
+        assert denylist.lookup(tap(1).card_ref) is None
+    with Denylist.open(path) as reopened:
+        assert reopened.version == 2 and reopened.state().entries == 0
+        assert reopened.lookup(tap(1).card_ref) is None
+        assert reopened.verify()
