@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from sscard_hardware_sim.central_store import DEMO_CARDS
 from sscard_terminal.central.models import CardStatus, DenylistManifest, DenylistUpdate
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.decision import Denylist
+from sscard_terminal.decision.denylist_format import record, ref_of
 from sscard_terminal.errors import (
     CentralProtocolError,
     CentralUnreachableError,
@@ -177,3 +179,31 @@ def test_a_chunked_snapshot_then_deltas(central_sim: CentralSim, tmp_path: Path)
         assert denylist.refresh(client, deadline=Deadline.after(5)) == update.version
         hit = denylist.lookup(spare.card_ref)
         assert hit is not None and hit.status is CardStatus.SUSPENDED
+
+
+def test_bulk_entries_travel_in_chunks_and_a_terminal_behind_the_load_gets_a_snapshot(
+        central_sim: CentralSim, tmp_path: Path) -> None:
+    """The simulator's synthetic provincial entries (the bench loads ten million):
+    served as chunk records beside the cards' own entries, and a terminal whose version
+    predates the load gets a snapshot, never a delta that would miss them."""
+    rng = random.Random(11)
+    keys = sorted({rng.randbytes(15) for _ in range(5000)})
+    records = b"".join(record(k, CardStatus.FORMAL_LOSS, 0) for k in keys)
+    central_sim.store.set_denylist_chunk_records(1024)
+    cards = _inline(central_sim)
+    with central_sim.make_client() as client, \
+            Denylist.open(tmp_path / "denylist.db") as denylist:
+        before = denylist.refresh(client, deadline=Deadline.after(10))
+        loaded = central_sim.store.add_denylist_bulk([records], dt.date.today())
+        assert loaded > before
+        update = client.denylist_update(before, Deadline.after(10))
+        assert isinstance(update, DenylistManifest) and update.entries == 5000 + len(cards)
+        assert len(update.chunks) == 5
+        assert denylist.refresh(client, deadline=Deadline.after(20)) == loaded
+        assert denylist.state().entries == 5000 + len(cards)
+        assert all(denylist.lookup(ref_of(k)) is not None for k in keys[::50])
+        assert all(denylist.lookup(ref) is not None for ref in cards)
+    # The legacy inline form carries them too.
+    with central_sim.make_client() as plain:
+        inline = plain.denylist(before, Deadline.after(10))
+    assert inline.full and len(inline.added) == 5000 + len(cards)

@@ -7,14 +7,18 @@ and SHA-256. The terminal then fetches ``/v1/denylist/chunk?version=V&index=i`` 
 checks each against the manifest, and can stop and resume anywhere: the signature covers
 the whole list, and no chunk needs any other to be checked.
 
-The simulator builds a version's records once and keeps the last few in memory, so the
-chunks of a manifest stay available while newer changes arrive.
+The simulator builds a version's records once and keeps the last two in memory, so the
+chunks of a manifest stay available while newer changes arrive. Besides the cards' own
+entries it serves the synthetic bulk entries the bench loads
+(``CentralStore.add_denylist_bulk``: ten million, without a card row each).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import heapq
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +31,7 @@ from .central_store import CentralStore
 
 __all__ = ["chunk", "denylist_answer"]
 
-_KEEP = 4
+_KEEP = 2
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class _Snapshot:
     version: int
     data: bytes
     chunk_records: int
+    hashes: tuple[str, ...] = ()
 
     def chunk(self, index: int) -> bytes:
         size = self.chunk_records * RECORD_BYTES
@@ -49,8 +54,10 @@ _lock = threading.Lock()
 _snapshots: dict[tuple[str, int], _Snapshot] = {}
 
 
-def _build(entries: list[dict[str, Any]], version: int, chunk_records: int
+def _build(store: CentralStore, entries: list[dict[str, Any]], version: int
            ) -> _Snapshot | None:
+    """The snapshot's records: the cards' entries and the bulk ones, merged in key order
+    (a card's own entry wins over a bulk one with its key)."""
     keyed = []
     for entry in entries:
         key = key_of(entry["card_ref"])
@@ -58,19 +65,30 @@ def _build(entries: list[dict[str, Any]], version: int, chunk_records: int
             return None     # a reference no record can carry: answer inline
         keyed.append(record(key, CardStatus(entry["status"]), day_of(entry.get("until"))))
     keyed.sort()
-    return _Snapshot(version, b"".join(keyed), chunk_records)
+    out = bytearray()
+    last = b""
+    for rec in heapq.merge(keyed, (key + rest for key, rest in store.denylist_bulk())):
+        if rec[:15] != last:
+            out += rec
+            last = rec[:15]
+    snapshot = _Snapshot(version, bytes(out), store.denylist_chunk_records())
+    return dataclasses.replace(snapshot, hashes=tuple(
+        hashlib.sha256(snapshot.chunk(i)).hexdigest() for i in range(snapshot.chunks)))
 
 
 def denylist_answer(store: CentralStore, since: int, today: dt.date, *, chunked: bool
                     ) -> dict[str, Any]:
     """The denylist document for ``since``: a delta or an inline snapshot as before, or
     (``chunked``, a snapshot due) the manifest of a chunked one."""
-    document = denylist_document(store, since, today)
+    document = denylist_document(store, since, today, bulk=not chunked)
     if not chunked or not document["full"]:
         return document
-    snapshot = _build(document["added"], document["version"], store.denylist_chunk_records())
+    with _lock:
+        snapshot = _snapshots.get((str(store.path), document["version"]))
+    if snapshot is None or snapshot.chunk_records != store.denylist_chunk_records():
+        snapshot = _build(store, document["added"], document["version"])
     if snapshot is None:
-        return document
+        return denylist_document(store, since, today)
     with _lock:
         _snapshots[(str(store.path), snapshot.version)] = snapshot
         while len(_snapshots) > _KEEP:
@@ -80,7 +98,7 @@ def denylist_answer(store: CentralStore, since: int, today: dt.date, *, chunked:
         "full": True, "format": "ssdl-records/1", "record_bytes": RECORD_BYTES,
         "entries": len(snapshot.data) // RECORD_BYTES,
         "chunks": [{"records": len(snapshot.chunk(i)) // RECORD_BYTES,
-                    "sha256": hashlib.sha256(snapshot.chunk(i)).hexdigest()}
+                    "sha256": snapshot.hashes[i]}
                    for i in range(snapshot.chunks)],
     }
 
