@@ -16,11 +16,14 @@ does not hide in another's:
 - **delta**: ``--delta`` changes (10,000) applied while a probe thread looks a card up
   every 200 us; the longest any probe waited, counted from when it was due;
 - **compaction**: merging the delta into a new base file in the background, and the
-  longest probe wait meanwhile.
+  longest probe wait meanwhile;
+- ``--transfer``: the same list loaded into the central simulator (a subprocess) and
+  installed over HTTP from its signed manifest, chunk by chunk: time and the terminal's
+  peak resident growth (counted in the ratio too).
 
 The last line is ``ratio=<resident bytes per entry / 4>``: 4 bytes an entry is the
-budget (40 MB at 10 M), so the goal is ratio <= 1. The larger of the steady-state growth
-and the install's peak growth counts.
+budget (40 MB at 10 M), so the goal is ratio <= 1. The largest of the steady-state
+growth and the installs' peak growths counts.
 """
 
 from __future__ import annotations
@@ -38,7 +41,16 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from sscard_terminal.central.models import CardStatus, DenylistEntry, DenylistUpdate
+from sscard_hardware_sim.central_harness import CentralSim
+
+from sscard_terminal.central.client import CentralClient, TerminalConfig
+from sscard_terminal.central.models import (
+    CardStatus,
+    DenylistEntry,
+    DenylistManifest,
+    DenylistUpdate,
+)
+from sscard_terminal.deadline import Deadline
 from sscard_terminal.decision import Denylist
 from sscard_terminal.decision.denylist_format import ref_of
 
@@ -255,10 +267,50 @@ def _delta(denylist: Denylist, synthetic: Synthetic, changes: int) -> dict[str, 
             "compact_p99_wait": _pct(during.waits, 0.99)}
 
 
+def _child_transfer(path: Path, n: int, config: str) -> dict[str, Any]:
+    """Install the simulator's list over HTTP: a signed manifest, then chunk by chunk."""
+    synthetic = Synthetic(n)
+    with CentralClient.from_config(TerminalConfig(**json.loads(config))) as client, \
+            Denylist.open(path) as denylist:
+        started = time.perf_counter()
+        manifest = client.denylist_update(0, Deadline.after(3600))   # the central builds it
+        built = time.perf_counter() - started
+        assert isinstance(manifest, DenylistManifest)
+        before = _status_kb("VmRSS")["VmRSS"]
+        started = time.perf_counter()
+        denylist.refresh(client, deadline=Deadline.after(3600))
+        seconds = time.perf_counter() - started
+        peak = _status_kb("VmHWM")["VmHWM"]
+        rng = random.Random(3)
+        for _ in range(2000):
+            if denylist.lookup(ref_of(synthetic.key(rng.randrange(n)))) is None:
+                raise SystemExit("bench: a listed card did not arrive")
+        return {"seconds": seconds, "build_s": built, "chunks": len(manifest.chunks),
+                "entries": denylist.state().entries, "peak_growth_kb": peak - before}
+
+
+def _transfer(tmp: Path, n: int) -> dict[str, Any]:
+    sim = CentralSim(tmp / "central.db")
+    try:
+        started = time.perf_counter()
+        sim.store.add_denylist_bulk(Synthetic(n).pieces(), date.today())
+        loaded = time.perf_counter() - started
+        config = json.dumps({"base_url": sim.base_url, "terminal_id": sim.terminal_id,
+                             "secret": sim.secret,
+                             "central_public_key": sim.central_public_key})
+        result = _run_child("transfer", tmp / "transferred.db", n, config)
+        result["load_s"] = loaded
+        return result
+    finally:
+        sim.stop()
+
+
 def _child(argv: list[str]) -> None:
     kind, path, n = argv[0], Path(argv[1]), int(argv[2])
     if kind == "install":
         result = _child_install(path, n)
+    elif kind == "transfer":
+        result = _child_transfer(path, n, argv[3])
     else:
         result = _child_use(path, n, int(argv[3]), int(argv[4]))
     print(json.dumps(result))
@@ -280,6 +332,9 @@ def main(argv: list[str]) -> float:
                         help="present and absent lookups each (20,000)")
     parser.add_argument("--delta", type=int, default=10_000, help="changes in the delta")
     parser.add_argument("--dir", type=Path, help="where the files go (a temporary directory)")
+    parser.add_argument("--transfer", action="store_true",
+                        help="also serve the list from the central simulator and install it "
+                             "over HTTP (signed manifest, chunk by chunk)")
     args = parser.parse_args(argv)
     n = args.entries
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-denylist-") as tmp:
@@ -288,6 +343,7 @@ def main(argv: list[str]) -> float:
         install = _run_child("install", full, n)
         use = _run_child("use", full, n, args.lookups, args.delta)
         idle = _run_child("use", empty, 0, args.lookups, 0)
+        transfer = _transfer(Path(tmp), n) if args.transfer else None
     ms, us, mb = 1000.0, 1e6, 1 / 1024
     print(f"install of {n:,} entries: {install['seconds']:.1f} s, peak resident growth "
           f"{install['peak_growth_kb'] * mb:.1f} MB, files {install['file_bytes'] / 1e6:.0f} MB")
@@ -314,6 +370,12 @@ def main(argv: list[str]) -> float:
               f"during it {use['compact_worst_wait'] * ms:.2f} ms "
               f"(p99 {use['compact_p99_wait'] * ms:.2f} ms)")
     worst_kb = max(growth, install["peak_growth_kb"])
+    if transfer is not None:
+        print(f"transfer from the central simulator over HTTP: {transfer['entries']:,} entries "
+              f"in {transfer['chunks']} chunks, {transfer['seconds']:.1f} s, peak resident "
+              f"growth {transfer['peak_growth_kb'] * mb:.1f} MB (the simulator: bulk load "
+              f"{transfer['load_s']:.0f} s, building its snapshot {transfer['build_s']:.1f} s)")
+        worst_kb = max(worst_kb, transfer["peak_growth_kb"])
     return worst_kb * 1024 / max(n, 1) / 4
 
 

@@ -14,14 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_denylist_runs_small(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "bench", "denylist", "--entries", "30000", "--lookups", "500",
-         "--delta", "500", "--dir", str(tmp_path)],
+         "--delta", "500", "--transfer", "--dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     text = "\n".join(lines)
     for figure in ("install of 30,000 entries", "open:", "lookup, card on the list:",
                    "lookup, card not on the list:", "resident memory over an empty list",
-                   "delta of 500 changes", "longest lookup wait", "compaction"):
+                   "delta of 500 changes", "longest lookup wait", "compaction",
+                   "transfer from the central simulator over HTTP: 30,006 entries"):
         assert figure in text, text
     assert lines[-1].startswith("ratio=")
     assert float(lines[-1].removeprefix("ratio=")) > 0
