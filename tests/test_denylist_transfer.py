@@ -122,22 +122,26 @@ def test_an_altered_manifest_is_refused(central_sim: CentralSim) -> None:
 
 def test_an_interrupted_download_resumes_where_it_stopped(
         central_sim: CentralSim, tmp_path: Path) -> None:
+    """Cut after three chunks, the terminal restarts (the list is closed and opened
+    again), and the next refresh fetches only the chunks it lacks."""
     central_sim.store.set_denylist_chunk_records(1)
     expected = _inline(central_sim)
     wire = _Wire()
     wire.cut_from = 3
-    with central_sim.make_client(transport=wire) as client, \
-            Denylist.open(tmp_path / "denylist.db") as denylist:
-        with pytest.raises(CentralUnreachableError):
-            denylist.refresh(client, deadline=Deadline.after(10))
-        assert denylist.version == 0 and denylist.state().entries == 0
+    with central_sim.make_client(transport=wire) as client:
+        with Denylist.open(tmp_path / "denylist.db") as denylist:
+            with pytest.raises(CentralUnreachableError):
+                denylist.refresh(client, deadline=Deadline.after(10))
+            assert denylist.version == 0 and denylist.state().entries == 0
         (download,) = [n for n in _files(tmp_path) if ".download-" in n]
         assert (tmp_path / download).stat().st_size == 4096 + 3 * 20
         wire.cut_from, wire.chunks = None, []
+        denylist = Denylist.open(tmp_path / "denylist.db")
         denylist.refresh(client, deadline=Deadline.after(10))
         assert wire.chunks == list(range(3, len(expected)))
         assert denylist.state().entries == len(expected)
         assert all(denylist.lookup(ref) is not None for ref in expected)
+        denylist.close()
     assert [n for n in _files(tmp_path) if ".download-" in n] == []
 
 
