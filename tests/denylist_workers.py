@@ -6,6 +6,8 @@
 with small compactions in the background, printing ``installed v`` after each.
 ``python -m tests.denylist_workers open PATH``: open (a schema-1 file: the upgrade), print
 ``opened``, idle.
+``python -m tests.denylist_workers refresh PATH URL TERMINAL SECRET KEY``: open, print
+``ready``, refresh from the central (a chunked snapshot), print ``done``, idle.
 
 The contents are functions of the version, so the test rebuilds what each version holds.
 """
@@ -17,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from sscard_terminal.central.client import CentralClient
 from sscard_terminal.central.models import CardStatus, DenylistEntry, DenylistUpdate
+from sscard_terminal.deadline import Deadline
 from sscard_terminal.decision import Denylist
 from sscard_terminal.decision.denylist_format import record, ref_of
 
@@ -97,6 +101,14 @@ def main(argv: list[str]) -> None:
                 version += 1
                 denylist.install(delta(version, model))
                 _say(f"installed {version}")
+    elif command == "refresh":
+        base_url, terminal, secret, key = argv[2:6]
+        with CentralClient(base_url, terminal, secret, central_public_key=key) as client, \
+                Denylist.open(path) as denylist:
+            _say("ready")
+            denylist.refresh(client, deadline=Deadline.after(120))
+            _say("done")
+            time.sleep(60)
     elif command == "open":
         with Denylist.open(path):
             _say("opened")

@@ -7,6 +7,7 @@ whole, never a mix, and no half-written file is left behind.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import select
@@ -18,17 +19,21 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from sscard_hardware_sim.central_harness import CentralSim
 
-from sscard_terminal.central.models import CardStatus
+from sscard_terminal.central.models import CardStatus, DenylistManifest
+from sscard_terminal.deadline import Deadline
 from sscard_terminal.decision import Denylist
-from sscard_terminal.decision.denylist_format import ref_of
+from sscard_terminal.decision.denylist_format import record, ref_of
 
 from .denylist_workers import delta_history, snapshot_keys, snapshot_pieces
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("SSCARD_DENYLIST_KILLS", "6"))
 SNAPSHOT_ENTRIES = 200_000
+CHUNK = 1024
 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:
@@ -185,6 +190,63 @@ def test_kill_during_the_schema_1_upgrade_leaves_the_list_whole(tmp_path: Path) 
                 hit = denylist.lookup(ref)
                 assert hit is not None and hit.status is CardStatus.FORMAL_LOSS
         _no_leftovers(work)
+
+
+def test_kill_during_a_chunked_download_then_resume(central_sim: CentralSim,
+                                                     tmp_path: Path) -> None:
+    """SIGKILL while chunks arrive over HTTP: the list that opens is the old one (or,
+    after the switch, the new one); the next refresh resumes from what is on disk and
+    ends with the central's whole list."""
+    keys = snapshot_keys(3, 300_000)
+    records = b"".join(record(k, CardStatus.FORMAL_LOSS, 0) for k in keys)
+    central_sim.store.set_denylist_chunk_records(CHUNK)
+    central_sim.store.add_denylist_bulk([records], dt.date.today())
+    sample = random.Random(5).sample(keys, 1000)
+    args = (central_sim.base_url, central_sim.terminal_id, central_sim.secret,
+            central_sim.central_public_key)
+    with central_sim.make_client() as client, \
+            Denylist.open(tmp_path / "calibrate.db") as calibrate:
+        client.denylist_update(0, Deadline.after(60))          # the simulator builds it
+        started = time.perf_counter()
+        calibrate.refresh(client, deadline=Deadline.after(60))
+        download_s = time.perf_counter() - started
+    rounds = max(2, KILLS // 2)
+    for round_ in range(rounds):
+        work = tmp_path / f"round{round_}"
+        work.mkdir()
+        path = work / "denylist.db"
+        lines = _lines_until(_spawn("refresh", str(path), *args), wanted="ready",
+                             after_s=download_s * (round_ + 0.5) / rounds)
+        downloads = [p for p in work.iterdir() if ".download-" in p.name]
+        on_disk = 0
+        if downloads:
+            on_disk = (downloads[0].stat().st_size - 4096) // (20 * CHUNK)   # whole chunks
+        counter = _CountChunks()
+        with Denylist.open(path) as denylist:
+            if "done" in lines:
+                assert denylist.state().entries >= len(keys)
+            else:
+                assert denylist.version == 0 or denylist.state().entries >= len(keys)
+            before = denylist.version
+            with central_sim.make_client(transport=counter) as client:
+                manifest = client.denylist_update(0, Deadline.after(30))
+                assert isinstance(manifest, DenylistManifest)
+                denylist.refresh(client, deadline=Deadline.after(60))
+            assert denylist.state().entries == manifest.entries
+            assert all(denylist.lookup(ref_of(k)) is not None for k in sample)
+            if before == 0:       # the kill came before the switch: resumed from the disk
+                assert counter.chunks == len(manifest.chunks) - on_disk, (on_disk, counter.chunks)
+        _no_leftovers(work)
+
+
+class _CountChunks(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.chunks += request.url.path.endswith("/v1/denylist/chunk")
+        return super().handle_request(request)
 
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
