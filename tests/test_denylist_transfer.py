@@ -211,3 +211,62 @@ def test_bulk_entries_travel_in_chunks_and_a_terminal_behind_the_load_gets_a_sna
     with central_sim.make_client() as plain:
         inline = plain.denylist(before, Deadline.after(10))
     assert inline.full and len(inline.added) == 5000 + len(cards)
+
+
+def _log_changes(central_sim: CentralSim, adds: list[str], removes: list[str]) -> None:
+    with central_sim.store.atomic() as conn:
+        for ref in adds:
+            central_sim.store.log_denylist(conn, ref, "add", CardStatus.SUSPENDED, None,
+                                           dt.date.today())
+        for ref in removes:
+            central_sim.store.log_denylist(conn, ref, "remove", None, None, dt.date.today())
+
+
+def test_a_large_delta_comes_as_records_and_applies(
+        central_sim: CentralSim, tmp_path: Path) -> None:
+    """Past 1,000 changes a delta comes as a signed manifest of records too (removals
+    with status 0): no JSON of tens of thousands of entries to parse on the terminal."""
+    central_sim.store.set_denylist_chunk_records(512)
+    rng = random.Random(12)
+    first = [ref_of(rng.randbytes(15)) for _ in range(1500)]
+    second = [ref_of(rng.randbytes(15)) for _ in range(700)]
+    cards = len(_inline(central_sim))
+    wire = _Wire()
+    with central_sim.make_client(transport=wire) as client, \
+            Denylist.open(tmp_path / "denylist.db") as denylist:
+        start = denylist.refresh(client, deadline=Deadline.after(10))
+        _log_changes(central_sim, first, [])
+        mid = denylist.refresh(client, deadline=Deadline.after(10))
+        assert all(denylist.lookup(ref) is not None for ref in first)
+        _log_changes(central_sim, second, first[:600])
+        update = client.denylist_update(mid, Deadline.after(10))
+        assert isinstance(update, DenylistManifest) and not update.full
+        assert update.since_version == mid and update.entries == 1300
+        wire.chunks.clear()
+        assert denylist.refresh(client, deadline=Deadline.after(10)) == update.version
+        assert sorted(wire.chunks) == [0, 1, 2]
+        assert all(denylist.lookup(ref) is None for ref in first[:600])
+        assert all(denylist.lookup(ref) is not None for ref in first[600:] + second)
+        # (The simulator's snapshots list cards; these changes are in its log only.)
+        assert denylist.state().entries == cards + 1500 + 700 - 600
+        assert start < mid < update.version
+
+
+def test_an_altered_delta_chunk_changes_nothing(central_sim: CentralSim, tmp_path: Path) -> None:
+    central_sim.store.set_denylist_chunk_records(512)
+    rng = random.Random(13)
+    adds = [ref_of(rng.randbytes(15)) for _ in range(1200)]
+    wire = _Wire()
+    with central_sim.make_client(transport=wire) as client, \
+            Denylist.open(tmp_path / "denylist.db") as denylist:
+        version = denylist.refresh(client, deadline=Deadline.after(10))
+        entries = denylist.state().entries
+        _log_changes(central_sim, adds, [])
+        wire.alter = 2
+        with pytest.raises(CentralProtocolError, match="does not match the signed manifest"):
+            denylist.refresh(client, deadline=Deadline.after(10))
+        assert denylist.version == version and denylist.state().entries == entries
+        assert all(denylist.lookup(ref) is None for ref in adds)
+        wire.alter = None
+        denylist.refresh(client, deadline=Deadline.after(10))
+        assert all(denylist.lookup(ref) is not None for ref in adds)

@@ -354,9 +354,10 @@ class CentralClient:
 
     def denylist_update(self, since_version: int, deadline: Deadline
                         ) -> DenylistUpdate | DenylistManifest:
-        """Like :meth:`denylist`, but telling the central that chunked snapshots are
-        understood: a snapshot may come as a signed manifest of chunk hashes
-        (:class:`DenylistManifest`), its chunks then fetched with :meth:`denylist_chunk`.
+        """Like :meth:`denylist`, but telling the central that chunked lists are
+        understood: a snapshot, or a large delta, may come as a signed manifest of chunk
+        hashes (:class:`DenylistManifest`), its chunks then fetched with
+        :meth:`denylist_chunk`.
         """
         key = self._pinned_key("denylist")
         envelope = self._request("GET", f"/v1/denylist?since={int(since_version)}&chunked=1",
@@ -375,8 +376,10 @@ class CentralClient:
             raise CentralProtocolError(f"denylist chunk {index} is not in the manifest")
         chunk = manifest.chunks[index]
         size = chunk.records * manifest.record_bytes
+        since = "" if manifest.full else f"&since={manifest.since_version}"
         data = self._request_bytes(
-            f"/v1/denylist/chunk?version={manifest.version}&index={index}", deadline, size)
+            f"/v1/denylist/chunk?version={manifest.version}{since}&index={index}", deadline,
+            size)
         if len(data) != size or hashlib.sha256(data).digest() != chunk.sha256:
             raise CentralProtocolError(
                 f"denylist chunk {index} of version {manifest.version} does not match "
@@ -681,8 +684,9 @@ def _parse_denylist(document: Mapping[str, Any]) -> DenylistUpdate:
 
 def _parse_manifest(document: Mapping[str, Any]) -> DenylistManifest:
     raw_chunks = document.get("chunks")
-    if not isinstance(raw_chunks, list) or document.get("full") is not True:
-        raise CentralProtocolError("denylist manifest: no chunk list, or not a snapshot")
+    full = document.get("full")
+    if not isinstance(raw_chunks, list) or not isinstance(full, bool):
+        raise CentralProtocolError("denylist manifest: no chunk list, or no full flag")
     chunks = []
     for item in raw_chunks:
         records = item.get("records") if isinstance(item, dict) else None
@@ -697,7 +701,7 @@ def _parse_manifest(document: Mapping[str, Any]) -> DenylistManifest:
     return DenylistManifest(
         version=_int(document, "version"), since_version=_int(document, "since_version"),
         entries=entries, record_bytes=_int(document, "record_bytes"), chunks=tuple(chunks),
-        digest=hashlib.sha256(canonical_json(document)).digest())
+        digest=hashlib.sha256(canonical_json(document)).digest(), full=full)
 
 
 def read_signed_trust_list(envelope: object, central_key: Ed25519PublicKey) -> TrustList:

@@ -237,7 +237,9 @@ class DenylistChunk:
 
 @dataclass(frozen=True)
 class DenylistManifest:
-    """A verified, signed manifest of a snapshot sent in chunks (docs/central-protocol.md).
+    """A verified, signed manifest of a list sent in chunks of records
+    (docs/central-protocol.md): a snapshot (``full``) or a large delta, whose removals
+    are records with status 0.
 
     The signature covers every chunk's SHA-256 and record count, so a chunk that matches
     its hash is as authentic as the manifest; ``digest`` (SHA-256 of the signed document)

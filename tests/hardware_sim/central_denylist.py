@@ -32,6 +32,9 @@ from .central_store import CentralStore
 __all__ = ["chunk", "denylist_answer"]
 
 _KEEP = 2
+INLINE_DELTA = 1000
+"""Deltas of more changes come as records too (their JSON would cost a terminal 10 ms
+and more of parsing with every other thread waiting)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class _Snapshot:
 
 
 _lock = threading.Lock()
-_snapshots: dict[tuple[str, int], _Snapshot] = {}
+_snapshots: dict[tuple[str, int, int], _Snapshot] = {}
 
 
 def _build(store: CentralStore, entries: list[dict[str, Any]], version: int
@@ -76,26 +79,51 @@ def _build(store: CentralStore, entries: list[dict[str, Any]], version: int
         hashlib.sha256(snapshot.chunk(i)).hexdigest() for i in range(snapshot.chunks)))
 
 
+def _build_delta(document: dict[str, Any], store: CentralStore) -> _Snapshot | None:
+    """A delta's records: an addition as a record, a removal as its key with status 0."""
+    keyed = []
+    for entry in document["added"]:
+        key = key_of(entry["card_ref"])
+        if key is None:
+            return None
+        keyed.append(record(key, CardStatus(entry["status"]), day_of(entry.get("until"))))
+    for ref in document["removed"]:
+        key = key_of(ref)
+        if key is None:
+            return None
+        keyed.append(record(key, None, 0))
+    keyed.sort()
+    snapshot = _Snapshot(document["version"], b"".join(keyed), store.denylist_chunk_records())
+    return dataclasses.replace(snapshot, hashes=tuple(
+        hashlib.sha256(snapshot.chunk(i)).hexdigest() for i in range(snapshot.chunks)))
+
+
 def denylist_answer(store: CentralStore, since: int, today: dt.date, *, chunked: bool
                     ) -> dict[str, Any]:
     """The denylist document for ``since``: a delta or an inline snapshot as before, or
-    (``chunked``, a snapshot due) the manifest of a chunked one."""
+    (``chunked``, a snapshot or a delta of more than :data:`INLINE_DELTA` changes due)
+    the manifest of a chunked one."""
     document = denylist_document(store, since, today, bulk=not chunked)
-    if not chunked or not document["full"]:
+    if not chunked:
         return document
+    full = bool(document["full"])
+    if not full and len(document["added"]) + len(document["removed"]) <= INLINE_DELTA:
+        return document
+    cache_key = (str(store.path), document["version"], 0 if full else since)
     with _lock:
-        snapshot = _snapshots.get((str(store.path), document["version"]))
+        snapshot = _snapshots.get(cache_key)
     if snapshot is None or snapshot.chunk_records != store.denylist_chunk_records():
-        snapshot = _build(store, document["added"], document["version"])
+        snapshot = (_build(store, document["added"], document["version"]) if full
+                    else _build_delta(document, store))
     if snapshot is None:
         return denylist_document(store, since, today)
     with _lock:
-        _snapshots[(str(store.path), snapshot.version)] = snapshot
+        _snapshots[cache_key] = snapshot
         while len(_snapshots) > _KEEP:
             del _snapshots[next(iter(_snapshots))]
     return {
         "type": "denylist_manifest", "version": snapshot.version, "since_version": since,
-        "full": True, "format": "ssdl-records/1", "record_bytes": RECORD_BYTES,
+        "full": full, "format": "ssdl-records/1", "record_bytes": RECORD_BYTES,
         "entries": len(snapshot.data) // RECORD_BYTES,
         "chunks": [{"records": len(snapshot.chunk(i)) // RECORD_BYTES,
                     "sha256": snapshot.hashes[i]}
@@ -103,10 +131,11 @@ def denylist_answer(store: CentralStore, since: int, today: dt.date, *, chunked:
     }
 
 
-def chunk(store: CentralStore, version: int, index: int) -> bytes | None:
-    """Chunk ``index`` of the snapshot of ``version`` (None: not kept, or no such chunk)."""
+def chunk(store: CentralStore, version: int, index: int, since: int = 0) -> bytes | None:
+    """Chunk ``index`` of the snapshot of ``version`` (``since`` > 0: of the delta from
+    ``since``); None when not kept, or no such chunk."""
     with _lock:
-        snapshot = _snapshots.get((str(store.path), version))
+        snapshot = _snapshots.get((str(store.path), version, since))
     if snapshot is None or not 0 <= index < snapshot.chunks:
         return None
     return snapshot.chunk(index)

@@ -380,7 +380,8 @@ def _denylist(request: Request) -> tuple[int, dict[str, Any]]:
 
 def _denylist_chunk(request: Request) -> tuple[int, dict[str, Any] | bytes]:
     data = central_denylist.chunk(request.store, int(request.query["version"]),
-                                  int(request.query["index"]))
+                                  int(request.query["index"]),
+                                  int(request.query.get("since", "0")))
     if data is None:
         return 404, {"error": "not_found", "reason": "snapshot_gone"}
     return 200, data
