@@ -19,7 +19,8 @@ does not hide in another's:
   longest probe wait meanwhile;
 - ``--transfer``: the same list loaded into the central simulator (a subprocess) and
   installed over HTTP from its signed manifest, chunk by chunk: time and the terminal's
-  peak resident growth (counted in the ratio too).
+  peak resident growth (counted in the ratio too); then ``--delta`` changes logged at the
+  central and fetched by ``refresh`` (signed records), with the probe running.
 
 The last line is ``ratio=<resident bytes per entry / 4>``: 4 bytes an entry is the
 budget (40 MB at 10 M), so the goal is ratio <= 1. The largest of the steady-state
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from sscard_hardware_sim.central_harness import CentralSim
+from sscard_hardware_sim.central_store import CentralStore
 
 from sscard_terminal.central.client import CentralClient, TerminalConfig
 from sscard_terminal.central.models import (
@@ -267,8 +269,10 @@ def _delta(denylist: Denylist, synthetic: Synthetic, changes: int) -> dict[str, 
             "compact_p99_wait": _pct(during.waits, 0.99)}
 
 
-def _child_transfer(path: Path, n: int, config: str) -> dict[str, Any]:
-    """Install the simulator's list over HTTP: a signed manifest, then chunk by chunk."""
+def _child_transfer(path: Path, n: int, config: str, central_db: str, changes: int
+                    ) -> dict[str, Any]:
+    """Install the simulator's list over HTTP (a signed manifest, then chunk by chunk),
+    then a delta of ``changes`` through ``refresh`` with a probe looking cards up."""
     synthetic = Synthetic(n)
     with CentralClient.from_config(TerminalConfig(**json.loads(config))) as client, \
             Denylist.open(path) as denylist:
@@ -285,11 +289,41 @@ def _child_transfer(path: Path, n: int, config: str) -> dict[str, Any]:
         for _ in range(2000):
             if denylist.lookup(ref_of(synthetic.key(rng.randrange(n)))) is None:
                 raise SystemExit("bench: a listed card did not arrive")
-        return {"seconds": seconds, "build_s": built, "chunks": len(manifest.chunks),
-                "entries": denylist.state().entries, "peak_growth_kb": peak - before}
+        result = {"seconds": seconds, "build_s": built, "chunks": len(manifest.chunks),
+                  "entries": denylist.state().entries, "peak_growth_kb": peak - before}
+        if changes:
+            result.update(_refresh_delta(denylist, client, synthetic, central_db, changes))
+        return result
 
 
-def _transfer(tmp: Path, n: int) -> dict[str, Any]:
+def _refresh_delta(denylist: Denylist, client: CentralClient, synthetic: Synthetic,
+                   central_db: str, changes: int) -> dict[str, Any]:
+    """The central logs ``changes`` changes; the terminal refreshes while probed."""
+    rng = random.Random(4)
+    removed = [ref_of(synthetic.key(i))
+               for i in rng.sample(range(synthetic.n), min(synthetic.n, changes * 2 // 5))]
+    added = [ref_of(rng.randbytes(15)) for _ in range(changes - len(removed))]
+    store = CentralStore.open(central_db)
+    with store.atomic() as conn:
+        for ref in added:
+            store.log_denylist(conn, ref, "add", CardStatus.SUSPENDED, None, date.today())
+        for ref in removed:
+            store.log_denylist(conn, ref, "remove", None, None, date.today())
+    store.close()
+    refs = [ref_of(synthetic.key(i)) for i in rng.sample(range(synthetic.n), 500)]
+    with _Probe(denylist, refs) as probe:
+        time.sleep(0.05)
+        started = time.perf_counter()
+        denylist.refresh(client, deadline=Deadline.after(600))
+        refresh_s = time.perf_counter() - started
+        time.sleep(0.05)
+    if denylist.lookup(added[0]) is None or denylist.lookup(removed[0]) is not None:
+        raise SystemExit("bench: the delta from the central did not apply")
+    return {"refresh_s": refresh_s, "refresh_worst_wait": probe.worst,
+            "refresh_p99_wait": _pct(probe.waits, 0.99)}
+
+
+def _transfer(tmp: Path, n: int, changes: int) -> dict[str, Any]:
     sim = CentralSim(tmp / "central.db")
     try:
         started = time.perf_counter()
@@ -298,7 +332,8 @@ def _transfer(tmp: Path, n: int) -> dict[str, Any]:
         config = json.dumps({"base_url": sim.base_url, "terminal_id": sim.terminal_id,
                              "secret": sim.secret,
                              "central_public_key": sim.central_public_key})
-        result = _run_child("transfer", tmp / "transferred.db", n, config)
+        result = _run_child("transfer", tmp / "transferred.db", n, config,
+                            tmp / "central.db", changes)
         result["load_s"] = loaded
         return result
     finally:
@@ -310,7 +345,7 @@ def _child(argv: list[str]) -> None:
     if kind == "install":
         result = _child_install(path, n)
     elif kind == "transfer":
-        result = _child_transfer(path, n, argv[3])
+        result = _child_transfer(path, n, argv[3], argv[4], int(argv[5]))
     else:
         result = _child_use(path, n, int(argv[3]), int(argv[4]))
     print(json.dumps(result))
@@ -343,7 +378,7 @@ def main(argv: list[str]) -> float:
         install = _run_child("install", full, n)
         use = _run_child("use", full, n, args.lookups, args.delta)
         idle = _run_child("use", empty, 0, args.lookups, 0)
-        transfer = _transfer(Path(tmp), n) if args.transfer else None
+        transfer = _transfer(Path(tmp), n, args.delta) if args.transfer else None
     ms, us, mb = 1000.0, 1e6, 1 / 1024
     print(f"install of {n:,} entries: {install['seconds']:.1f} s, peak resident growth "
           f"{install['peak_growth_kb'] * mb:.1f} MB, files {install['file_bytes'] / 1e6:.0f} MB")
@@ -376,6 +411,11 @@ def main(argv: list[str]) -> float:
               f"growth {transfer['peak_growth_kb'] * mb:.1f} MB (the simulator: bulk load "
               f"{transfer['load_s']:.0f} s, building its snapshot {transfer['build_s']:.1f} s)")
         worst_kb = max(worst_kb, transfer["peak_growth_kb"])
+        if "refresh_s" in transfer:
+            print(f"refresh of a {args.delta:,}-change delta from the simulator (signed records): "
+                  f"{transfer['refresh_s'] * ms:.0f} ms; longest lookup wait during it "
+                  f"{transfer['refresh_worst_wait'] * ms:.2f} ms "
+                  f"(p99 {transfer['refresh_p99_wait'] * ms:.2f} ms)")
     return worst_kb * 1024 / max(n, 1) / 4
 
 

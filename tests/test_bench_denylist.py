@@ -22,7 +22,8 @@ def test_bench_denylist_runs_small(tmp_path: Path) -> None:
     for figure in ("install of 30,000 entries", "open:", "lookup, card on the list:",
                    "lookup, card not on the list:", "resident memory over an empty list",
                    "delta of 500 changes", "longest lookup wait", "compaction",
-                   "transfer from the central simulator over HTTP: 30,006 entries"):
+                   "transfer from the central simulator over HTTP: 30,006 entries",
+                   "refresh of a 500-change delta from the simulator"):
         assert figure in text, text
     assert lines[-1].startswith("ratio=")
     assert float(lines[-1].removeprefix("ratio=")) > 0
