@@ -369,7 +369,7 @@ class CentralClient:
 
     def denylist_chunk(self, manifest: DenylistManifest, index: int,
                        deadline: Deadline) -> bytes:
-        """Chunk ``index`` of a chunked snapshot, checked against the signed manifest
+        """Chunk ``index`` of a chunked list, checked against the signed manifest
         (length and SHA-256) before it is returned; a mismatch is a
         :class:`CentralProtocolError` and nothing of it is used."""
         if not 0 <= index < len(manifest.chunks):
