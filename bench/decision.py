@@ -29,6 +29,7 @@ from sscard_hardware_sim.central_store import DEMO_CARDS
 from sscard_terminal.central.models import CardStatus, Channel, DenylistEntry, DenylistUpdate
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.decision import DecisionEngine, Denylist, PresentedCredential
+from sscard_terminal.decision.denylist_format import ref_of
 from sscard_terminal.profiles import load_profile
 
 CARD = DEMO_CARDS["normal"]
@@ -98,8 +99,10 @@ def main(argv: list[str]) -> float:
         with Denylist.open(Path(tmp) / "denylist.db") as denylist:
             denylist.install(DenylistUpdate(
                 version=1, since_version=0, full=True, removed=(),
-                added=tuple(DenylistEntry(f"ref{n}", CardStatus.FORMAL_LOSS)
-                            for n in range(args.entries))))
+                # Card references as the central writes them (the canonical form the
+                # base file keys on), not made-up text.
+                added=tuple(DenylistEntry(ref_of(n.to_bytes(15, "big")), CardStatus.FORMAL_LOSS)
+                            for n in range(1, args.entries + 1))))
             _offline(denylist, args.entries, args.offline)
             sim = CentralSim(Path(tmp) / "central.db")
             try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -96,18 +96,26 @@ class Profile:
     max_denylist_age_hours: int                   # older denylist: offline cannot accept
     entitlement_cache_hours: int                  # how long online entitlements serve offline
     anti_passback_seconds: int                    # default window, 0 = off
-    anti_passback_by_type: Mapping[str, int]      # per card type (entitlement name)
+    anti_passback_by_type: Mapping[str, int]      # per card type (entitlement held)
     torn_window_seconds: int                      # re-tap replays the earlier result
     concessions: Mapping[Entitlement, int]        # entitlement -> fare percent (0 = free)
     ecode_kinds: frozenset[ECodeKind]             # kinds this terminal accepts
     opaque_offline: OfflinePolicy                 # online-only codes while offline
     journal: JournalSettings
 
-    def anti_passback_for(self, card_type: str | None) -> int:
-        """The anti-passback window for a card type, or the profile's default."""
-        if card_type is not None and card_type in self.anti_passback_by_type:
-            return self.anti_passback_by_type[card_type]
-        return self.anti_passback_seconds
+    def anti_passback_for(self, card_types: Collection[Entitlement]) -> int:
+        """The anti-passback window for a card of these types (its entitlements), or the
+        profile's default when none of them has a window of its own.
+
+        Which types a card has is a different question from which concession sets its
+        fare: a volunteer at a gate that gives volunteers no discount still goes in and out
+        on duty. A card with several types that have windows gets the shortest, the one
+        its holder was explicitly allowed (the order the central lists them in must not
+        change the answer).
+        """
+        windows = [self.anti_passback_by_type[t.value] for t in card_types
+                   if t.value in self.anti_passback_by_type]
+        return min(windows) if windows else self.anti_passback_seconds
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
@@ -221,7 +229,7 @@ class _Reader:
         card_types = {e.value for e in Entitlement}
         for card_type, seconds in by_type_raw.items():
             if card_type not in card_types:
-                # The card type is the concession that applied: a misspelt one would
+                # A card type is an entitlement the card holds: a misspelt one would
                 # silently never match, and its window never apply.
                 raise self.fail(f"anti_passback.by_card_type.{card_type}",
                                 f"unknown card type (allowed: {', '.join(sorted(card_types))})")

@@ -140,6 +140,35 @@ def test_processor_chains_61xx_with_get_response() -> None:
     assert response.ok and response.data == b"x" * 20
 
 
+def test_processor_joins_a_multi_round_61xx_chain_whole_and_in_order() -> None:
+    """Issue 23: a processor keeping only the last chunk passed, because every chain in
+    the suite had a single GET RESPONSE. Here the card hands its answer out in rounds,
+    each one data plus ``61 YY`` for the next, and the first answer already has data."""
+    transport = ScriptedTransport([
+        (bytes.fromhex("00A4040002DF0100"), b"AB" + bytes.fromhex("6108")),
+        (bytes.fromhex("00C0000008"), b"cdefghij" + bytes.fromhex("6105")),
+        (bytes.fromhex("00C0000005"), b"klmno" + bytes.fromhex("6100")),
+        (bytes.fromhex("00C0000000"), b"p" * 256 + bytes.fromhex("6103")),
+        (bytes.fromhex("00C0000003"), b"xyz" + bytes.fromhex("9000")),
+    ])
+    select = CommandApdu(0, 0xA4, 4, 0, data=bytes.fromhex("DF01"), le=256)
+    response = ApduProcessor(transport).send(select)
+    assert response.sw == 0x9000
+    assert response.data == b"ABcdefghijklmno" + b"p" * 256 + b"xyz"
+    assert transport.script == []
+
+
+def test_processor_chain_ends_with_the_last_status_word() -> None:
+    """A chain whose last round fails keeps that status word (data so far is no answer)."""
+    transport = ScriptedTransport([
+        (bytes.fromhex("80B2080014"), bytes.fromhex("6104")),
+        (bytes.fromhex("00C0000004"), b"abcd" + bytes.fromhex("6102")),
+        (bytes.fromhex("00C0000002"), bytes.fromhex("6F00")),
+    ])
+    response = ApduProcessor(transport).send(CommandApdu(0x80, 0xB2, 8, 0, le=20))
+    assert response.sw == 0x6F00 and not response.ok
+
+
 def test_processor_resends_once_on_6cxx() -> None:
     transport = ScriptedTransport([
         (bytes.fromhex("00B2080000"), bytes.fromhex("6C14")),

@@ -9,6 +9,7 @@ import pytest
 from sscard_hardware_sim.sim_authenticator import MasterKeyAuthenticator
 from sscard_hardware_sim.virtual_card import Faults, VirtualCard, holder_names
 
+from sscard_terminal.apdu import ApduProcessor, CommandApdu
 from sscard_terminal.apdu.transport import CardInterface
 from sscard_terminal.cards.bank import read_pan
 from sscard_terminal.cards.ssse import GEN3_NO_MODULE_REASON, read_card_info
@@ -128,6 +129,36 @@ def test_t0_card_answering_61xx_reads_the_same() -> None:
     assert chained.to_dict(unmask=True) == plain.to_dict(unmask=True) | {"reader": chained.reader}
 
 
+@pytest.mark.parametrize("name", ["gen2-adult", "gen3-adult"])
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+def test_t0_card_chaining_its_answers_in_rounds_reads_the_same(name: str, chunk: int) -> None:
+    """The virtual card in T=0 mode with a small buffer: every case-4 answer comes as
+    61 XX, then rounds of data plus 61 YY; the read must join them whole."""
+    kwargs = {"authenticator": MasterKeyAuthenticator()} if name.startswith("gen3") else {}
+    plain = _read(name, **kwargs)
+    chained = _read(name, Faults(t0=True, t0_chunk=chunk), **kwargs)
+    assert chained.complete
+    assert chained.to_dict(unmask=True) == plain.to_dict(unmask=True) | {"reader": chained.reader}
+
+
+def test_the_virtual_t0_card_really_chains_in_several_rounds() -> None:
+    """The fault is real: the SSSE FCI comes back in 3-byte rounds, each GET RESPONSE
+    answered with data and 61 YY until the last, and the processor joins them."""
+    ssse = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
+    select = CommandApdu(0, 0xA4, 4, 0, data=ssse, le=256)
+    whole = ApduProcessor(SimTransport(VirtualCard.from_holder("gen2-adult"))).send(select)
+    card = VirtualCard.from_holder("gen2-adult", Faults(t0=True, t0_chunk=3))
+    transport = SimTransport(card)
+    first = transport.transmit(select.to_bytes())
+    assert first == bytes.fromhex("6103")
+    round_one = transport.transmit(bytes.fromhex("00C0000003"))
+    assert round_one[:-2] == whole.data[:3] and round_one[-2] == 0x61
+    card.power_on()                                  # fresh card, same fault
+    chained = ApduProcessor(transport).send(select)
+    assert (chained.sw, chained.data) == (whole.sw, whole.data)
+    assert len(whole.data) > 6                       # at least three rounds were needed
+
+
 @pytest.mark.parametrize("after", [0, 1, 3, 8, 14])
 def test_card_pulled_mid_read_raises_removed_never_partial(after: int) -> None:
     with pytest.raises(CardRemovedError):
@@ -177,4 +208,8 @@ def test_personal_data_is_masked_in_repr_str_dict_and_logs(
         assert secret not in str(masked)
         assert secret not in caplog.text
     assert masked["name"] == "刘**"
-    assert masked["social_security_number"].startswith("3303*")
+    assert masked["social_security_number"] == "3303**********007X"
+    assert masked["card_number"] == "W*******4"
+    assert (masked["birthplace"], masked["birth_date"]) == ("3303**", "1975-**-**")
+    assert "card_number='W*******4', social_security_number='3303**********007X', " \
+        "name='刘**'" in repr(info)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -31,7 +32,8 @@ def test_read_sim_card_is_masked_by_default(capsys: pytest.CaptureFixture[str]) 
     assert main(["read", "--reader", "sim:gen2-adult", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["name"] == "刘**" and data["complete"] is True
-    assert "*" in data["social_security_number"]
+    assert data["social_security_number"] == "3303**********007X"
+    assert data["card_number"] == "W*******4"
 
 
 def test_read_unmask_is_logged_at_warning(capsys: pytest.CaptureFixture[str],
@@ -43,11 +45,16 @@ def test_read_unmask_is_logged_at_warning(capsys: pytest.CaptureFixture[str],
                for r in caplog.records)
 
 
-def test_read_generation_3_without_module_says_incomplete(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["read", "--reader", "sim:gen3-adult"]) == ExitCode.INCOMPLETE_READ
+def test_read_generation_3_without_module_says_incomplete(tmp_path: Path) -> None:
+    # No pcscd to search for a PSAM in (one on this machine, with a PSAM inserted by
+    # another test process, would rightly be found and used).
+    done = subprocess.run(
+        [sys.executable, "-m", "sscard_terminal.cli.main", "read", "--reader", "sim:gen3-adult"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")})
+    assert done.returncode == ExitCode.INCOMPLETE_READ
     assert "INCOMPLETE: generation 3 card: holder data needs a PSAM or the central HSM" in \
-        capsys.readouterr().out
+        done.stdout
 
 
 def test_read_unified_prints_the_ireadcardbas_string(
@@ -149,7 +156,8 @@ def test_readers_says_when_pcscd_is_down(pcscd: PcscdRunner,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     pcscd.kill_daemon()
     try:
-        assert main(["readers"]) == ExitCode.READER_UNAVAILABLE
+        # The simulated readers listed still work: not "unavailable" (issue 21, point 4).
+        assert main(["readers"]) == ExitCode.OK
         out = capsys.readouterr().out
         assert "is pcscd running?" in out and "sim:gen2-adult" in out
     finally:

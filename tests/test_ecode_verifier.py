@@ -38,7 +38,7 @@ from sscard_terminal.ecode import (
     encode_text,
     trust_list_from_central,
 )
-from sscard_terminal.ecode.algorithms import EDDSA
+from sscard_terminal.ecode.algorithms import EDDSA, ES256
 from sscard_terminal.errors import CentralUnreachableError, ConfigError, ECodeRefusedError
 
 from .ecode_helpers import (
@@ -122,6 +122,39 @@ def test_sqlite_replay_cache_survives_a_restart_and_prunes_expired_codes(tmp_pat
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("skew", [0, 30])
+def test_a_replay_is_refused_anywhere_inside_expires_at_plus_skew_on_a_moving_clock(
+        tmp_path: Path, kind: str, skew: int) -> None:
+    """Issue 23: every replay test ran on a frozen clock, so a cache that kept an accepted
+    code only until issued-at + skew (not expires-at + skew) passed. Here the clock moves
+    through the whole window, each re-scan at a later time, up to the last instant the
+    window still admits the code; one moment later the window itself refuses it."""
+    issuer = eddsa_issuer()
+    cache = (MemoryReplayCache() if kind == "memory"
+             else SqliteReplayCache(tmp_path / "replay.sqlite"))
+    clock = [NOW]
+    verifier = _verifier(signer_key(issuer), clock=lambda: clock[0], cache=cache,
+                         clock_skew=skew)
+    lifetime = 60
+    text = issuer.issue(CARD_REF, REGION, now=NOW, lifetime=lifetime)
+    assert verifier.verify(text, deadline=_deadline()).accepted
+    # before issued_at too (inside the skew), and past issued_at + skew, up to the end
+    moments = sorted({NOW - skew, NOW + 1, NOW + skew + 0.5, NOW + skew + 1,
+                      *(NOW + t for t in range(5, int(lifetime + skew), 5)),
+                      NOW + lifetime, NOW + lifetime + skew - 0.5, NOW + lifetime + skew})
+    for moment in moments:
+        clock[0] = moment
+        again = verifier.verify(text, deadline=_deadline())
+        assert again.reason is Reason.REPLAYED, (moment - NOW, again.reason)
+        # another code of the same card is still accepted at that moment: the cache
+        # refuses the code, not the card
+        other = issuer.issue(CARD_REF, REGION, now=moment)
+        assert verifier.verify(other, deadline=_deadline()).accepted
+    clock[0] = NOW + lifetime + skew + 0.5
+    assert verifier.verify(text, deadline=_deadline()).reason is Reason.EXPIRED
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_seen_looks_without_recording_and_ignores_expired_entries(
         tmp_path: Path, kind: str) -> None:
     cache = (MemoryReplayCache() if kind == "memory"
@@ -174,13 +207,71 @@ def test_unknown_and_revoked_key_ids_are_refused_with_their_reason() -> None:
     assert revoked.reason is Reason.REVOKED_KID
 
 
-def test_a_code_signed_by_another_key_under_a_known_kid_is_refused() -> None:
-    real, forger = eddsa_issuer(b"ed-1"), eddsa_issuer(b"forger")
-    forged_issuer = type(forger)(b"ed-1", forger.private_key)
+@pytest.mark.parametrize("make_issuer", [es256_issuer, eddsa_issuer], ids=["ES256", "EdDSA"])
+def test_a_code_signed_by_another_key_under_a_known_kid_is_refused(make_issuer) -> None:  # type: ignore[no-untyped-def]
+    """Issue 23: the forged-signature test existed for EdDSA only, so an ES256 check that
+    swallowed InvalidSignature (and accepted) passed the suite."""
+    real, forger = make_issuer(b"k-1"), make_issuer(b"forger")
+    forged_issuer = type(forger)(b"k-1", forger.private_key)
     verifier = _verifier(signer_key(real))
     result = verifier.verify(forged_issuer.issue(CARD_REF, REGION, now=NOW),
                              deadline=_deadline())
     assert result.reason is Reason.BAD_SIGNATURE and not result.accepted
+    assert result.card_ref is None          # nothing of a forged payload is passed on
+
+
+def _flip(data: bytes, index: int) -> bytes:
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1:]
+
+
+@pytest.mark.parametrize("make_issuer", [es256_issuer, eddsa_issuer], ids=["ES256", "EdDSA"])
+@pytest.mark.parametrize("index", [0, 31, 32, 63])
+def test_a_well_formed_signature_with_one_bit_changed_is_refused(make_issuer, index: int) -> None:  # type: ignore[no-untyped-def]
+    """A 64-byte signature of the right shape that does not verify (r and s halves of
+    ES256 each touched): the algorithm must answer False, never raise, never accept."""
+    issuer = make_issuer()
+    payload = ECodePayload(card_ref=CARD_REF, region=REGION, issued_at=int(NOW),
+                           expires_at=int(NOW) + 60, nonce=bytes(16)).to_cbor()
+    text = encode_text(encode_sign1(issuer.alg, issuer.kid, payload,
+                                    lambda m: _flip(issuer.sign(m), index)))
+    result = _verifier(signer_key(issuer)).verify(text, deadline=_deadline())
+    assert result.reason is Reason.BAD_SIGNATURE and not result.accepted
+    genuine = encode_text(encode_sign1(issuer.alg, issuer.kid, payload, issuer.sign))
+    assert _verifier(signer_key(issuer)).verify(genuine, deadline=_deadline()).accepted
+
+
+@pytest.mark.parametrize("make_issuer", [es256_issuer, eddsa_issuer], ids=["ES256", "EdDSA"])
+def test_the_algorithms_answer_false_for_a_forgery_and_true_for_the_real_thing(make_issuer) -> None:  # type: ignore[no-untyped-def]
+    issuer = make_issuer()
+    key = signer_key(issuer)
+    algorithm = DEFAULT_ALGORITHMS[key.alg]
+    loaded = algorithm.load_public_key(key.public_key)
+    message = b"to be signed"
+    signature = issuer.sign(message)
+    assert algorithm.verify(loaded, signature, message) is True
+    assert algorithm.verify(loaded, signature, message + b"!") is False
+    assert algorithm.verify(loaded, _flip(signature, 5), message) is False
+    assert algorithm.verify(loaded, make_issuer(b"other").sign(message), message) is False
+    assert algorithm.verify(loaded, signature + b"\x00", message) is False
+    assert algorithm.verify(loaded, signature[:-1], message) is False
+    # a key of the other algorithm is refused, not passed to the wrong library call
+    other_key = signer_key(es256_issuer() if key.alg == EDDSA else eddsa_issuer())
+    other = DEFAULT_ALGORITHMS[other_key.alg].load_public_key(other_key.public_key)
+    assert algorithm.verify(other, signature, message) is False
+
+
+def test_public_keys_of_the_wrong_shape_are_refused_with_a_clear_message() -> None:
+    es256, eddsa = DEFAULT_ALGORITHMS[ES256], DEFAULT_ALGORITHMS[EDDSA]
+    point = signer_key(es256_issuer()).public_key
+    compressed = bytes([2 + (point[-1] & 1)]) + point[1:33]   # a valid P-256 point, 33 bytes
+    for raw in (compressed, b"\x06" + point[1:], point[:-1], b""):
+        with pytest.raises(ValueError) as refused:
+            es256.load_public_key(raw)
+        assert str(refused.value) == "an ES256 public key is a 65-byte uncompressed P-256 point"
+    for raw in (bytes(31), bytes(33), b""):
+        with pytest.raises(ValueError) as refused:
+            eddsa.load_public_key(raw)
+        assert str(refused.value) == "an Ed25519 public key is 32 bytes"
 
 
 def test_a_code_whose_algorithm_differs_from_its_keys_is_refused() -> None:

@@ -31,11 +31,13 @@ from sscard_terminal.errors import (
 from sscard_terminal.offline_queue import (
     AckOutcome,
     Alarm,
+    ChainProblem,
     FullBehaviour,
     Journal,
     JournalKeys,
     JournalLimits,
     Uuid7Generator,
+    VerifyReport,
     load_credential,
     load_key_file,
     verify_journal,
@@ -222,6 +224,22 @@ def test_acknowledge_is_idempotent_and_prune_moves_the_anchor(tmp_path: Path) ->
         after = journal.enqueue("card_tap", {}, None)
         assert after.seq == 7
         assert verify_journal(journal).ok
+
+
+def test_verify_reports_how_much_it_checked_from_where_to_where(tmp_path: Path) -> None:
+    """The report is evidence: how many records, and the first and last sequence seen."""
+    path = tmp_path / "empty.db"
+    with _open(path) as journal:
+        assert verify_journal(journal) == VerifyReport(0, None, None, ())
+    path = _filled(tmp_path, 6)
+    with _open(path) as journal:
+        assert verify_journal(journal) == VerifyReport(6, 1, 6, ())
+        journal.acknowledge([(p.record, AckOutcome.ACCEPTED, "") for p in journal.pending(3)])
+        assert journal.prune(retention_s=0) == 3
+        assert verify_journal(journal) == VerifyReport(3, 4, 6, ())
+    _tamper(path, "DELETE FROM records WHERE seq = 5")
+    with _open(path) as journal:
+        assert verify_journal(journal) == VerifyReport(2, 4, 6, (ChainProblem(5, "missing"),))
 
 
 def _tamper(path: Path, sql: str, *params: object) -> None:

@@ -106,6 +106,29 @@ def test_tolerated_faults_read_through_pcscd(vpcd_slot: Insert, faults: Faults) 
         _remove(link)
 
 
+@pytest.mark.parametrize("name", ["gen2-adult", "gen3-adult"])
+def test_a_t0_card_chaining_in_several_rounds_reads_whole_through_pcscd(
+        vpcd_slot: Insert, name: str) -> None:
+    """Issue 23: the virtual card handed everything out in one GET RESPONSE, so a
+    processor keeping only the last chunk passed. Here each answer comes in 3-byte
+    rounds (data plus 61 YY) through the real pcscd and vpcd; the read must equal the
+    same card read at once."""
+    kwargs = {"authenticator": MasterKeyAuthenticator()} if name.startswith("gen3") else {}
+    expected = open_sim_reader(f"sim:{name}")
+    try:
+        plain = read_card_info(expected, **kwargs)  # type: ignore[arg-type]
+    finally:
+        expected.close()
+    link = _insert(vpcd_slot, name, Faults(t0=True, t0_chunk=3))
+    try:
+        with PcscTransport(VPCD_READER_0) as transport:
+            chained = read_card_info(transport, **kwargs)  # type: ignore[arg-type]
+    finally:
+        _remove(link)
+    assert chained.complete
+    assert chained.to_dict(unmask=True) == plain.to_dict(unmask=True) | {"reader": chained.reader}
+
+
 def test_card_pulled_mid_read_raises_removed(vpcd_slot: Insert) -> None:
     link = _insert(vpcd_slot, "gen2-adult", Faults(pull_after=6))
     try:

@@ -48,8 +48,11 @@ def test_shipped_profiles_say_what_each_deployment_needs() -> None:
     assert hospital.opaque_offline is OfflinePolicy.DEFER
     library = load_profile("library-gate")
     assert library.anti_passback_seconds == 300
-    assert load_profile("scenic-gate").anti_passback_for("volunteer") == 0
-    assert load_profile("scenic-gate").anti_passback_for(None) == 1800
+    scenic = load_profile("scenic-gate")
+    assert scenic.anti_passback_for([Entitlement.VOLUNTEER]) == 0
+    assert scenic.anti_passback_for([Entitlement.SENIOR, Entitlement.VOLUNTEER]) == 0
+    assert scenic.anti_passback_for([Entitlement.SENIOR]) == 1800
+    assert scenic.anti_passback_for([]) == 1800
 
 
 def test_profile_file_by_path(tmp_path: Path) -> None:

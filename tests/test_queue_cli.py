@@ -69,7 +69,8 @@ def test_export_masks_personal_data_unless_unmask(tmp_path: Path,
     assert [line["seq"] for line in lines] == [1, 2, 3]
     text = out.read_text(encoding="utf-8")
     assert "张三丰" not in text and "330302199001011234" not in text
-    assert lines[0]["personal"]["name"].startswith("张")
+    assert lines[0]["personal"] == {"name": "张**", "id_number": "3303**********1234",
+                                    "card_number": "D*******3"}
     assert main(["queue", "export", *args, "--unmask"]) == 0
     unmasked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert unmasked[0]["personal"] == PERSON
@@ -186,3 +187,41 @@ def test_drain_of_a_tampered_journal_stops_at_once_with_the_journal_exit_code(
     assert time.monotonic() - started < 15    # well before the timeout: it did not retry on
     assert "record 2 ack-edited" in capsys.readouterr().err
     assert central.store.transaction_count(central.terminal_id) == 0
+
+
+def test_verify_reports_a_well_typed_but_wrong_ack_mac_and_every_edited_ack_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23: the check reduced to "a MAC is present" passed every earlier tamper test,
+    which forged acks only with a NULL or wrongly typed MAC. Here each forgery keeps a
+    32-byte MAC of the right type: another record's genuine ack MAC, random bytes, or the
+    record's own MAC with one of the fields it covers edited."""
+    args = _setup(tmp_path, count=7)
+    with Journal.open(tmp_path / "journal.db", terminal_id="T-BUS-0001", keys=KEY) as journal:
+        records = [p.record for p in journal.pending(7)]
+        journal.acknowledge([(r, AckOutcome.REJECTED if r.seq == 4 else AckOutcome.ACCEPTED,
+                              "bad_field:kind" if r.seq == 4 else "") for r in records[:6]])
+    assert main(["queue", "verify", *args]) == 0
+    assert "chain ok: 7 record(s)" in capsys.readouterr().out
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    macs = dict(conn.execute("SELECT seq, ack_mac FROM records").fetchall())
+    assert all(isinstance(m, bytes) and len(m) == 32 for s, m in macs.items() if s <= 6)
+    tampering = [
+        ("UPDATE records SET ack_mac = ? WHERE seq = 2", (macs[1],)),      # another's MAC
+        ("UPDATE records SET ack_mac = ? WHERE seq = 3", (bytes(32),)),    # 32 zero bytes
+        ("UPDATE records SET ack_outcome = 'accepted' WHERE seq = 4", ()),  # rejected -> ok
+        ("UPDATE records SET ack_reason = '' WHERE seq = 4", ()),
+        ("UPDATE records SET acked_at = '2026-01-01T00:00:00.000Z' WHERE seq = 5", ()),
+        ("UPDATE records SET ack_reason = 'late' WHERE seq = 6", ()),
+        # a queued record marked delivered with a genuine MAC taken from another record
+        ("UPDATE records SET acked_at = (SELECT acked_at FROM records WHERE seq = 1), "
+         "ack_outcome = 'accepted', ack_reason = '', ack_mac = ? WHERE seq = 7", (macs[1],)),
+    ]
+    for sql, params in tampering:
+        conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+    assert main(["queue", "verify", *args]) == 15
+    captured = capsys.readouterr()
+    reported = [line.strip() for line in captured.out.splitlines() if line.strip()]
+    assert reported == [f"record {seq}: ack-edited" for seq in (2, 3, 4, 5, 6, 7)]
+    assert "hash chain broken at 6 place(s)" in captured.err

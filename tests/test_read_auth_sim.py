@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sscard_hardware_sim import card_keys
 from sscard_hardware_sim.central_hsm import read_auth_key
-from sscard_hardware_sim.virtual_card import VirtualCard
+from sscard_hardware_sim.virtual_card import VirtualCard, load_holder
 from sscard_hardware_sim.virtual_psam import (
     VirtualPsam,
     full_psam,
@@ -36,6 +37,8 @@ from sscard_terminal.cards.authentication.hsm import (
 from sscard_terminal.cards.authentication.psam import (
     ForgeryRecord,
     PsamAuthenticator,
+    external_authenticate,
+    get_challenge,
     read_terminal_number,
 )
 from sscard_terminal.cards.ssse import read_card_info
@@ -372,3 +375,61 @@ def test_chain_falls_back_to_hsm_whatever_the_psam_served_before(hsm: _HsmServer
     info = read_card_info(_card("gen3-adult"), authenticator=chain)
     assert info.complete and info.authenticated_by == "hsm:central"
     assert chain.last_fallback_code == -2201
+
+
+def _clone_passing_external() -> VirtualCard:
+    """A clone that knows the genuine external key (diversified from the master key for
+    the identification code it copies) but not the internal one: external authentication
+    opens it, so only internal authentication can tell it is not the real card (issue
+    23: the older clone failed both, and a module that ignored a failed internal
+    authentication was caught only by the later external failure, as another error)."""
+    data = load_holder("gen3-cloned")
+    ident = bytes.fromhex(dict(data["ef05"])["01"])
+    external = card_keys.diversify(card_keys.TEST_MK_EXT, ident, data["algorithm"])
+    data["keys"] = {"internal": data["keys"]["internal"], "external": external.hex().upper()}
+    return VirtualCard(data)
+
+
+def test_the_external_only_clone_really_passes_external_authentication() -> None:
+    card = _clone_passing_external()
+    processor = ApduProcessor(SimTransport(card))
+    assert processor.send_raw(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")).ok
+    psam = PsamAuthenticator(_psam(full_psam()))
+    context = CardAuthContext(card.ef05[0][1], card.algorithm, card.atr,
+                              card.ef05[0][1].hex()[:6])
+    read_id = bytes.fromhex("00B2083000")            # EF06 tag 08, by tag
+    assert processor.send_raw(read_id).sw == 0x6982  # closed before authentication
+    psam.check(context)
+    external_authenticate(processor, psam.external_cryptogram(context, get_challenge(processor)))
+    assert card.ext_tries == 3
+    # ...and holder data opens after it: this clone would be read if internal were skipped
+    record = processor.send_raw(read_id)
+    assert record.ok and record.data
+
+
+@pytest.mark.parametrize("module", ["psam", "hsm", "chain"])
+def test_a_clone_passing_external_but_failing_internal_is_refused_as_forged(
+        hsm: _HsmServer, module: str) -> None:
+    records: list[ForgeryRecord] = []
+    psam = PsamAuthenticator(_psam(full_psam()), recorder=records.append)
+    two_step = HsmTwoStepAuthenticator(hsm, recorder=records.append)
+    authenticator = {"psam": psam, "hsm": two_step,
+                     "chain": find_authenticator(psam_transport=_psam(full_psam()),
+                                                 central=hsm)}[module]
+    card = _clone_passing_external()
+    with pytest.raises(ForgedCardError, match="forged or cloned"):
+        read_card_info(SimTransport(card), authenticator=authenticator)
+    assert card.ext_tries == 3             # external authentication was never attempted
+    assert not card._authenticated
+    if module != "chain":
+        assert len(records) == 1 and records[0].card_identification_code == \
+            card.ef05[0][1].hex().upper()
+
+
+def test_the_unified_two_step_refuses_the_external_only_clone_with_minus_25() -> None:
+    card = _clone_passing_external()
+    session = HsmTwoStepSession(SimTransport(card))
+    code, step1 = session.step1()
+    assert code == 0
+    assert session.step2(_hsm_from_step1_string(step1)) == (-25, "")
+    assert card.ext_tries == 3 and not card._authenticated

@@ -25,6 +25,7 @@ Design rules, each for a reason:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -56,6 +57,7 @@ from .abortable import AbortableTransport
 from .models import (
     CardValidation,
     Channel,
+    DenylistManifest,
     DenylistUpdate,
     ECodeCheck,
     PingResult,
@@ -68,12 +70,13 @@ from .wire import (
     decode_answer,
     parse_acks,
     parse_denylist,
+    parse_manifest,
     parse_validation,
     read_signed_trust_list,
     said,
 )
 
-__all__ = ["MAX_BATCH", "CentralClient", "TerminalConfig"]
+__all__ = ["MAX_BATCH", "CentralClient", "TerminalConfig", "read_signed_trust_list"]
 
 _log = logging.getLogger(__name__)
 
@@ -341,6 +344,40 @@ class CentralClient:
                                 deadline)
         return parse_denylist(document)
 
+    def denylist_update(self, since_version: int, deadline: Deadline
+                        ) -> DenylistUpdate | DenylistManifest:
+        """Like :meth:`denylist`, but telling the central that chunked lists are
+        understood: a snapshot, or a large delta, may come as a signed manifest of chunk
+        hashes (:class:`DenylistManifest`), its chunks then fetched with
+        :meth:`denylist_chunk`.
+        """
+        key = self._pinned_key("denylist")
+        envelope = self._request("GET", f"/v1/denylist?since={int(since_version)}&chunked=1",
+                                 None, deadline, retry=True)
+        document = verify_document(key, envelope, ("denylist", "denylist_manifest"))
+        if document["type"] == "denylist_manifest":
+            return parse_manifest(document)
+        return parse_denylist(document)
+
+    def denylist_chunk(self, manifest: DenylistManifest, index: int,
+                       deadline: Deadline) -> bytes:
+        """Chunk ``index`` of a chunked list, checked against the signed manifest
+        (length and SHA-256) before it is returned; a mismatch is a
+        :class:`CentralProtocolError` and nothing of it is used."""
+        if not 0 <= index < len(manifest.chunks):
+            raise CentralProtocolError(f"denylist chunk {index} is not in the manifest")
+        chunk = manifest.chunks[index]
+        size = chunk.records * manifest.record_bytes
+        since = "" if manifest.full else f"&since={manifest.since_version}"
+        data = self._request_bytes(
+            f"/v1/denylist/chunk?version={manifest.version}{since}&index={index}", deadline,
+            size)
+        if len(data) != size or hashlib.sha256(data).digest() != chunk.sha256:
+            raise CentralProtocolError(
+                f"denylist chunk {index} of version {manifest.version} does not match "
+                "the signed manifest")
+        return data
+
     def trust_list(self, deadline: Deadline) -> TrustList:
         """The e-code signer keys, signature checked against the pinned central key (the
         signed envelope stays on the result, for a cache to check again)."""
@@ -390,8 +427,38 @@ class CentralClient:
             raise last
         raise CentralUnreachableError(f"{method} {path}: no time left in the caller's budget")
 
+    def _request_bytes(self, path: str, deadline: Deadline, cap: int) -> bytes:
+        """A signed GET whose 200 answer is bytes (at most ``cap``), not JSON; retried
+        like any GET."""
+        last: CentralError | None = None
+        for attempt in range(_MAX_ATTEMPTS):
+            if self._closed.is_set():
+                raise CentralUnreachableError(f"GET {path}: the client was closed")
+            remaining = deadline.remaining()
+            if remaining < _MIN_ATTEMPT_S:
+                break
+            try:
+                status, data = self._exchange("GET", path, b"", deadline, remaining, cap=cap)
+            except _Retryable as exc:
+                last = CentralUnreachableError(str(exc))
+                last.__cause__ = exc.__cause__
+                _log.debug("GET %s attempt %d failed: %s", path, attempt + 1, exc)
+                continue
+            if status == 200:
+                return data
+            self._answer(status, data, "GET", path)   # raises: not a 200
+        if last is not None:
+            raise last
+        raise CentralUnreachableError(f"GET {path}: no time left in the caller's budget")
+
     def _attempt(self, method: str, path: str, raw: bytes, deadline: Deadline,
                  remaining: float) -> dict[str, Any]:
+        status, data = self._exchange(method, path, raw, deadline, remaining,
+                                      cap=self._max_response)
+        return self._answer(status, data, method, path)
+
+    def _exchange(self, method: str, path: str, raw: bytes, deadline: Deadline,
+                  remaining: float, *, cap: int) -> tuple[int, bytes]:
         headers = auth.sign_request(self._terminal_id, self._secret, method, self._prefix + path,
                                     body=raw, now=self._clock())
         if raw:
@@ -408,7 +475,7 @@ class CentralClient:
             with bounded, self._http.stream(method, path, content=raw or None, headers=headers,
                                             timeout=timeout) as response:
                 self._note_server_time(response.headers, sent)
-                data = self._read_capped(response, deadline)
+                data = self._read_capped(response, deadline, cap)
                 status = response.status_code
         except httpx.TimeoutException as exc:
             why = f": {exc}" if str(exc) else ""   # e.g. the name did not resolve in time
@@ -424,6 +491,10 @@ class CentralClient:
             raise ConfigError(f"central URL is not usable: {exc}") from exc
         if status >= 500:
             raise _Retryable(f"{method} {path}: central answered HTTP {status}")
+        return status, data
+
+    def _answer(self, status: int, data: bytes, method: str, path: str) -> dict[str, Any]:
+        """The JSON answer of a 200; the matching error for anything else."""
         answer = decode_answer(data, method, path)
         if status in (401, 403):
             written = answer.get("reason")
@@ -434,21 +505,22 @@ class CentralClient:
                 f"{method} {path}: HTTP {status} {said(str(answer.get('reason', '')))}".rstrip())
         return answer
 
-    def _read_capped(self, response: httpx.Response, deadline: Deadline) -> bytes:
+    def _read_capped(self, response: httpx.Response, deadline: Deadline, cap: int) -> bytes:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding != "identity":
             raise CentralProtocolError(
                 f"answer is {encoding}-encoded though only identity was accepted")
+        cap = max(cap, 64 * 1024) if response.status_code != 200 else cap  # room for errors
         declared = response.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_response:
+        if declared is not None and declared.isdigit() and int(declared) > cap:
             raise CentralProtocolError(
-                f"answer of {int(declared)} bytes exceeds the {self._max_response}-byte cap")
+                f"answer of {int(declared)} bytes exceeds the {cap}-byte cap")
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():  # identity only (above): nothing inflates
             size += len(chunk)
-            if size > self._max_response:
-                raise CentralProtocolError(f"answer exceeds the {self._max_response}-byte cap")
+            if size > cap:
+                raise CentralProtocolError(f"answer exceeds the {cap}-byte cap")
             chunks.append(chunk)
             if deadline.expired:
                 raise httpx.ReadTimeout("deadline passed while the answer trickled in")

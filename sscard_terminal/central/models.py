@@ -21,7 +21,9 @@ __all__ = [
     "CardStatus",
     "CardValidation",
     "Channel",
+    "DenylistChunk",
     "DenylistEntry",
+    "DenylistManifest",
     "DenylistUpdate",
     "ECodeCheck",
     "Entitlement",
@@ -223,6 +225,34 @@ class DenylistUpdate:
     full: bool
     added: tuple[DenylistEntry, ...]
     removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DenylistChunk:
+    """One chunk of a chunked snapshot as the signed manifest describes it."""
+
+    records: int
+    sha256: bytes
+
+
+@dataclass(frozen=True)
+class DenylistManifest:
+    """A verified, signed manifest of a list sent in chunks of records
+    (docs/central-protocol.md): a snapshot (``full``) or a large delta, whose removals
+    are records with status 0.
+
+    The signature covers every chunk's SHA-256 and record count, so a chunk that matches
+    its hash is as authentic as the manifest; ``digest`` (SHA-256 of the signed document)
+    names this exact list, so an interrupted download resumes only into the same one.
+    """
+
+    version: int
+    since_version: int
+    entries: int
+    record_bytes: int
+    chunks: tuple[DenylistChunk, ...]
+    digest: bytes
+    full: bool = True
 
 
 @dataclass(frozen=True)

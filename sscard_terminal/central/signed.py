@@ -68,10 +68,12 @@ def sign_document(key: Ed25519PrivateKey, document: Mapping[str, Any]) -> dict[s
 
 
 def verify_document(
-    key: Ed25519PublicKey, envelope: object, expected_type: str
+    key: Ed25519PublicKey, envelope: object, expected_type: str | tuple[str, ...]
 ) -> dict[str, Any]:
-    """Return the document if the envelope is well-formed, of the expected type and signed
-    by ``key``; else raise :class:`CentralProtocolError` saying which."""
+    """Return the document if the envelope is well-formed, of the expected type (or one
+    of the expected types) and signed by ``key``; else raise :class:`CentralProtocolError`
+    saying which."""
+    expected = (expected_type,) if isinstance(expected_type, str) else expected_type
     if not isinstance(envelope, dict):
         raise CentralProtocolError("signed document: not a JSON object")
     document = envelope.get("document")
@@ -84,10 +86,11 @@ def verify_document(
         key.verify(_unb64(signature), canonical_json(document))
     except (InvalidSignature, ValueError) as exc:
         raise CentralProtocolError(
-            f"signed {expected_type}: signature does not verify with the pinned central key"
+            f"signed {expected[0]}: signature does not verify with the pinned central key"
         ) from exc
-    if document.get("type") != expected_type:
+    if document.get("type") not in expected:
         raise CentralProtocolError(
-            f"signed document is a {document.get('type')!r}, expected {expected_type!r}"
+            f"signed document is a {document.get('type')!r}, expected "
+            f"{' or '.join(repr(t) for t in expected)}"
         )
     return document

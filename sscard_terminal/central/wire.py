@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -28,7 +29,9 @@ from .models import (
     Application,
     CardStatus,
     CardValidation,
+    DenylistChunk,
     DenylistEntry,
+    DenylistManifest,
     DenylistUpdate,
     Entitlement,
     HolderIdentity,
@@ -36,12 +39,13 @@ from .models import (
     TrustedKey,
     TrustList,
 )
-from .signed import verify_document
+from .signed import canonical_json, verify_document
 
 __all__ = [
     "decode_answer",
     "parse_acks",
     "parse_denylist",
+    "parse_manifest",
     "parse_trust_list",
     "parse_validation",
     "read_signed_trust_list",
@@ -54,6 +58,7 @@ _MAX_SAID = 200   # characters of a reason or warning the central wrote
 # 9-character card number (a letter and 8 digits), each standing alone.
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 _CARD_NUMBER = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9]{8}(?![0-9A-Za-z])")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def decode_answer(data: bytes, method: str, path: str) -> dict[str, Any]:
@@ -182,6 +187,29 @@ def parse_denylist(document: Mapping[str, Any]) -> DenylistUpdate:
                           since_version=_int(document, "since_version"),
                           full=bool(document.get("full")), added=tuple(added),
                           removed=tuple(removed_raw))
+
+
+def parse_manifest(document: Mapping[str, Any]) -> DenylistManifest:
+    """A signed manifest of a chunked denylist (its chunks fetched one by one)."""
+    raw_chunks = document.get("chunks")
+    full = document.get("full")
+    if not isinstance(raw_chunks, list) or not isinstance(full, bool):
+        raise CentralProtocolError("denylist manifest: no chunk list, or no full flag")
+    chunks = []
+    for item in raw_chunks:
+        records = item.get("records") if isinstance(item, dict) else None
+        digest = item.get("sha256") if isinstance(item, dict) else None
+        if (not isinstance(records, int) or isinstance(records, bool) or records <= 0
+                or not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest)):
+            raise CentralProtocolError("denylist manifest: malformed chunk")
+        chunks.append(DenylistChunk(records=records, sha256=bytes.fromhex(digest)))
+    entries = _int(document, "entries")
+    if sum(c.records for c in chunks) != entries:
+        raise CentralProtocolError("denylist manifest: chunk sizes do not add up to entries")
+    return DenylistManifest(
+        version=_int(document, "version"), since_version=_int(document, "since_version"),
+        entries=entries, record_bytes=_int(document, "record_bytes"), chunks=tuple(chunks),
+        digest=hashlib.sha256(canonical_json(document)).digest(), full=full)
 
 
 def read_signed_trust_list(envelope: object, central_key: Ed25519PublicKey) -> TrustList:

@@ -19,6 +19,9 @@ and how many offline accepts ran in a row. All of it lives in an injectable
 :class:`~.state_store.EngineState` (in memory by default, SQLite in the daemon so that a
 restart forgets nothing), used behind one lock, so the daemon may call
 :meth:`DecisionEngine.decide` from several reader threads.
+
+Anti-passback and the fare are two questions: the window comes from what the card is (all
+its entitlements, e.g. a volunteer on duty), the fare from the concession that applies.
 """
 
 from __future__ import annotations
@@ -314,8 +317,8 @@ class DecisionEngine:
     def _anti_passback(self, ref: str, verdict: Verdict, now: float) -> Verdict:
         if verdict.outcome is not Outcome.ACCEPT or not ref:
             return verdict
-        card_type = verdict.concession.value if verdict.concession is not None else None
-        window = self.profile.anti_passback_for(card_type)
+        # The card's types (all its entitlements), not the concession that set the fare.
+        window = self.profile.anti_passback_for(verdict.card_types)
         with self._lock:
             recent = self._state.recent(ref)
         if recent is not None and recent.decision.accepted and now - recent.at < window:

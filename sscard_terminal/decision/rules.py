@@ -81,6 +81,9 @@ class Verdict:
     message: str
     concession: Entitlement | None = None
     fare_percent: int = 100
+    # What the card is (its entitlements, as the central said or taught the engine):
+    # anti-passback asks this, not which concession set the fare.
+    card_types: frozenset[Entitlement] = frozenset()
 
 
 def best_concession(
@@ -120,7 +123,8 @@ def judge_online(
         return _refuse(Reason.APPLICATION_OFF,
                        f"the {profile.application.value} application is switched off for this card")
     concession, fare = best_concession(profile, entitlements)
-    return Verdict(Outcome.ACCEPT, Reason.ACCEPTED, "accepted online", concession, fare)
+    return Verdict(Outcome.ACCEPT, Reason.ACCEPTED, "accepted online", concession, fare,
+                   frozenset(entitlements))
 
 
 @dataclass(frozen=True)
@@ -165,4 +169,5 @@ def judge_offline(profile: Profile, facts: OfflineFacts) -> Verdict:
         return _refuse(Reason.OFFLINE_LIMIT,
                        f"central unreachable for {facts.offline_accepts_in_row} accepts in a row")
     concession, fare = best_concession(profile, facts.cached_entitlements)
-    return Verdict(Outcome.ACCEPT, Reason.ACCEPTED, "accepted offline", concession, fare)
+    return Verdict(Outcome.ACCEPT, Reason.ACCEPTED, "accepted offline", concession, fare,
+                   frozenset(facts.cached_entitlements))

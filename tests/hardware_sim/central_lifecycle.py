@@ -30,6 +30,7 @@ import hashlib
 from typing import Any
 
 from sscard_terminal.central.models import Application, CardStatus
+from sscard_terminal.decision.denylist_format import ref_of, status_of, until_text
 
 from .central_store import CardRow, CentralStore, card_number_check
 
@@ -53,8 +54,9 @@ TEMPORARY_LOSS_DAYS = 15
 """Days a temporary loss holds, the day of the report included (``until`` is the last)."""
 RENEWAL_WARNING_DAYS = 92
 """About 3 months: the window in which a holder should renew."""
-MAX_DELTA = 500
-"""A terminal further behind than this many changes gets a full snapshot."""
+MAX_DELTA = 20_000
+"""A terminal further behind than this many changes gets a full snapshot (a delta of
+20,000 is about 1.6 MB of JSON, well inside the client's 4 MB answer cap)."""
 
 _VOID = {CardStatus.REPLACED, CardStatus.RENEWED, CardStatus.CANCELLED}
 
@@ -256,13 +258,21 @@ def set_status(store: CentralStore, card_number: str, status: CardStatus, today:
     return None
 
 
-def denylist_document(store: CentralStore, since_version: int, today: dt.date) -> dict[str, Any]:
-    """A delta since ``since_version``, or a full snapshot when too far behind (or 0)."""
+def denylist_document(store: CentralStore, since_version: int, today: dt.date, *,
+                      bulk: bool = True) -> dict[str, Any]:
+    """A delta since ``since_version``, or a full snapshot when too far behind (or 0, or
+    behind the last bulk load). ``bulk`` False leaves the bulk entries out of a snapshot
+    (the chunked form adds them as records, central_denylist.py)."""
     current = int(store.conn.execute(
         "SELECT coalesce(max(version), 0) FROM denylist_changes").fetchone()[0])
     # A terminal "ahead" of the central (its database was restored) also gets a snapshot.
-    if since_version <= 0 or since_version > current or current - since_version > MAX_DELTA:
+    if (since_version <= 0 or since_version > current or current - since_version > MAX_DELTA
+            or since_version < store.denylist_bulk_version()):
         entries = []
+        if bulk:
+            entries = [{"card_ref": ref_of(key), "status": status_of(rec[0]).value,
+                        "until": until_text(int.from_bytes(rec[1:], "big"))}
+                       for key, rec in store.denylist_bulk()]
         for (ref,) in store.conn.execute("SELECT card_ref FROM cards ORDER BY card_ref"):
             card = store.card_by_ref(str(ref))
             if card is None:

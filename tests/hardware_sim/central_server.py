@@ -33,9 +33,9 @@ from sscard_terminal.central import auth
 from sscard_terminal.central.signed import sign_document
 from sscard_terminal.errors import CentralRefusedError
 
-from . import central_ecodes, central_hsm
+from . import central_denylist, central_ecodes, central_hsm
 from .central_faults import FaultPlan
-from .central_lifecycle import denylist_document, validation_document
+from .central_lifecycle import validation_document
 from .central_store import CentralStore
 
 __all__ = ["MAX_BATCH", "CentralServer", "Request", "Route", "serve", "tls_context"]
@@ -57,7 +57,8 @@ class Request:
     today: dt.date
 
 
-Route = Callable[[Request], tuple[int, dict[str, Any]]]
+Route = Callable[[Request], tuple[int, dict[str, Any] | bytes]]
+"""A handler answers JSON (a dict) or, for binary routes (denylist chunks), bytes."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -120,6 +121,7 @@ class CentralServer:
             ("POST", "/v1/cards/validate", _validate),
             ("POST", "/v1/transactions/batch", _upload),
             ("GET", "/v1/denylist", _denylist),
+            ("GET", "/v1/denylist/chunk", _denylist_chunk),
             ("GET", "/v1/trust-list", _trust_list),
             ("POST", "/v1/ecodes/verify", _delegate(central_ecodes.handle_verify)),
             ("POST", "/v1/hsm/read-auth", _delegate(central_hsm.handle_read_auth)),
@@ -204,14 +206,18 @@ class CentralServer:
             status, answer = route(Request(self.store, terminal, body, query, dt.date.today()))
         except (ValueError, TypeError, KeyError) as exc:
             status, answer = 400, {"error": "bad_request", "reason": str(exc)}
-        self._send(handler, status, answer)
+        if isinstance(answer, bytes):
+            self._send(handler, status, {}, raw=answer, content_type="application/octet-stream")
+        else:
+            self._send(handler, status, answer)
 
     @staticmethod
     def _send(handler: _Handler, status: int, answer: dict[str, Any],
-              raw: bytes | None = None) -> None:
+              raw: bytes | None = None,
+              content_type: str = "application/json; charset=utf-8") -> None:
         data = raw if raw is not None else json.dumps(answer, ensure_ascii=False).encode()
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/json; charset=utf-8")
+        handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(data)))
         handler.send_header(auth.HEADER_SERVER_TIME, f"{time.time():.3f}")
         handler.end_headers()
@@ -369,8 +375,18 @@ def _upload(request: Request) -> tuple[int, dict[str, Any]]:
 
 def _denylist(request: Request) -> tuple[int, dict[str, Any]]:
     since = int(request.query.get("since", "0"))
-    document = denylist_document(request.store, since, request.today)
+    document = central_denylist.denylist_answer(
+        request.store, since, request.today, chunked=request.query.get("chunked") == "1")
     return 200, sign_document(request.store.central_private_key(), document)
+
+
+def _denylist_chunk(request: Request) -> tuple[int, dict[str, Any] | bytes]:
+    data = central_denylist.chunk(request.store, int(request.query["version"]),
+                                  int(request.query["index"]),
+                                  int(request.query.get("since", "0")))
+    if data is None:
+        return 404, {"error": "not_found", "reason": "snapshot_gone"}
+    return 200, data
 
 
 def _trust_list(request: Request) -> tuple[int, dict[str, Any]]:

@@ -21,7 +21,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,10 @@ CREATE TABLE IF NOT EXISTS denylist_changes (
     until TEXT,
     at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS denylist_bulk (
+    key BLOB PRIMARY KEY,
+    rec BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS signer_keys (
     kid TEXT PRIMARY KEY,
     alg TEXT NOT NULL,
@@ -458,6 +462,45 @@ class CentralStore:
 
     def admin_token(self) -> str:
         return self._meta("admin_token") or ""
+
+    def add_denylist_bulk(self, records: Iterable[bytes], today: dt.date) -> int:
+        """Load synthetic denylist entries at provincial scale, as 20-byte records
+        (docs/denylist-format.md), without a card row each: the bench's ten million.
+
+        One change is logged to move the version on, and every terminal behind it gets
+        a snapshot (a delta cannot carry a bulk load). Returns the new version."""
+        with self.atomic() as conn:
+            for piece in records:
+                if len(piece) % 20:
+                    raise ValueError("bulk denylist records are 20 bytes each")
+                conn.executemany("INSERT OR REPLACE INTO denylist_bulk VALUES (?, ?)",
+                                 ((piece[i:i + 15], piece[i + 15:i + 20])
+                                  for i in range(0, len(piece), 20)))
+            version = self.log_denylist(conn, "bulk-load", "remove", None, None, today)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('denylist_bulk_version', ?)",
+                         (str(version),))
+        return version
+
+    def denylist_bulk_version(self) -> int:
+        """The version of the last bulk load (0: none); terminals behind it get snapshots."""
+        return int(self._meta("denylist_bulk_version") or 0)
+
+    def denylist_bulk(self) -> Iterator[tuple[bytes, bytes]]:
+        """The bulk entries as (key, status and until), in key order."""
+        for key, rec in self.conn.execute("SELECT key, rec FROM denylist_bulk ORDER BY key"):
+            yield bytes(key), bytes(rec)
+
+    def denylist_chunk_records(self) -> int:
+        """Records per chunk of a chunked denylist snapshot (16,384 unless set)."""
+        return int(self._meta("denylist_chunk_records") or 16384)
+
+    def set_denylist_chunk_records(self, records: int) -> None:
+        """Smaller chunks, so that a test's small list still comes in several."""
+        if records <= 0:
+            raise ValueError("a chunk holds at least one record")
+        with self.atomic() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('denylist_chunk_records', ?)",
+                         (str(records),))
 
     def signer_keys(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(

@@ -50,6 +50,10 @@ class Faults:
     """Leave the field when the (pull_after + 1)-th APDU arrives."""
     t0: bool = False
     """Answer data-bearing commands with 61 XX and hand data out via GET RESPONSE."""
+    t0_chunk: int | None = None
+    """With ``t0``: hand out at most this many bytes per GET RESPONSE (and never more
+    than its Le), answering ``61 YY`` while more waits, as a card with a small I/O buffer
+    does; the terminal must join every round. None: everything in one GET RESPONSE."""
     delay: float = 0.0
     """Seconds to sleep before each answer (a slow card)."""
     wrong_sw: dict[int, int] = field(default_factory=dict)
@@ -149,7 +153,24 @@ class VirtualCard:
         if not self.faults.t0 or len(answer) <= 2 or apdu[1] == 0xC0 or len(apdu) <= 5:
             return answer
         self._pending = answer[:-2]
-        return bytes((0x61, len(self._pending) & 0xFF))
+        return self._more_waiting()
+
+    def _more_waiting(self) -> bytes:
+        """``61 XX`` for what waits: XX is the next round's size (00 means 256)."""
+        size = len(self._pending)
+        if self.faults.t0_chunk is not None:
+            size = min(size, self.faults.t0_chunk)
+        return bytes((0x61, size & 0xFF))
+
+    def _get_response(self, le: int | None) -> bytes:
+        pending, self._pending = self._pending, b""
+        if not pending:
+            return b"\x69\x85"
+        if self.faults.t0_chunk is None:
+            return pending + _OK
+        size = min(self.faults.t0_chunk, le or 256)
+        chunk, self._pending = pending[:size], pending[size:]
+        return chunk + (self._more_waiting() if self._pending else _OK)
 
     def _dispatch(self, apdu: bytes) -> bytes:
         cla, ins, p1, p2 = apdu[0], apdu[1], apdu[2], apdu[3]
@@ -164,10 +185,7 @@ class VirtualCard:
         if ins == 0xB2:
             return self._read_record(p1, p2, le)
         if ins == 0xC0:
-            pending, self._pending = self._pending, b""
-            if not pending:
-                return b"\x69\x85"
-            return pending + _OK
+            return self._get_response(le)
         if ins == 0x88 and cla == 0x00:
             if len(data) != 16:
                 return b"\x67\x00"
