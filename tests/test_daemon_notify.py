@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +90,16 @@ def test_watchdog_interval_from_environment() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "soon"}) is None
     assert watchdog_interval({"WATCHDOG_USEC": "0"}) is None
     assert Notifier({"WATCHDOG_USEC": "8000000"}).watchdog_s == 8.0
+
+
+def test_a_receiver_that_never_reads_never_blocks_the_sender(
+        path_socket: tuple[socket.socket, str]) -> None:
+    """The daemon notifies from its event loop: a full receiver queue must cost dropped
+    notifications, not a blocked loop."""
+    _sock, address = path_socket
+    notifier = Notifier({"NOTIFY_SOCKET": address})
+    started = time.monotonic()
+    sent = [notifier.status(f"tap {n} decided") for n in range(5000)]
+    assert time.monotonic() - started < 2.0
+    assert sent[0] is True and sent[-1] is False       # the queue filled, then dropped
+    notifier.close()

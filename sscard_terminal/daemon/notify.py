@@ -13,7 +13,9 @@ smaller and safer dependency.
 
 Outside systemd (``$NOTIFY_SOCKET`` unset) every call is a no-op, so the daemon runs the
 same from a shell or a test. A send that fails is logged once per kind of failure and never
-raised: the service manager being gone must not stop the terminal from deciding taps.
+raised: the service manager being gone must not stop the terminal from deciding taps. The
+socket is non-blocking: a receiver that does not read (its queue full) costs a dropped
+STATUS line, never a blocked event loop.
 
 The watchdog interval comes from ``$WATCHDOG_USEC`` (honoured only when ``$WATCHDOG_PID``
 is unset or names this process, as sd_watchdog_enabled(3) says); the daemon pings at half
@@ -107,8 +109,11 @@ class Notifier:
         payload = "\n".join(lines).encode("utf-8")
         try:
             if self._socket is None:
-                # Python's sockets are close-on-exec already (PEP 446).
+                # Python's sockets are close-on-exec already (PEP 446). Non-blocking: a
+                # datagram to a receiver whose queue is full would otherwise block, and
+                # this is called from the event loop (a stuck manager must not stop taps).
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._socket.setblocking(False)
             self._socket.sendto(payload, self._address)
         except OSError as exc:
             kind = type(exc).__name__
