@@ -16,8 +16,12 @@ online budget until the circuit breaker opens; those are reported, not hidden, i
 Printed: p50/p99 per phase, APDUs per tap (the pipeline reads the full basic
 information whatever the profile: the same number for every shipped profile) against the
 full basic read, the daemon's RSS (no camera), its time from start to READY, and last
-``ratio = p50 offline tap-to-decision / p50 bare read``. Goals (issue 17): ratio <= 1.5;
-p99 <= 150 ms offline, <= 300 ms online; RSS <= 80 MB; READY <= 1.5 s.
+``ratio = p50 offline tap-to-decision / p50 bare read`` (both from the insertion, as the
+issue defines it). Through vpcd pcscd notices an insertion only at its next poll (about
+0.4 s here), which is in both sides and flattens that ratio, so the same figures are also
+printed from the moment pcscd reported the card present (the daemon's own ``elapsed_ms``
+against the bare client's time after its wait returned) with their ratio. Goals (issue
+17): ratio <= 1.5; p99 <= 150 ms offline, <= 300 ms online; RSS <= 80 MB; READY <= 1.5 s.
 
     python -m bench daemon [--taps N] [--backlog N]
 """
@@ -53,7 +57,9 @@ from sscard_terminal.offline_queue.journal import Journal
 
 DAEMON = Path(sys.executable).parent / "sscard-terminald"
 EVENTS = "sscard_terminal.daemon.events: "
-HOLDERS = ("gen2-adult", "gen1-adult", "other-province")
+# Cards that read without a security module: what is measured is the daemon's path, not
+# the central HSM's (which a silent central would hold up).
+HOLDERS = ("gen2-adult", "gen1-adult")
 
 _CARD_PROCESS = """
 import sys
@@ -118,14 +124,16 @@ class CardProcess:
             self.proc.kill()
 
 
-def _bare_read(apdus: list[list[int]]) -> None:
-    """What a bare pyscard client does for a tap: wait for the card, connect, read."""
+def _bare_read(apdus: list[list[int]]) -> float:
+    """What a bare pyscard client does for a tap: wait for the card, connect, read.
+    Returns the moment pcscd reported the card present."""
     _, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     try:
         states = [(VPCD_READER_0, scard.SCARD_STATE_UNAWARE)]
         while True:
             _, states = scard.SCardGetStatusChange(ctx, 5000, states)
             if states[0][1] & scard.SCARD_STATE_PRESENT:
+                present_at = time.monotonic()
                 break
             states = [(name, state & ~scard.SCARD_STATE_CHANGED)
                       for name, state, _atr in states]
@@ -139,21 +147,24 @@ def _bare_read(apdus: list[list[int]]) -> None:
         scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
     finally:
         scard.SCardReleaseContext(ctx)
+    return present_at
 
 
 class DaemonUnderTest:
     """sscard-terminald with its events read, each stamped when it arrived."""
 
-    def __init__(self, config: Path, directory: Path) -> None:
+    def __init__(self, config: Path, directory: Path, level: str = "INFO") -> None:
         self.notify_path = str(directory / "notify.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.notify.settimeout(0.2)
         self.events: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
         self.lines: list[str] = []
-        env = {**os.environ, "NOTIFY_SOCKET": self.notify_path}
+        env = {**os.environ, "NOTIFY_SOCKET": self.notify_path,
+               "PYTHONUNBUFFERED": "1"}
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([str(DAEMON), "--config", str(config)], env=env,
+        self.proc = subprocess.Popen([str(DAEMON), "--config", str(config),
+                                      "--log-level", level], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -208,7 +219,11 @@ def _tap(card: CardProcess, daemon: DaemonUnderTest, holder: str) -> tuple[float
                                                                             dict[str, Any]]:
     card.prepare(holder)
     started = card.insert()
-    at, event = daemon.events.get(timeout=10)
+    try:
+        at, event = daemon.events.get(timeout=10)
+    except queue.Empty:
+        raise RuntimeError("no decision within 10 s; the daemon said:\n"
+                           + "".join(daemon.lines[-15:])) from None
     apdus = card.remove()
     return at - started, apdus, event
 
@@ -281,6 +296,9 @@ def main(argv: list[str]) -> float:
     parser.add_argument("--taps", type=int, default=30, help="measured taps per phase")
     parser.add_argument("--backlog", type=int, default=2000,
                         help="queued records the forwarder drains during the online phase")
+    parser.add_argument("--debug", action="store_true", help="the daemon logs at DEBUG")
+    parser.add_argument("--daemon-log", type=Path, metavar="FILE",
+                        help="write the daemon's log (stderr) here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sscard-bench-daemon-") as tmp:
         directory = Path(tmp)
@@ -296,21 +314,26 @@ def main(argv: list[str]) -> float:
             apdus = [list(apdu) for _, apdu in steps]
 
             bare: list[float] = []
+            bare_present: list[float] = []
             for n in range(args.taps + 3):
                 card.prepare("gen2-adult")
                 started = card.insert()
-                _bare_read(apdus)
+                present_at = _bare_read(apdus)
+                done = time.monotonic()
                 if n >= 3:                                  # warm-up
-                    bare.append(time.monotonic() - started)
+                    bare.append(done - started)
+                    bare_present.append(done - present_at)
                 card.remove()
 
             config, state, key = _config(directory, sim)
             _backlog(state, sim.terminal_id, key, args.backlog)
-            daemon = DaemonUnderTest(config, directory)
+            daemon = DaemonUnderTest(config, directory,
+                                     level="DEBUG" if args.debug else "INFO")
             try:
                 ready_s = daemon.wait_ready()
                 daemon.wait_log("denylist at version")
                 online: list[float] = []
+                online_present: list[float] = []
                 per_tap: list[int] = []
                 for n in range(args.taps + 3):
                     elapsed, count, event = _tap(card, daemon, HOLDERS[n % len(HOLDERS)])
@@ -318,26 +341,39 @@ def main(argv: list[str]) -> float:
                         raise RuntimeError(f"online phase decided offline: {event}")
                     if n >= 3:
                         online.append(elapsed)
+                        online_present.append(float(event["elapsed_ms"]) / 1000)
                         per_tap.append(count)
                 with Journal.open(state / "journal.db", terminal_id=sim.terminal_id,
                                   keys=key) as journal:
                     still_queued = journal.status().queued
                 sim.set_faults(mode="timeout")              # down, and silent
                 offline: list[float] = []
+                offline_present: list[float] = []
                 opening: list[float] = []
                 for n in range(args.taps + 3):
                     elapsed, _count, event = _tap(card, daemon, HOLDERS[n % len(HOLDERS)])
                     if event.get("online"):
                         raise RuntimeError(f"offline phase decided online: {event}")
                     (opening if n < 3 else offline).append(elapsed)
+                    if n >= 3:
+                        offline_present.append(float(event["elapsed_ms"]) / 1000)
                 rss = daemon.rss_mb()
             finally:
                 daemon.stop()
+                if args.daemon_log is not None:
+                    args.daemon_log.write_text("".join(daemon.lines))
     ratio = statistics.median(offline) / statistics.median(bare)
     print(f"reader={VPCD_READER_0} profile=bus-validator taps/phase={args.taps}")
+    print("from the insertion at vpcd (pcscd's own polling, ~0.4 s here, is in every figure):")
     print(_line("bare pyscard read", bare))
     print(_line("daemon online", online))
     print(_line("daemon offline", offline))
+    print("from pcscd reporting the card present (the daemon's own elapsed_ms):")
+    print(_line("bare pyscard read", bare_present))
+    print(_line("daemon online", online_present))
+    print(_line("daemon offline", offline_present))
+    print(f"p50 offline / p50 bare from card present: "
+          f"{statistics.median(offline_present) / statistics.median(bare_present):.2f}")
     print(f"{'breaker opening':<22} " + " ".join(f"{v * 1000:.0f}" for v in opening)
           + " ms (the taps that waited out the online budget before the breaker opened)")
     print(f"apdus per tap: {statistics.median(per_tap):.0f} for every shipped profile "
@@ -345,6 +381,8 @@ def main(argv: list[str]) -> float:
     print(f"forwarder backlog: {args.backlog} queued at start, {still_queued} left after "
           f"the online phase")
     print(f"daemon RSS: {rss:.1f} MB (no camera)   start to READY: {ready_s:.2f} s")
-    print(f"goals: ratio <= 1.5; p99 <= 150 ms offline ({_p(offline, 0.99) * 1000:.0f}), "
-          f"<= 300 ms online ({_p(online, 0.99) * 1000:.0f}); RSS <= 80 MB; READY <= 1.5 s")
+    print(f"goals: ratio <= 1.5; p99 <= 150 ms offline ({_p(offline, 0.99) * 1000:.0f} from "
+          f"insertion, {_p(offline_present, 0.99) * 1000:.0f} from present), <= 300 ms online "
+          f"({_p(online, 0.99) * 1000:.0f}, {_p(online_present, 0.99) * 1000:.0f}); "
+          f"RSS <= 80 MB; READY <= 1.5 s")
     return ratio
