@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "as a tap of the card). National e-card and e-voucher codes are online only. "
         "Output is masked; exit 0 when accepted, 16 when refused or deferred.",
         epilog="Example: sscard verify 'SC1:6BFOXN*TS0...' --central terminal.json "
-        "--trust-list /var/lib/sscard/trust.json\n"
+        "--trust-list /var/lib/sscard-terminald/trust-list.json\n"
         "Offline: sscard verify 'SC1:6BFOXN*TS0...' --trust-list trust.json "
         "--central-key KEY",
         formatter_class=_RAW)

@@ -21,6 +21,7 @@ from ..plugins import CLI_COMMANDS_GROUP, load_entry_points
 from . import (
     card_commands,
     central_commands,
+    denylist_commands,
     ecode_commands,
     pin_commands,
     queue_commands,
@@ -39,6 +40,7 @@ _GROUPS: tuple[Register, ...] = (
     card_commands.register,
     central_commands.register,
     queue_commands.register,
+    denylist_commands.register,
     ecode_commands.register,
     scan_commands.register,
     pin_commands.register,
