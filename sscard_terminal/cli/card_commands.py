@@ -17,7 +17,6 @@ from ..cards.atr import decode_atr, identify_atr
 from ..cards.card_info import CardInfo
 from ..cards.ssse import read_card_info
 from ..cards.unified import format_basic_info
-from ..central.client import TerminalConfig
 from ..deadline import Deadline
 from ..drivers.pcsc import ReaderEventKind, ReaderMonitor, list_readers
 from ..drivers.sim import is_sim_reader, open_sim_reader, sim_readers
@@ -178,12 +177,9 @@ def _read(args: argparse.Namespace) -> int:
     if unmask:
         _log.warning("personal data shown unmasked at the operator's request (--unmask)")
     deadline = Deadline.after(args.timeout)
-    central = (TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
-               if args.central is not None else None)
-    settings = TerminalSettings(terminal_id=central.terminal_id if central else "",
-                                central=central, card_reader=args.reader,
-                                psam_reader=args.psam,
-                                security_modules=not args.no_security_module)
+    settings = TerminalSettings.for_reading(central_config=args.central,
+                                            card_reader=args.reader, psam_reader=args.psam,
+                                            security_modules=not args.no_security_module)
     # The root closes the module chain (its PSAM connection), then the central client,
     # whatever happens; the card is released first.
     with TerminalRoot(settings) as root:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..apdu.transport import CardTransport
-from ..central.client import TerminalConfig
 from ..deadline import Deadline
 from ..errors import ConfigError, SscardError
 from ..terminal.root import TerminalRoot
@@ -118,12 +117,9 @@ def _run(args: argparse.Namespace) -> None:
         if args.token_file is None:
             raise ConfigError("--http-port needs --token-file")
         security = HttpSecurity(read_token(args.token_file), frozenset(args.allow_origin))
-    central = (TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
-               if args.central is not None else None)
-    settings = TerminalSettings(terminal_id=central.terminal_id if central else "",
-                                central=central, card_reader=args.reader,
-                                psam_reader=args.psam,
-                                security_modules=not args.no_security_module)
+    settings = TerminalSettings.for_reading(central_config=args.central,
+                                            card_reader=args.reader, psam_reader=args.psam,
+                                            security_modules=not args.no_security_module)
     with TerminalRoot(settings) as root:
         authenticator = root.module_chain()
         reader = args.reader
