@@ -248,9 +248,12 @@ class DecisionEngine:
             if ecode.unreachable:
                 policy = self.profile.opaque_offline
                 outcome = Outcome.DEFER if policy is OfflinePolicy.DEFER else Outcome.REFUSE
+                # Never "unknown code": the kind is known, only its verifier is not
+                # reachable; the holder can tap the card or scan again once online.
                 return Verdict(outcome, Reason.ONLINE_ONLY_CODE,
                                f"{ecode.kind.value} code needs the central, which is "
-                               f"unreachable ({outcome.value})"), None
+                               f"unreachable ({outcome.value}): tap the card, or scan "
+                               "again when the terminal is online"), None
             standing = ecode.standing
             if standing is not None and (ecode.accepted or not standing.status.usable):
                 # The code's card status decides, exactly as for the card itself.
