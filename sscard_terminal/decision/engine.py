@@ -38,6 +38,14 @@ from ..profiles import ECodeKind, OfflinePolicy, Profile
 from .clock import Clock, SystemClock, local_date
 from .credentials import CardStanding, PresentedCredential
 from .denylist import Denylist
+from .policy import (
+    Authentication,
+    Notice,
+    apply_region,
+    elsewhere_unknown,
+    judge_authenticity,
+    judge_region_first,
+)
 from .rules import OfflineFacts, Outcome, Reason, Verdict, judge_offline, judge_online
 
 __all__ = ["CardValidator", "Decision", "DecisionEngine", "EngineStatus"]
@@ -79,6 +87,8 @@ class Decision:
     transaction_id: str                   # the same on a torn-transaction replay
     replayed: bool
     elapsed_ms: float
+    authentication: str = Authentication.NONE.value   # psam, hsm, none, signature, central
+    notices: tuple[str, ...] = ()                     # policy.Notice values
 
     @property
     def accepted(self) -> bool:
@@ -203,7 +213,7 @@ class DecisionEngine:
         replay = None if refused_code else self._torn_replay(credential.card_ref, now)
         if replay is not None:
             return self._finish(replace(replay, replayed=True), started, credential)
-        verdict, standing = self._judge(credential, budget)
+        verdict, standing = self._judge_with_policy(credential, budget)
         verdict = self._anti_passback(credential.card_ref, verdict, now)
         decision = Decision(
             outcome=verdict.outcome,
@@ -218,6 +228,8 @@ class DecisionEngine:
             transaction_id=uuid.uuid4().hex,
             replayed=False,
             elapsed_ms=0.0,
+            authentication=credential.authentication.value,
+            notices=verdict.notices,
         )
         self._remember(decision, now)
         return self._finish(decision, started, credential)
@@ -233,6 +245,43 @@ class DecisionEngine:
                     and now - recent.at <= self.profile.torn_window_seconds):
                 return recent.decision
         return None
+
+    # --- the profile's regulatory rules (decision/policy.py) around the judgement ---------
+
+    def _judge_with_policy(
+        self, credential: PresentedCredential, budget: Deadline
+    ) -> tuple[Verdict, CardStanding | None]:
+        """Authenticity and residents-only first (no online call spent on a card the
+        profile refuses anyway), then the judgement, then the region's fare rule; a card
+        from elsewhere the local central does not know is judged as 全国通用 asks, not
+        refused as ``card_unknown``."""
+        profile = self.profile
+        gate = (judge_authenticity(profile, credential.channel, credential.authentication,
+                                   credential.generation)
+                or judge_region_first(profile, credential.region))
+        if gate is not None:
+            return gate, None
+        verdict, standing = self._judge(credential, budget)
+        if standing is not None and standing.status is CardStatus.UNKNOWN:
+            elsewhere = elsewhere_unknown(profile, credential.region,
+                                          self._chip_facts(credential))
+            if elsewhere is not None:
+                verdict = elsewhere
+        verdict, from_elsewhere = apply_region(profile, credential.region, verdict)
+        if from_elsewhere and verdict.outcome is Outcome.ACCEPT:
+            verdict = replace(verdict, notices=(*verdict.notices, Notice.FROM_ELSEWHERE.value))
+        return verdict, standing
+
+    def _chip_facts(self, credential: PresentedCredential) -> OfflineFacts:
+        """What the terminal itself knows of a card: the denylist and the chip's expiry."""
+        now = self._clock.now()
+        entry = self._denylist.lookup(credential.card_ref, today=local_date(now))
+        return OfflineFacts(
+            denylisted=entry is not None,
+            denylist_status=entry.status if entry is not None else None,
+            denylist_age_hours=self._denylist.age_hours(), chip_expiry=credential.chip_expiry,
+            today=local_date(now), cached_applications=None, cached_entitlements=frozenset(),
+            offline_accepts_in_row=0)
 
     def _judge(
         self, credential: PresentedCredential, budget: Deadline

@@ -52,6 +52,8 @@ class Reason(enum.StrEnum):
     ECODE_REFUSED = "ecode_refused"               # signature, expiry, replay, format...
     ECODE_KIND_NOT_ACCEPTED = "ecode_kind_not_accepted"
     ONLINE_ONLY_CODE = "online_only_code"         # national / e-voucher code while offline
+    CARD_NOT_AUTHENTICATED = "card_not_authenticated"   # no PSAM/HSM vouched, profile says no
+    CARD_FROM_ELSEWHERE = "card_from_elsewhere"   # another region's card, residents only here
 
 
 _STATUS_REASONS: Mapping[CardStatus, Reason] = {
@@ -81,6 +83,7 @@ class Verdict:
     message: str
     concession: Entitlement | None = None
     fare_percent: int = 100
+    notices: tuple[str, ...] = ()       # policy.Notice values, for holder and operator
 
 
 def best_concession(

@@ -143,6 +143,8 @@ class Presentation:
                            and decision.concession is not None else None),
             "replayed": decision.replayed if decision is not None else False,
             "authenticated_by": self.authenticated_by,
+            "authentication": decision.authentication if decision is not None else None,
+            "notices": list(decision.notices) if decision is not None else [],
             "ecode_reason": self.ecode_reason,
             "holder": self.holder or None,
             "journaled": self.journaled,
@@ -238,6 +240,8 @@ class Presenter:
             "concession": decision.concession.value if decision.concession else None,
             "replayed": decision.replayed,
             "authenticated_by": authenticated_by,
+            "authentication": decision.authentication,
+            "notices": list(decision.notices),
             "ecode_reason": ecode_reason,
         }
         channel = "ecode" if decision.channel is Channel.ECODE else "card"

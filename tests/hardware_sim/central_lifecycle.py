@@ -81,7 +81,7 @@ def _day_after(day: str | None) -> str | None:
 def validation_document(store: CentralStore, card: CardRow | None, *, card_number: str,
                         identity_entitled: bool, today: dt.date) -> dict[str, Any]:
     """The JSON answer of card validation (docs/central-protocol.md)."""
-    if card is None:
+    if card is None or not store.knows_region(card.region):
         return {"status": CardStatus.UNKNOWN.value, "reason": "unknown_card"}
     if card.card_number != card_number:
         return {"status": CardStatus.UNKNOWN.value, "reason": "card_number_mismatch"}

@@ -397,6 +397,23 @@ class CentralStore:
 
     # --- reads --------------------------------------------------------------------------
 
+    def set_home_regions(self, prefixes: list[str]) -> None:
+        """Make this central a province's own: it knows only cards whose region starts
+        with one of ``prefixes`` (empty: every card, the default). A card of another
+        province is then ``unknown_card`` here, as it is at a real provincial central
+        (Hainan §3 全国通用: its own province's system knows it)."""
+        with self.atomic() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('home_regions', ?)",
+                         (",".join(prefixes),))
+
+    def home_regions(self) -> tuple[str, ...]:
+        text = self._meta("home_regions") or ""
+        return tuple(p for p in text.split(",") if p)
+
+    def knows_region(self, region: str) -> bool:
+        home = self.home_regions()
+        return not home or any(region.startswith(prefix) for prefix in home)
+
     def secret_for(self, terminal_id: str) -> str | None:
         row = self.conn.execute("SELECT secret FROM terminals WHERE terminal_id = ?",
                                 (terminal_id,)).fetchone()

@@ -1,0 +1,124 @@
+"""The profile's regulatory rules applied to a decision: authenticity (issue 22.3) and
+cards from elsewhere (issue 22.4, Hainan §3 全国通用, Wenzhou 2024 跨省通用 / 同城待遇).
+
+Pure functions of the profile and the credential, kept apart from the engine's pipeline
+so that they read as the rules they are and the engine calls each at one point:
+
+- :func:`judge_authenticity` before anything else (a card no module vouched for must not
+  even cost an online call when the profile refuses it);
+- :func:`judge_region_first` before the online call (a residents-only service refuses a
+  card from elsewhere whatever its status);
+- :func:`elsewhere_unknown` when the local central does not know a card from elsewhere
+  (not ``card_unknown``: the card is simply not this central's);
+- :func:`apply_region` to an accept (no local concession for a card from elsewhere).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import replace
+
+from ..central.models import Channel
+from ..profile_rules import ElsewherePolicy, UnauthenticatedPolicy
+from ..profiles import Profile
+from .rules import OfflineFacts, Outcome, Reason, Verdict, reason_for_status
+
+__all__ = [
+    "Authentication",
+    "Notice",
+    "apply_region",
+    "authentication_of",
+    "elsewhere_unknown",
+    "judge_authenticity",
+    "judge_region_first",
+]
+
+
+class Authentication(enum.StrEnum):
+    """How the credential was shown to be genuine. Stable strings: they are journaled."""
+
+    PSAM = "psam"            # the card's internal authentication through a PSAM
+    HSM = "hsm"              # ... through the central's HSM
+    NONE = "none"            # no module authenticated the card (free items only)
+    SIGNATURE = "signature"  # an e-code of ours: its signature, offline
+    CENTRAL = "central"      # an opaque e-code: the central's verifier vouched for it
+
+
+class Notice(enum.StrEnum):
+    """Something the holder or the operator should be told beside the outcome."""
+
+    FROM_ELSEWHERE = "from_elsewhere"        # accepted at the full fare: not local
+    RENEWAL_DUE = "renewal_due"              # inside the last months of the validity
+    EXPIRED_ACCEPTED = "expired_accepted"    # past its validity, accepted by the profile
+    STATUS_UNKNOWN = "status_unknown"        # decided without the central
+
+
+def authentication_of(authenticated_by: str | None) -> Authentication:
+    """From the card reader's ``authenticated_by`` (``psam:<reader>``, ``hsm:central``)."""
+    if not authenticated_by:
+        return Authentication.NONE
+    head = authenticated_by.split(":", 1)[0].lower()
+    if head == "psam":
+        return Authentication.PSAM
+    if head == "hsm":
+        return Authentication.HSM
+    return Authentication.NONE
+
+
+def judge_authenticity(profile: Profile, channel: Channel, authentication: Authentication,
+                       generation: int | None) -> Verdict | None:
+    """A refusal when the profile does not accept this card unauthenticated, else None.
+
+    A clone copies a generation 3 card's free items but cannot pass internal
+    authentication: with a module reachable it is refused as forged before it gets here;
+    with none (or one that could not serve it) it arrives ``NONE`` and only a profile
+    saying ``always`` lets it through. ``older_generations`` accepts generation 1 and 2
+    cards (they have no read authentication to run), never a card of unknown generation.
+    """
+    if channel is Channel.ECODE or authentication is not Authentication.NONE:
+        return None
+    policy = profile.authentication.unauthenticated
+    if policy is UnauthenticatedPolicy.ALWAYS:
+        return None
+    if (policy is UnauthenticatedPolicy.OLDER_GENERATIONS and generation is not None
+            and generation < 3):
+        return None
+    return Verdict(Outcome.REFUSE, Reason.CARD_NOT_AUTHENTICATED,
+                   "no security module authenticated this card (PSAM or HSM needed)")
+
+
+def judge_region_first(profile: Profile, region: str) -> Verdict | None:
+    """A residents-only profile refuses a card or code from elsewhere before anything."""
+    rules = profile.regions
+    if rules.is_local(region) or rules.elsewhere is not ElsewherePolicy.REFUSE:
+        return None
+    return Verdict(Outcome.REFUSE, Reason.CARD_FROM_ELSEWHERE,
+                   f"cards of region {region} are not served here (residents only)")
+
+
+def elsewhere_unknown(profile: Profile, region: str, facts: OfflineFacts) -> Verdict | None:
+    """The local central does not know a card from elsewhere: judge it as 全国通用 asks
+    (its own region's system is the one that knows it), from what the terminal knows:
+    the denylist and the chip's expiry. None for a local card (that is ``card_unknown``)."""
+    if profile.regions.is_local(region) or not profile.regions.local:
+        return None
+    if facts.denylisted:
+        status = facts.denylist_status
+        reason = (Reason.DENYLISTED if status is None or status.usable
+                  else reason_for_status(status))
+        return Verdict(Outcome.REFUSE, reason, "card from elsewhere is on the local denylist")
+    if facts.chip_expiry is not None and facts.chip_expiry < facts.today:
+        return Verdict(Outcome.REFUSE, Reason.CARD_EXPIRED, "the chip's expiry date has passed")
+    return Verdict(Outcome.ACCEPT, Reason.ACCEPTED,
+                   f"card of region {region}, not known to the local central: "
+                   "accepted at the full fare")
+
+
+def apply_region(profile: Profile, region: str, verdict: Verdict) -> tuple[Verdict, bool]:
+    """An accept of a card from elsewhere loses the local concessions (同城待遇 is for the
+    listed regions); returns the verdict and whether the card was from elsewhere."""
+    if profile.regions.is_local(region):
+        return verdict, False
+    if verdict.outcome is not Outcome.ACCEPT:
+        return verdict, True
+    return replace(verdict, concession=None, fare_percent=100), True
