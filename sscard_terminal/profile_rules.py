@@ -107,6 +107,7 @@ class IdentityPolicy:
     release: IdentityRelease = IdentityRelease.NONE
     require_authenticated: bool = False    # a complete read through PSAM or HSM
     offline: bool = True                   # may identity be released without the central
+    withhold_unusable: bool = True         # a desk read of a lost/void card: no holder data
 
     @property
     def identity_desk(self) -> bool:

@@ -182,7 +182,8 @@ class _Reader:
                               "synchronous"}),
         "regions": frozenset({"local", "elsewhere"}),
         "authentication": frozenset({"unauthenticated"}),
-        "identity": frozenset({"release", "require_authenticated", "offline"}),
+        "identity": frozenset({"release", "require_authenticated", "offline",
+                               "withhold_unusable"}),
         "renewal": frozenset({"notice_months", "after_expiry"}),
         "age_concessions": frozenset({"from_age", "below_age"}),
     }
@@ -316,7 +317,8 @@ class _Reader:
             release=self.choice("identity", "release", IdentityRelease,
                                 default=IdentityRelease.NONE),
             require_authenticated=self.flag("identity", "require_authenticated", False),
-            offline=self.flag("identity", "offline", True))
+            offline=self.flag("identity", "offline", True),
+            withhold_unusable=self.flag("identity", "withhold_unusable", True))
 
     def renewal(self) -> RenewalPolicy:
         months = self.table("renewal").get("notice_months", 3)

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..cards.card_info import CardInfo
+from ..cards.card_info import CardInfo, CardReadStatus
 from ..cards.psam import ForgeryRecorder
 from ..cards.read_auth import ReadAuthenticator
 from ..cards.ssse import read_card_info
@@ -30,10 +30,14 @@ from ..deadline import Deadline
 from ..drivers.transport import CardInterface, CardTransport
 from ..errors import SscardError
 from .items import ItemFile, format_items, needs_authentication
+from .status_codes import code_for_status
 
 __all__ = ["CardOpener", "CardReaderService", "CardSettings", "IType"]
 
 _log = logging.getLogger(__name__)
+
+StatusChecker = Callable[[CardInfo, Deadline], CardInfo]
+"""Adds the central's status to a read (``terminal.read_status.check_read_status``)."""
 
 CardOpener = Callable[[Deadline], CardTransport]
 """Connects to the user's card, waiting until the deadline for one (e.g.
@@ -98,8 +102,10 @@ class CardReaderService:
         authenticator: ReadAuthenticator | None = None,
         settings: CardSettings | None = None,
         recorder: ForgeryRecorder | None = None,
+        status_checker: StatusChecker | None = None,
     ) -> None:
         self._opener = opener
+        self._status_checker = status_checker
         self._authenticator = authenticator
         self.settings = settings or CardSettings()
         self._recorder = recorder
@@ -119,15 +125,30 @@ class CardReaderService:
         unified interface answers; a module that cannot serve the card gives its own
         -2201/-2202/-2203, after which HIS software switches to the two-step.
         """
+        code, text, _ = self.read_basic_checked(itype, deadline)
+        return code, text
+
+    def read_basic_checked(self, itype: int,
+                           deadline: Deadline) -> tuple[int, str, CardReadStatus | None]:
+        """``iReadCardBas`` with the card's status: with a status checker (a central is
+        configured) a lost, void, suspended, expired or unknown card is answered with its
+        :class:`StatusCode` (the string empty when its holder data was withheld); an
+        unknown status (offline) is code 0 with the status saying so."""
         info = self._read(itype, deadline)
         if isinstance(info, int):
-            return info, ""
+            return info, "", None
         if not info.complete:
-            return int(UnifiedCode.NO_PSAM), ""
+            return int(UnifiedCode.NO_PSAM), "", None
+        if self._status_checker is not None:
+            info = self._status_checker(info, deadline)
+        status = info.card_status
+        code = code_for_status(status)
+        if status is not None and status.withheld:
+            return code, "", status
         text = format_basic_info(info, terminal_number=self.settings.terminal_number,
                                  device_number=self.settings.device_number)
         assert isinstance(text, str)
-        return 0, text
+        return code, text, status
 
     def read_items(self, itype: int, files: tuple[ItemFile, ...],
                    deadline: Deadline) -> tuple[int, str]:

@@ -37,7 +37,7 @@ class RequestError(Exception):
     Internal to the package (transports turn it into an answer), never raised to callers.
     """
 
-    def __init__(self, code: UnifiedCode, message: str) -> None:
+    def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
 

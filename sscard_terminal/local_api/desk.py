@@ -1,0 +1,46 @@
+"""What the local API adds for a desk beside the unified interface's strings: the card's
+status on a read, and e-code verification (a hospital takes the medical e-voucher and the
+e-card code at the same counter as the card). docs/local-api.md, "Card status and e-codes".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..cards.card_info import CardReadStatus
+from ..deadline import Deadline
+from ..ecode import ECodeVerification
+from ..ecode.reasons import Reason
+from .status_codes import StatusCode
+
+__all__ = ["ECodeCheck", "ecode_answer", "status_fields"]
+
+ECodeCheck = Callable[[str, Deadline], ECodeVerification]
+"""Verifies a scanned text within a deadline (the terminal's ``ECodeVerifier.verify``)."""
+
+
+def status_fields(status: CardReadStatus) -> dict[str, Any]:
+    """The JSON fields that carry a read's card status beside ``code`` and ``data``."""
+    return {"card_status": status.status, "card_status_online": status.online,
+            "card_status_message": status.message, "holder_withheld": status.withheld}
+
+
+def ecode_answer(verification: ECodeVerification) -> tuple[int, str, dict[str, Any]]:
+    """``(code, data, fields)`` for ``verifyECode``: 0 and ``kind|reason|card status|``
+    when accepted; a :class:`StatusCode` otherwise. No personal data in any of them."""
+    card = verification.validation
+    status = card.status.value if card is not None else ""
+    data = f"{verification.kind.value}|{verification.reason.value}|{status}|"
+    fields = {"ecode_kind": verification.kind.value, "ecode_reason": verification.reason.value,
+              "ecode_message": verification.message, "card_status": status or None,
+              "online": verification.online}
+    if verification.accepted:
+        return 0, data, fields
+    if verification.reason is Reason.DEFERRED:
+        code = StatusCode.ECODE_DEFERRED
+    elif verification.reason is Reason.CENTRAL_UNREACHABLE:
+        code = StatusCode.ECODE_UNREACHABLE
+    else:
+        code = StatusCode.ECODE_REFUSED
+    return int(code), data, fields
