@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sscard_terminal.cards.ssse import join_name
 from sscard_terminal.central.models import Application, CardStatus, Entitlement, card_ref
 from sscard_terminal.central.signed import public_key_text
 from sscard_terminal.sqlite_transaction import write_transaction
@@ -215,7 +216,7 @@ def virtual_cards(data_dir: Path | None = None) -> list[VirtualCardHolder]:
             idcode = _tag(ef05, "01").hex().upper()
             found.append(VirtualCardHolder(
                 key=path.stem,
-                name=_tag(ef06, "09").decode("gb18030").strip("\x00 "),
+                name=join_name(_tag(ef06, "09"), _tag(ef06, "4E")),
                 id_number=_tag(ef06, "08").decode("ascii").strip().upper(),
                 region=idcode[:6], card_number=_tag(ef05, "07").decode("ascii").strip(),
                 identification_code=idcode,
