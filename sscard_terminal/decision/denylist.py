@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 
-from ..central.models import CardStatus, DenylistEntry, DenylistUpdate
+from ..central.models import CardStatus, DenylistEntry, DenylistUpdate, lapse_passed
 from ..deadline import Deadline
 from ..errors import CentralProtocolError, DenylistError
 from ..sqlite_transaction import write_transaction
@@ -153,21 +153,21 @@ class Denylist:
             return None
         return (self._clock.now() - self._installed_at).total_seconds() / 3600.0
 
-    def lookup(self, card_ref: str, *, today: date | None = None) -> DenylistEntry | None:
-        """The entry that refuses this card today, or None.
+    def lookup(self, card_ref: str, *, today: date | None = None,
+               now: datetime | None = None) -> DenylistEntry | None:
+        """The entry that refuses this card now, or None.
 
-        An entry with ``until`` (a 15-day temporary loss) stops refusing after that date,
-        as the card lapses back to normal by itself without a new denylist.
+        An entry with ``until`` (a 15-day temporary loss) stops refusing at that instant
+        (to the second, whatever the zone it is written in), or after that last day when
+        the central sent a date, as the card lapses back to normal by itself without a new
+        denylist. An unreadable ``until`` keeps refusing (the safe side).
         """
         entry = self._entries.get(card_ref)
         if entry is None or entry.until is None:
             return entry
-        day = today or local_date(self._clock.now())
-        try:
-            until = date.fromisoformat(entry.until[:10])
-        except ValueError:
-            return entry    # unreadable end date: keep refusing, the safe side
-        return entry if day <= until else None
+        moment = now or self._clock.now()
+        day = today or local_date(moment)
+        return None if lapse_passed(entry.until, moment, day) else entry
 
     # --- writing ---------------------------------------------------------------------
 

@@ -275,7 +275,7 @@ class DecisionEngine:
     def _chip_facts(self, credential: PresentedCredential) -> OfflineFacts:
         """What the terminal itself knows of a card: the denylist and the chip's expiry."""
         now = self._clock.now()
-        entry = self._denylist.lookup(credential.card_ref, today=local_date(now))
+        entry = self._denylist.lookup(credential.card_ref, today=local_date(now), now=now)
         return OfflineFacts(
             denylisted=entry is not None,
             denylist_status=entry.status if entry is not None else None,
@@ -361,7 +361,7 @@ class DecisionEngine:
 
     def _judge_offline(self, credential: PresentedCredential) -> Verdict:
         now = self._clock.now()
-        entry = self._denylist.lookup(credential.card_ref, today=local_date(now))
+        entry = self._denylist.lookup(credential.card_ref, today=local_date(now), now=now)
         with self._lock:
             learnt = self._learnt.get(credential.card_ref)
             if learnt is not None and now - learnt.at > timedelta(

@@ -331,7 +331,12 @@ class CentralStore:
                            (card.name, card.id_number))
         holder_id = int(cur.lastrowid or 0)
         issued = today - dt.timedelta(days=round(card.issued_years_ago * 365.25))
-        until = (today + dt.timedelta(days=14)).isoformat() if (  # 15 days, today included
+        # A 15-day temporary loss reported now: it lapses at that instant 15 days on.
+        cst = dt.timezone(dt.timedelta(hours=8), "CST")
+        now = dt.datetime.now().astimezone()
+        reported = now + dt.timedelta(days=(today - now.date()).days)
+        until = (reported + dt.timedelta(days=15)).astimezone(cst).isoformat(
+            timespec="seconds") if (
             card.status is CardStatus.TEMPORARY_LOSS) else None
         reason = "ok" if card.status is CardStatus.NORMAL else card.status.value
         self.insert_card(conn, holder_id=holder_id, card_number=card.card_number,
