@@ -14,6 +14,7 @@ from ..central.client import TerminalConfig
 from ..deadline import Deadline
 from ..ecode import SIMULATOR_SHAPES, ECodeVerification, ECodeVerifier
 from ..errors import ConfigError, ECodeRefusedError
+from ..messages import MessageKind, bilingual
 from ..terminal.root import TerminalRoot
 from ..terminal.settings import TerminalSettings
 
@@ -116,7 +117,9 @@ def describe(result: ECodeVerification) -> list[str]:
     """Masked, human-readable lines for one verification."""
     verdict = "ACCEPTED" if result.accepted else ("DEFERRED" if result.deferred
                                                   else "REFUSED")
+    shown = bilingual(MessageKind.ECODE, result.reason.value)
     lines = [f"{verdict} ({result.reason.value}): {result.message}",
+             f"  {shown['zh']} / {shown['en']}",
              f"  kind: {result.kind.value}; verified {'online' if result.online else 'offline'}"]
     if result.card_ref:
         lines.append(f"  card_ref: {result.card_ref}  region: {result.region or '-'}")

@@ -51,6 +51,8 @@ class Notice(enum.StrEnum):
     RENEWAL_DUE = "renewal_due"              # inside the last months of the validity
     EXPIRED_ACCEPTED = "expired_accepted"    # past its validity, accepted by the profile
     STATUS_UNKNOWN = "status_unknown"        # decided without the central
+    CONCESSION_BY_AGE = "concession_by_age"  # the chip's birth date gave the better fare
+    IDENTITY_RELEASED = "identity_released"  # identity handed to the local API caller
 
 
 def authentication_of(authenticated_by: str | None) -> Authentication:

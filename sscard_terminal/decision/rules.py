@@ -54,6 +54,8 @@ class Reason(enum.StrEnum):
     ONLINE_ONLY_CODE = "online_only_code"         # national / e-voucher code while offline
     CARD_NOT_AUTHENTICATED = "card_not_authenticated"   # no PSAM/HSM vouched, profile says no
     CARD_FROM_ELSEWHERE = "card_from_elsewhere"   # another region's card, residents only here
+    IDENTITY_OFFLINE_NOT_ALLOWED = "identity_offline_not_allowed"   # identity desk, offline
+    IDENTITY_NOT_AUTHENTICATED = "identity_not_authenticated"   # identity needs PSAM/HSM read
 
 
 _STATUS_REASONS: Mapping[CardStatus, Reason] = {

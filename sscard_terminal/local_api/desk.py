@@ -12,6 +12,7 @@ from ..cards.card_info import CardReadStatus
 from ..deadline import Deadline
 from ..ecode import ECodeVerification
 from ..ecode.reasons import Reason
+from ..messages import MessageKind, bilingual
 from .status_codes import StatusCode
 
 __all__ = ["ECodeCheck", "ecode_answer", "status_fields"]
@@ -22,8 +23,12 @@ ECodeCheck = Callable[[str, Deadline], ECodeVerification]
 
 def status_fields(status: CardReadStatus) -> dict[str, Any]:
     """The JSON fields that carry a read's card status beside ``code`` and ``data``."""
+    shown = bilingual(MessageKind.STATUS, status.status)
+    if not status.online:
+        shown = bilingual(MessageKind.NOTICE, "status_unknown")
     return {"card_status": status.status, "card_status_online": status.online,
-            "card_status_message": status.message, "holder_withheld": status.withheld}
+            "card_status_message": status.message, "holder_withheld": status.withheld,
+            "message_zh": shown["zh"], "message_en": shown["en"]}
 
 
 def ecode_answer(verification: ECodeVerification) -> tuple[int, str, dict[str, Any]]:
@@ -32,9 +37,11 @@ def ecode_answer(verification: ECodeVerification) -> tuple[int, str, dict[str, A
     card = verification.validation
     status = card.status.value if card is not None else ""
     data = f"{verification.kind.value}|{verification.reason.value}|{status}|"
+    shown = bilingual(MessageKind.ECODE, verification.reason.value)
     fields = {"ecode_kind": verification.kind.value, "ecode_reason": verification.reason.value,
               "ecode_message": verification.message, "card_status": status or None,
-              "online": verification.online}
+              "online": verification.online, "message_zh": shown["zh"],
+              "message_en": shown["en"]}
     if verification.accepted:
         return 0, data, fields
     if verification.reason is Reason.DEFERRED:

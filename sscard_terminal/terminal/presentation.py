@@ -50,6 +50,7 @@ from ..errors import (
     ReaderError,
     SscardError,
 )
+from ..messages import MessageKind, bilingual
 from ..offline_queue.journal import Journal
 from ..privacy import mask_card_number, mask_id_number, mask_name
 from ..profiles import Profile
@@ -126,10 +127,23 @@ class Presentation:
     def accepted(self) -> bool:
         return self.outcome is Outcome.ACCEPT
 
+    def display(self) -> dict[str, str]:
+        """What a display shows, in Chinese and English, from the shared message table:
+        the reason's message, then each notice's."""
+        kind = (MessageKind.REFUSAL if self.reason in {r.value for r in PresentationRefusal}
+                else MessageKind.REASON)
+        shown = bilingual(kind, self.reason)
+        for notice in self.decision.notices if self.decision is not None else ():
+            extra = bilingual(MessageKind.NOTICE, notice)
+            shown = {lang: f"{shown[lang]}；{extra[lang]}" if lang == "zh"
+                     else f"{shown[lang]}; {extra[lang]}" for lang in shown}
+        return shown
+
     def event(self) -> dict[str, Any]:
         """A JSON-ready event: masked, stable codes, the human text in its own field."""
         decision = self.decision
         return {
+            "display": self.display(),
             "channel": self.channel,
             "lane": self.lane,
             "outcome": self.outcome.value,
