@@ -38,6 +38,7 @@ from .profile_rules import (
 
 __all__ = [
     "BUILTIN_PROFILES",
+    "PROFILE_ALIASES",
     "ECodeKind",
     "JournalFullBehaviour",
     "JournalSettings",
@@ -48,7 +49,22 @@ __all__ = [
     "parse_profile",
 ]
 
-BUILTIN_PROFILES = ("bus-validator", "hospital-desk", "library-gate", "scenic-gate")
+BUILTIN_PROFILES = ("bus-validator", "culture-venue", "hospital-desk", "identity-desk",
+                    "library-gate", "metro-gate", "scenic-gate", "sports-venue")
+
+PROFILE_ALIASES: Mapping[str, str] = {
+    "pharmacy-counter": "hospital-desk",
+    "hotel-registration": "identity-desk",
+    "exam-check-in": "identity-desk",
+    "government-service-hall": "identity-desk",
+    "museum-gate": "culture-venue",
+    "library-borrowing": "library-gate",
+    "scenic-booking": "scenic-gate",
+    "scenic-identity-check": "scenic-gate",
+    "scenic-ticket-pickup": "scenic-gate",
+}
+"""Scenarios the regulations name that are the same decision as a shipped profile (each
+file says why): loading one by its own name gives the merged profile."""
 
 
 class OfflinePolicy(enum.Enum):
@@ -134,13 +150,16 @@ class Profile:
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a shipped profile by name, or a profile file by path."""
+    """Load a shipped profile by name (or by the name of a scenario merged into one, see
+    :data:`PROFILE_ALIASES`), or a profile file by path."""
+    if isinstance(name_or_path, str) and name_or_path in PROFILE_ALIASES:
+        name_or_path = PROFILE_ALIASES[name_or_path]
     if isinstance(name_or_path, str) and name_or_path in BUILTIN_PROFILES:
         resource = resources.files("sscard_profiles").joinpath(f"{name_or_path}.toml")
         return parse_profile(resource.read_text(encoding="utf-8"), source=f"{name_or_path}.toml")
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
-        known = ", ".join(BUILTIN_PROFILES)
+        known = ", ".join((*BUILTIN_PROFILES, *PROFILE_ALIASES))
         raise ConfigError(f"unknown profile {str(name_or_path)!r}: use one of {known} or a path")
     return load_profile_file(path)
 
