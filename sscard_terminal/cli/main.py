@@ -19,6 +19,7 @@ from . import (
     central_commands,
     ecode_commands,
     pin_commands,
+    profile_commands,
     queue_commands,
     scan_commands,
 )
@@ -37,6 +38,7 @@ _GROUPS: tuple[Register, ...] = (
     ecode_commands.register,
     scan_commands.register,
     pin_commands.register,
+    profile_commands.register,
 )
 
 
