@@ -28,7 +28,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from ..central.models import Application, CardStatus, Channel, Entitlement
@@ -41,9 +41,14 @@ from .denylist import Denylist
 from .policy import (
     Authentication,
     Notice,
+    apply_after_expiry,
+    apply_age_concession,
+    apply_identity_offline,
     apply_region,
+    apply_renewal_notice,
     elsewhere_unknown,
     judge_authenticity,
+    judge_identity_authenticated,
     judge_region_first,
 )
 from .rules import OfflineFacts, Outcome, Reason, Verdict, judge_offline, judge_online
@@ -89,6 +94,14 @@ class Decision:
     elapsed_ms: float
     authentication: str = Authentication.NONE.value   # psam, hsm, none, signature, central
     notices: tuple[str, ...] = ()                     # policy.Notice values
+
+    @property
+    def concession_source(self) -> str | None:
+        """Which concession the holder got: ``age`` (the chip's birth date), ``certificate``
+        (merged into the card, learnt from the central), or None (full fare)."""
+        if self.concession is None:
+            return None
+        return "age" if Notice.CONCESSION_BY_AGE.value in self.notices else "certificate"
 
     @property
     def accepted(self) -> bool:
@@ -258,18 +271,27 @@ class DecisionEngine:
         profile = self.profile
         gate = (judge_authenticity(profile, credential.channel, credential.authentication,
                                    credential.generation)
+                or judge_identity_authenticated(profile, credential.channel,
+                                                credential.authentication)
                 or judge_region_first(profile, credential.region))
         if gate is not None:
             return gate, None
         verdict, standing = self._judge(credential, budget)
+        online = standing is not None
         if standing is not None and standing.status is CardStatus.UNKNOWN:
             elsewhere = elsewhere_unknown(profile, credential.region,
                                           self._chip_facts(credential))
             if elsewhere is not None:
                 verdict = elsewhere
+        today = local_date(self._clock.now())
+        verdict = apply_after_expiry(profile, verdict, online=online)
+        verdict = apply_age_concession(profile, credential.birth_date, today, verdict)
         verdict, from_elsewhere = apply_region(profile, credential.region, verdict)
         if from_elsewhere and verdict.outcome is Outcome.ACCEPT:
             verdict = replace(verdict, notices=(*verdict.notices, Notice.FROM_ELSEWHERE.value))
+        verdict = apply_renewal_notice(profile, _expiry_of(credential, standing), today,
+                                       verdict)
+        verdict = apply_identity_offline(profile, verdict, online=online)
         return verdict, standing
 
     def _chip_facts(self, credential: PresentedCredential) -> OfflineFacts:
@@ -421,3 +443,15 @@ class DecisionEngine:
                  f"concession {decision.concession.value}" if decision.concession else "full fare",
                  ", replayed" if decision.replayed else "", decision.elapsed_ms)
         return decision
+
+
+def _expiry_of(credential: PresentedCredential, standing: CardStanding | None) -> date | None:
+    """The card's last valid day: the central's ``expires_on`` when it answered (codes
+    have no chip), else the chip's."""
+    text = getattr(standing, "expires_on", None)
+    if isinstance(text, str):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    return credential.chip_expiry

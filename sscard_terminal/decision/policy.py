@@ -17,19 +17,26 @@ from __future__ import annotations
 
 import enum
 from dataclasses import replace
+from datetime import date
 
 from ..central.models import Channel
-from ..profile_rules import ElsewherePolicy, UnauthenticatedPolicy
-from ..profiles import Profile
+from ..profile_rules import AfterExpiry, ElsewherePolicy, UnauthenticatedPolicy
+from ..profiles import OfflinePolicy, Profile
 from .rules import OfflineFacts, Outcome, Reason, Verdict, reason_for_status
 
 __all__ = [
     "Authentication",
     "Notice",
+    "age_on",
+    "apply_after_expiry",
+    "apply_age_concession",
+    "apply_identity_offline",
     "apply_region",
+    "apply_renewal_notice",
     "authentication_of",
     "elsewhere_unknown",
     "judge_authenticity",
+    "judge_identity_authenticated",
     "judge_region_first",
 ]
 
@@ -123,4 +130,117 @@ def apply_region(profile: Profile, region: str, verdict: Verdict) -> tuple[Verdi
         return verdict, False
     if verdict.outcome is not Outcome.ACCEPT:
         return verdict, True
-    return replace(verdict, concession=None, fare_percent=100), True
+    notices = tuple(n for n in verdict.notices if n != Notice.CONCESSION_BY_AGE.value)
+    return replace(verdict, concession=None, fare_percent=100, notices=notices), True
+
+
+# --- concessions by age (issue 19.4) ------------------------------------------------------
+
+
+def age_on(birth_date: date, today: date) -> int:
+    """Whole years of age on ``today`` (a 29 February birthday counts on 1 March)."""
+    years = today.year - birth_date.year
+    if (today.month, today.day) < (birth_date.month, birth_date.day):
+        years -= 1
+    return years
+
+
+def apply_age_concession(profile: Profile, birth_date: date | None, today: date,
+                         verdict: Verdict) -> Verdict:
+    """The better of the certificate concession the verdict carries and the profile's
+    age-based one (from the chip's birth date: authenticated reads only); the notice
+    ``concession_by_age`` says the age gave it. A tie keeps the certificate's."""
+    rules = profile.age_concessions
+    if verdict.outcome is not Outcome.ACCEPT or birth_date is None or not (
+            rules.from_age or rules.below_age):
+        return verdict
+    age = age_on(birth_date, today)
+    candidates = [e for e, years in rules.from_age.items() if age >= years]
+    candidates += [e for e, years in rules.below_age.items() if age < years]
+    best = None
+    fare = verdict.fare_percent
+    for entitlement in candidates:
+        percent = profile.concessions.get(entitlement)
+        if percent is not None and percent < fare:
+            best, fare = entitlement, percent
+    if best is None:
+        return verdict
+    return replace(verdict, concession=best, fare_percent=fare,
+                   notices=(*verdict.notices, Notice.CONCESSION_BY_AGE.value))
+
+
+# --- renewal and expiry (issue 19.5) ------------------------------------------------------
+
+
+def _months_before(day: date, months: int) -> date:
+    month_index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(month_index, 12)
+    for last in (day.day, 30, 29, 28):
+        try:
+            return date(year, month + 1, min(day.day, last))
+        except ValueError:
+            continue
+    return date(year, month + 1, 28)
+
+
+def apply_renewal_notice(profile: Profile, expiry: date | None, today: date,
+                         verdict: Verdict) -> Verdict:
+    """An accept inside the last ``notice_months`` of the validity carries the renewal
+    notice (Wenzhou 2024 五(四): renew in the 3 months before expiry)."""
+    months = profile.renewal.notice_months
+    if (verdict.outcome is not Outcome.ACCEPT or expiry is None or months == 0
+            or Notice.EXPIRED_ACCEPTED.value in verdict.notices):
+        return verdict
+    if _months_before(expiry, months) <= today <= expiry:
+        return replace(verdict, notices=(*verdict.notices, Notice.RENEWAL_DUE.value))
+    return verdict
+
+
+def apply_after_expiry(profile: Profile, verdict: Verdict, *, online: bool) -> Verdict:
+    """An expired card where the service must not be denied (a hospital desk): accepted
+    with a notice, online, or offline where the profile accepts offline at all."""
+    if (verdict.reason is not Reason.CARD_EXPIRED
+            or profile.renewal.after_expiry is not AfterExpiry.ACCEPT_WITH_NOTICE):
+        return verdict
+    if not online and profile.offline_policy is not OfflinePolicy.ACCEPT:
+        deferring = profile.offline_policy is OfflinePolicy.DEFER
+        outcome = Outcome.DEFER if deferring else Outcome.REFUSE
+        return Verdict(outcome, Reason.OFFLINE_NOT_ALLOWED, "expired card and the central "
+                       f"unreachable; this profile does not accept offline ({outcome.value})")
+    return Verdict(Outcome.ACCEPT, Reason.ACCEPTED,
+                   "the card has expired: accepted with a notice to renew it",
+                   notices=(Notice.EXPIRED_ACCEPTED.value,))
+
+
+# --- identity desks (issue 19.2) ----------------------------------------------------------
+
+
+def judge_identity_authenticated(profile: Profile, channel: Channel,
+                                 authentication: Authentication) -> Verdict | None:
+    """An identity desk that requires a complete, authenticated read refuses a card that
+    no PSAM or HSM authenticated (a code is vouched for by its signature or the central)."""
+    policy = profile.identity
+    if (not policy.identity_desk or not policy.require_authenticated
+            or channel is Channel.ECODE
+            or authentication in (Authentication.PSAM, Authentication.HSM)):
+        return None
+    return Verdict(Outcome.REFUSE, Reason.IDENTITY_NOT_AUTHENTICATED,
+                   "identity needs a complete read authenticated by a PSAM or the HSM")
+
+
+_OFFLINE_REASONS = frozenset({Reason.OFFLINE_NOT_ALLOWED, Reason.DENYLIST_STALE,
+                              Reason.OFFLINE_LIMIT, Reason.ACCEPTED})
+
+
+def apply_identity_offline(profile: Profile, verdict: Verdict, *, online: bool) -> Verdict:
+    """Offline, an identity desk whose profile forbids it releases no identity: a
+    temporary-loss, void or suspended card cannot be told from a good one when the
+    central is down and the denylist says nothing. A refusal the denylist or the chip
+    gave keeps its own, more precise reason."""
+    policy = profile.identity
+    if online or not policy.identity_desk or policy.offline:
+        return verdict
+    if verdict.outcome is Outcome.REFUSE and verdict.reason not in _OFFLINE_REASONS:
+        return verdict
+    return Verdict(Outcome.REFUSE, Reason.IDENTITY_OFFLINE_NOT_ALLOWED,
+                   "central unreachable: this identity desk releases no identity offline")

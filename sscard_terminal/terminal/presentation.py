@@ -252,6 +252,7 @@ class Presenter:
             "card_ref": decision.card_ref,
             "fare_percent": decision.fare_percent,
             "concession": decision.concession.value if decision.concession else None,
+            "concession_source": decision.concession_source,
             "replayed": decision.replayed,
             "authenticated_by": authenticated_by,
             "authentication": decision.authentication,
