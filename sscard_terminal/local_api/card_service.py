@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..cards.card_info import CardInfo, CardReadStatus
 from ..cards.psam import ForgeryRecorder
@@ -35,6 +36,7 @@ from .status_codes import code_for_status
 __all__ = ["CardOpener", "CardReaderService", "CardSettings", "IType"]
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 StatusChecker = Callable[[CardInfo, Deadline], CardInfo]
 """Adds the central's status to a read (``terminal.read_status.check_read_status``)."""
@@ -149,6 +151,23 @@ class CardReaderService:
                                  device_number=self.settings.device_number)
         assert isinstance(text, str)
         return code, text, status
+
+    def run_on_card(self, itype: int, deadline: Deadline,
+                    work: Callable[[CardTransport], _T]) -> _T | int:
+        """``work`` on the card, holding the reader as every operation does (an identity
+        presentation reads, decides and journals in one go); a code when there is no card
+        to work on."""
+        with self._reader(deadline) as busy:
+            if busy is not None:
+                return busy
+            self._end_session_locked("superseded by a new read")
+            try:
+                with self._open(deadline) as transport:
+                    if _interface_refused(transport, itype):
+                        return int(UnifiedCode.NO_CARD)
+                    return work(transport)
+            except SscardError as exc:
+                return unified_code_for(exc)
 
     def read_items(self, itype: int, files: tuple[ItemFile, ...],
                    deadline: Deadline) -> tuple[int, str]:

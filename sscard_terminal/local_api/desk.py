@@ -10,15 +10,42 @@ from typing import Any
 
 from ..cards.card_info import CardReadStatus
 from ..deadline import Deadline
+from ..drivers.transport import CardTransport
 from ..ecode import ECodeVerification
 from ..ecode.reasons import Reason
 from ..messages import MessageKind, bilingual
-from .status_codes import StatusCode
+from ..terminal.identity import IdentityPresentation
+from .status_codes import StatusCode, code_for_identity_reason
 
-__all__ = ["ECodeCheck", "ecode_answer", "status_fields"]
+__all__ = ["ECodeCheck", "IdentityPresenter", "ecode_answer", "identity_answer",
+           "status_fields"]
 
 ECodeCheck = Callable[[str, Deadline], ECodeVerification]
 """Verifies a scanned text within a deadline (the terminal's ``ECodeVerifier.verify``)."""
+
+IdentityPresenter = Callable[[CardTransport, str], IdentityPresentation]
+"""Presents the card behind the transport at an identity desk for a caller (the terminal's
+``Presenter.present_identity``)."""
+
+
+def identity_answer(shown: IdentityPresentation) -> tuple[int, str, dict[str, Any]]:
+    """``(code, data, fields)`` for ``readIdentity``: 0 and the released identity's
+    pipe-separated string; a :class:`StatusCode` when refused, with the stable reason."""
+    presentation = shown.presentation
+    kind = (MessageKind.REASON if presentation.decision is not None
+            or presentation.reason.startswith(("identity_", "card_not_auth"))
+            else MessageKind.REFUSAL)
+    words = bilingual(kind, presentation.reason)
+    fields: dict[str, Any] = {
+        "reason": presentation.reason, "transaction_id": presentation.transaction_id,
+        "online": presentation.online, "message_zh": words["zh"], "message_en": words["en"],
+        "identity_release": shown.identity.level.value if shown.identity else None,
+        "notices": list(presentation.decision.notices) if presentation.decision else []}
+    if shown.identity is not None:
+        return 0, shown.identity.to_unified(), fields
+    if presentation.accepted:
+        return int(StatusCode.IDENTITY_NOT_CONFIGURED), "", fields
+    return code_for_identity_reason(presentation.reason), "", fields
 
 
 def status_fields(status: CardReadStatus) -> dict[str, Any]:

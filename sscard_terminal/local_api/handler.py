@@ -20,7 +20,7 @@ from .. import __version__
 from ..cards.unified import UnifiedCode
 from ..deadline import Deadline
 from .card_service import CardReaderService, IType
-from .desk import ECodeCheck, ecode_answer, status_fields
+from .desk import ECodeCheck, IdentityPresenter, ecode_answer, identity_answer, status_fields
 from .items import parse_items
 from .protocol import ApiRequest, RequestError, error_response, gbk_hex
 from .status_codes import StatusCode
@@ -35,6 +35,7 @@ FUNCTIONS = (
     "iReadCardBas_HSM_Step1",
     "iReadCardBas_HSM_Step2",
     "ping",
+    "readIdentity",
     "verifyECode",
     "version",
 )
@@ -97,10 +98,12 @@ class LocalApi:
     """
 
     def __init__(self, service: CardReaderService, *, operation_timeout_s: float = 10.0,
-                 ecode_verifier: ECodeCheck | None = None) -> None:
+                 ecode_verifier: ECodeCheck | None = None,
+                 identity_presenter: IdentityPresenter | None = None) -> None:
         self.service = service
         self._operation_timeout_s = operation_timeout_s
         self._ecode_verifier = ecode_verifier
+        self._identity_presenter = identity_presenter
 
     async def handle(self, request: ApiRequest, owner: str) -> dict[str, Any]:
         """The answer to ``request``; never raises for bad input or a card failure."""
@@ -156,6 +159,23 @@ class LocalApi:
                     extra.update(status_fields(status))
                 return code, text
             return await self._in_thread(deadline, read_basic)
+        if function == "readIdentity":
+            presenter = self._identity_presenter
+            itype = _itype(request)
+            if presenter is None:
+                raise RequestError(StatusCode.IDENTITY_NOT_CONFIGURED,
+                                   "identity release is not configured on this local API "
+                                   "(an identity profile, a state directory and a journal key)")
+
+            def read_identity() -> tuple[int, str]:
+                result = service.run_on_card(itype, deadline,
+                                             lambda transport: presenter(transport, owner))
+                if isinstance(result, int):
+                    return result, ""
+                code, data, fields = identity_answer(result)
+                extra.update(fields)
+                return code, data
+            return await self._in_thread(deadline, read_identity)
         if function == "verifyECode":
             verifier = self._ecode_verifier
             text = _code_text(request)

@@ -12,7 +12,7 @@ import enum
 
 from ..cards.card_info import CardReadStatus
 
-__all__ = ["StatusCode", "code_for_status"]
+__all__ = ["StatusCode", "code_for_identity_reason", "code_for_status"]
 
 
 class StatusCode(enum.IntEnum):
@@ -25,6 +25,28 @@ class StatusCode(enum.IntEnum):
     ECODE_DEFERRED = -2311     # online-only code, central unreachable: wait for it
     ECODE_UNREACHABLE = -2312  # online-only code, central unreachable: refused
     ECODE_NOT_CONFIGURED = -2313   # no e-code verification on this local API
+    IDENTITY_OFFLINE = -2320   # identity desk, central unreachable: no identity offline
+    IDENTITY_NOT_AUTHENTICATED = -2321   # no complete read authenticated by PSAM or HSM
+    IDENTITY_REFUSED = -2322   # refused for another reason (``reason`` says which)
+    IDENTITY_NOT_CONFIGURED = -2324   # no identity release on this local API
+
+
+_BY_REASON = {
+    "card_lost": StatusCode.CARD_LOST,
+    "card_void": StatusCode.CARD_VOID,
+    "card_suspended": StatusCode.CARD_SUSPENDED,
+    "card_expired": StatusCode.CARD_EXPIRED,
+    "card_unknown": StatusCode.CARD_UNKNOWN,
+    "identity_offline_not_allowed": StatusCode.IDENTITY_OFFLINE,
+    "offline_not_allowed": StatusCode.IDENTITY_OFFLINE,
+    "identity_not_authenticated": StatusCode.IDENTITY_NOT_AUTHENTICATED,
+    "card_not_authenticated": StatusCode.IDENTITY_NOT_AUTHENTICATED,
+}
+
+
+def code_for_identity_reason(reason: str) -> int:
+    """The code of a refused identity presentation, from its stable reason."""
+    return int(_BY_REASON.get(reason, StatusCode.IDENTITY_REFUSED))
 
 
 _BY_STATUS = {

@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..cards.card_info import CardInfo
@@ -54,6 +54,7 @@ from ..messages import MessageKind, bilingual
 from ..offline_queue.journal import Journal
 from ..privacy import mask_card_number, mask_id_number, mask_name
 from ..profiles import Profile
+from .identity import IdentityPresentation, released_identity
 
 __all__ = ["Presentation", "PresentationRefusal", "Presenter", "code_fingerprint", "refusal_for"]
 
@@ -221,6 +222,43 @@ class Presenter:
             personal={"card_number": info.card_number,
                       "id_number": info.social_security_number},
             authenticated_by=info.authenticated_by, holder=holder, card=info)
+
+    # --- identity desks ---------------------------------------------------------------------
+
+    def present_identity(self, transport: CardTransport, *, arrived_at: float, caller: str,
+                         lane: str = "") -> IdentityPresentation:
+        """A tap at an identity desk for ``caller`` (the local API client that asked): the
+        decision as :meth:`present_card` makes it, then, if accepted, the identity the
+        profile lets out, once its release is journaled (``identity_released``: lane,
+        caller, card reference, level; no personal data)."""
+        shown = self.present_card(transport, arrived_at=arrived_at, lane=lane)
+        level = self.profile.identity.release
+        card, decision = shown.card, shown.decision
+        if not shown.accepted or card is None or decision is None:
+            return IdentityPresentation(shown, None, caller)
+        identity = released_identity(card, level)
+        if identity is None:
+            return IdentityPresentation(shown, None, caller)
+        try:
+            self._journal.enqueue("identity_released", {
+                "transaction_id": decision.transaction_id,
+                "lane": lane,
+                "caller": caller,
+                "card_ref": decision.card_ref,
+                "level": level.value,
+                "authentication": decision.authentication,
+            })
+        except JournalError as exc:
+            _log.error("lane %s: an identity release could not be journaled (%s): withheld",
+                       lane or "-", exc)
+            refusal = (PresentationRefusal.JOURNAL_FULL if isinstance(exc, JournalFullError)
+                       else PresentationRefusal.JOURNAL_UNAVAILABLE)
+            return IdentityPresentation(replace(shown, outcome=Outcome.REFUSE,
+                                                reason=refusal.value, message=str(exc)),
+                                        None, caller)
+        _log.info("lane %s: identity released (%s) to %s", lane or "-", level.value,
+                  caller.partition(":")[0] or "-")
+        return IdentityPresentation(shown, identity, caller)
 
     # --- e-codes --------------------------------------------------------------------------
 
