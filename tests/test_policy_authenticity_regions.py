@@ -179,6 +179,8 @@ def test_a_card_from_elsewhere_gets_the_profiles_answer_online_and_offline_alike
         sim.set_faults(mode="reset")
         time.sleep(0.05)
         offline_tap = _tap_data(root, data) if policy == "refuse" else None
+        offline_code = root.presenter().present_code(
+            issue_code(sim.store, card.card_number), arrived_at=time.monotonic())
     for shown in (online_tap, online_code):
         assert shown.reason != "card_unknown", shown
         if policy == "refuse":
@@ -190,6 +192,11 @@ def test_a_card_from_elsewhere_gets_the_profiles_answer_online_and_offline_alike
             assert "from_elsewhere" in shown.decision.notices
     if offline_tap is not None:
         assert not offline_tap.online and offline_tap.reason == "card_from_elsewhere"
+        assert not offline_code.online and offline_code.reason == "card_from_elsewhere"
+    else:
+        assert not offline_code.online and offline_code.accepted, offline_code
+        assert offline_code.decision is not None
+        assert "from_elsewhere" in offline_code.decision.notices
 
 
 def test_offline_a_card_from_elsewhere_is_accepted_at_the_full_fare(tmp_path: Path,
