@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sscard_hardware_sim.central_ecodes import issue_code
+from sscard_hardware_sim.central_ecodes import issue_code, issue_opaque_code
 from sscard_hardware_sim.central_harness import CentralSim
 from sscard_hardware_sim.central_lifecycle import set_status
 from sscard_hardware_sim.central_store import virtual_cards
@@ -25,6 +25,7 @@ from sscard_hardware_sim.central_store import virtual_cards
 from sscard_terminal import read_card
 from sscard_terminal.central.models import CardStatus
 from sscard_terminal.cli.main import main as cli_main
+from sscard_terminal.ecode import CodeKind
 from sscard_terminal.local_api.status_codes import StatusCode
 from tests.test_local_api import UnixClient
 
@@ -140,12 +141,17 @@ def test_the_local_api_answers_a_lost_card_with_its_code_and_no_holder_data(
         normal = client.call({"function": "iReadCardBas", "iType": 3})
         assert normal["code"] == 0 and normal["card_status"] == "normal"
         assert normal["card_status_online"] is True and normal["data"]
+        assert normal["message_zh"] == "正常" and normal["message_en"] == "Normal"
         name = normal["data"].split("|")[4]
         _set(sim, CardStatus.TEMPORARY_LOSS)
         lost = client.call({"function": "iReadCardBas", "iType": 3})
         assert lost["code"] == StatusCode.CARD_LOST == -2301
         assert lost["data"] == "" and lost["holder_withheld"] is True
         assert lost["card_status"] == "temporary_loss"
+        items = client.call({"function": "iReadCard", "iType": 3,
+                             "fileAddr": "SSSEEF05|01|07|$SSSEEF06|08|09|$"})
+        assert items["code"] == StatusCode.CARD_LOST and items["data"] == ""
+        assert items["card_status"] == "temporary_loss" and items["holder_withheld"] is True
         sim.set_faults(mode="reset")
         offline = client.call({"function": "iReadCardBas", "iType": 3})
         assert offline["code"] == 0 and offline["card_status"] == "unknown"
@@ -178,3 +184,22 @@ def test_the_local_api_verifies_e_codes_for_the_desk(sim: CentralSim, tmp_path: 
         client.close()
     finally:
         _stop(server)
+
+
+def test_sscard_verify_recognises_the_profiles_shapes(
+        sim: CentralSim, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI takes a profile's [[ecode.shapes]] (issue 22.1) and says why in both
+    languages."""
+    profile = tmp_path / "bus.toml"
+    text = Path("profiles/bus-validator.toml").read_text(encoding="utf-8")
+    profile.write_text(text.replace("\n[journal]", '\n[[ecode.shapes]]\nkind = "national"\n'
+                                    'pattern = "ESSC[0-9A-F]{32,128}"\n\n[journal]'),
+                       encoding="utf-8")
+    code = issue_opaque_code(sim.store, _card().card_number, CodeKind.NATIONAL)
+    config = str(_config(sim, tmp_path))
+    assert cli_main(["verify", code, "--central", config, "--profile", str(profile)]) == 0
+    assert "ACCEPTED" in capsys.readouterr().out
+    assert cli_main(["verify", code, "--central", config]) == 16     # no shape: unknown
+    out = capsys.readouterr().out
+    assert "unknown_kind" in out
+    assert "无法识别此类二维码 / This kind of code is not recognised" in out

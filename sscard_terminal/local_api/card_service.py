@@ -173,12 +173,24 @@ class CardReaderService:
                    deadline: Deadline) -> tuple[int, str]:
         """``iReadCard``: the named items. A generation 3 card without a security
         module still gives its free items (01, 03, 07); anything more is -2201."""
+        code, text, _ = self.read_items_checked(itype, files, deadline)
+        return code, text
+
+    def read_items_checked(self, itype: int, files: tuple[ItemFile, ...], deadline: Deadline
+                           ) -> tuple[int, str, CardReadStatus | None]:
+        """``iReadCard`` with the card's status, as :meth:`read_basic_checked`."""
         info = self._read(itype, deadline)
         if isinstance(info, int):
-            return info, ""
+            return info, "", None
         if not info.complete and needs_authentication(files):
-            return int(UnifiedCode.NO_PSAM), ""
-        return 0, format_items(files, info)
+            return int(UnifiedCode.NO_PSAM), "", None
+        if self._status_checker is not None:
+            info = self._status_checker(info, deadline)
+        status = info.card_status
+        code = code_for_status(status)
+        if status is not None and status.withheld:
+            return code, "", status
+        return code, format_items(files, info), status
 
     def hsm_step1(self, owner: str, itype: int, deadline: Deadline) -> tuple[int, str]:
         """``iReadCardBas_HSM_Step1``: connect, run the card side of step 1 and keep the

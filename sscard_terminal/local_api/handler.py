@@ -191,8 +191,13 @@ class LocalApi:
         if function == "iReadCard":
             itype = _itype(request)
             files = parse_items(_file_address(request))
-            return await self._in_thread(
-                deadline, lambda: service.read_items(itype, files, deadline))
+
+            def read_items() -> tuple[int, str]:
+                code, text, status = service.read_items_checked(itype, files, deadline)
+                if status is not None:
+                    extra.update(status_fields(status))
+                return code, text
+            return await self._in_thread(deadline, read_items)
         if function == "iReadCardBas_HSM_Step1":
             itype = _itype(request)
             return await self._in_thread(
