@@ -5,8 +5,8 @@ e-card code at the same counter as the card). docs/local-api.md, "Card status an
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from ..cards.card_info import CardReadStatus
 from ..deadline import Deadline
@@ -14,7 +14,6 @@ from ..drivers.transport import CardTransport
 from ..ecode import ECodeVerification
 from ..ecode.reasons import Reason
 from ..messages import MessageKind, bilingual
-from ..terminal.identity import IdentityPresentation
 from .status_codes import StatusCode, code_for_identity_reason
 
 __all__ = ["ECodeCheck", "IdentityPresenter", "ecode_answer", "identity_answer",
@@ -23,12 +22,53 @@ __all__ = ["ECodeCheck", "IdentityPresenter", "ecode_answer", "identity_answer",
 ECodeCheck = Callable[[str, Deadline], ECodeVerification]
 """Verifies a scanned text within a deadline (the terminal's ``ECodeVerifier.verify``)."""
 
-IdentityPresenter = Callable[[CardTransport, str], IdentityPresentation]
+class _Decided(Protocol):
+    @property
+    def notices(self) -> Sequence[str]: ...
+
+
+class _Shown(Protocol):
+    """What the answer needs of a presentation (``terminal.presentation.Presentation``)."""
+
+    @property
+    def reason(self) -> str: ...
+    @property
+    def transaction_id(self) -> str: ...
+    @property
+    def online(self) -> bool: ...
+    @property
+    def accepted(self) -> bool: ...
+    @property
+    def decision(self) -> _Decided | None: ...
+
+
+class _Level(Protocol):
+    @property
+    def value(self) -> str: ...
+
+
+class _Identity(Protocol):
+    @property
+    def level(self) -> _Level: ...
+    def to_unified(self) -> str: ...
+
+
+class IdentityShown(Protocol):
+    """An identity presentation (``terminal.identity.IdentityPresentation``): the local API
+    is handed the presenter by its ``__main__`` and never builds a terminal itself."""
+
+    @property
+    def presentation(self) -> _Shown: ...
+    @property
+    def identity(self) -> _Identity | None: ...
+
+
+IdentityPresenter = Callable[[CardTransport, str], IdentityShown]
 """Presents the card behind the transport at an identity desk for a caller (the terminal's
 ``Presenter.present_identity``)."""
 
 
-def identity_answer(shown: IdentityPresentation) -> tuple[int, str, dict[str, Any]]:
+def identity_answer(shown: IdentityShown) -> tuple[int, str, dict[str, Any]]:
     """``(code, data, fields)`` for ``readIdentity``: 0 and the released identity's
     pipe-separated string; a :class:`StatusCode` when refused, with the stable reason."""
     presentation = shown.presentation
