@@ -24,6 +24,7 @@ from . import (
     denylist_commands,
     ecode_commands,
     pin_commands,
+    profile_commands,
     queue_commands,
     scan_commands,
 )
@@ -44,6 +45,7 @@ _GROUPS: tuple[Register, ...] = (
     ecode_commands.register,
     scan_commands.register,
     pin_commands.register,
+    profile_commands.register,
 )
 
 

@@ -20,8 +20,10 @@ from .. import __version__
 from ..cards.unified import UnifiedCode
 from ..deadline import Deadline
 from .card_service import CardReaderService, IType
+from .desk import ECodeCheck, IdentityPresenter, ecode_answer, identity_answer, status_fields
 from .items import parse_items
 from .protocol import ApiRequest, RequestError, error_response, gbk_hex
+from .status_codes import StatusCode
 
 __all__ = ["FUNCTIONS", "LocalApi"]
 
@@ -33,6 +35,8 @@ FUNCTIONS = (
     "iReadCardBas_HSM_Step1",
     "iReadCardBas_HSM_Step2",
     "ping",
+    "readIdentity",
+    "verifyECode",
     "version",
 )
 """The functions answered, with the DLL's names (case-sensitive)."""
@@ -69,6 +73,14 @@ def _file_address(request: ApiRequest) -> str:
     return value
 
 
+def _code_text(request: ApiRequest) -> str:
+    value = request.params.get("code")
+    if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+        raise RequestError(UnifiedCode.ILLEGAL_INPUT,
+                           'verifyECode needs "code": the scanned text (at most 4096 characters)')
+    return value
+
+
 def _encoding(request: ApiRequest) -> str:
     value = request.params.get("encoding", "utf-8")
     if not isinstance(value, str) or value.lower() not in _SUPPORTED_ENCODINGS:
@@ -85,9 +97,13 @@ class LocalApi:
     owner goes away.
     """
 
-    def __init__(self, service: CardReaderService, *, operation_timeout_s: float = 10.0) -> None:
+    def __init__(self, service: CardReaderService, *, operation_timeout_s: float = 10.0,
+                 ecode_verifier: ECodeCheck | None = None,
+                 identity_presenter: IdentityPresenter | None = None) -> None:
         self.service = service
         self._operation_timeout_s = operation_timeout_s
+        self._ecode_verifier = ecode_verifier
+        self._identity_presenter = identity_presenter
 
     async def handle(self, request: ApiRequest, owner: str) -> dict[str, Any]:
         """The answer to ``request``; never raises for bad input or a card failure."""
@@ -96,7 +112,8 @@ class LocalApi:
         shown = request.function if request.function in FUNCTIONS else "unknown function"
         try:
             encoding = _encoding(request)
-            code, data = await self._dispatch(request, owner)
+            extra: dict[str, Any] = {}
+            code, data = await self._dispatch(request, owner, extra)
         except RequestError as exc:
             answer = error_response(int(exc.code), str(exc), request)
             code = answer["code"]
@@ -106,7 +123,7 @@ class LocalApi:
             code = int(UnifiedCode.UNKNOWN)
             answer = error_response(code, "internal error (see the service log)", request)
         else:
-            answer = {"code": code, "data": data, "function": request.function}
+            answer = {"code": code, "data": data, "function": request.function, **extra}
             if request.request_id is not None:
                 answer["id"] = request.request_id
             if encoding == "gbk":
@@ -124,7 +141,8 @@ class LocalApi:
         """Release the card of any open session (the server is stopping)."""
         await asyncio.to_thread(self.service.close)
 
-    async def _dispatch(self, request: ApiRequest, owner: str) -> tuple[int, str]:
+    async def _dispatch(self, request: ApiRequest, owner: str,
+                        extra: dict[str, Any]) -> tuple[int, str]:
         function = request.function
         if function == "ping":
             return 0, "pong"
@@ -134,12 +152,52 @@ class LocalApi:
         service = self.service
         if function == "iReadCardBas":
             itype = _itype(request)
-            return await self._in_thread(deadline, lambda: service.read_basic(itype, deadline))
+
+            def read_basic() -> tuple[int, str]:
+                code, text, status = service.read_basic_checked(itype, deadline)
+                if status is not None:
+                    extra.update(status_fields(status))
+                return code, text
+            return await self._in_thread(deadline, read_basic)
+        if function == "readIdentity":
+            presenter = self._identity_presenter
+            itype = _itype(request)
+            if presenter is None:
+                raise RequestError(StatusCode.IDENTITY_NOT_CONFIGURED,
+                                   "identity release is not configured on this local API "
+                                   "(an identity profile, a state directory and a journal key)")
+
+            def read_identity() -> tuple[int, str]:
+                result = service.run_on_card(itype, deadline,
+                                             lambda transport: presenter(transport, owner))
+                if isinstance(result, int):
+                    return result, ""
+                code, data, fields = identity_answer(result)
+                extra.update(fields)
+                return code, data
+            return await self._in_thread(deadline, read_identity)
+        if function == "verifyECode":
+            verifier = self._ecode_verifier
+            text = _code_text(request)
+            if verifier is None:
+                raise RequestError(StatusCode.ECODE_NOT_CONFIGURED,
+                                   "e-code verification is not configured on this local API")
+
+            def verify() -> tuple[int, str]:
+                code, data, fields = ecode_answer(verifier(text, deadline))
+                extra.update(fields)
+                return code, data
+            return await self._in_thread(deadline, verify)
         if function == "iReadCard":
             itype = _itype(request)
             files = parse_items(_file_address(request))
-            return await self._in_thread(
-                deadline, lambda: service.read_items(itype, files, deadline))
+
+            def read_items() -> tuple[int, str]:
+                code, text, status = service.read_items_checked(itype, files, deadline)
+                if status is not None:
+                    extra.update(status_fields(status))
+                return code, text
+            return await self._in_thread(deadline, read_items)
         if function == "iReadCardBas_HSM_Step1":
             itype = _itype(request)
             return await self._in_thread(
