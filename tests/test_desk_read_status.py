@@ -106,7 +106,8 @@ def test_sscard_read_prints_the_status_and_exits_21_for_a_void_card(
     data = json.loads(captured.out)
     assert data["card_status"] == {"status": "cancelled", "online": True, "withheld": True,
                                    "message": "the card is void: cancelled"}
-    assert data["name"] == "" and "CARD NOT USABLE" in captured.err
+    # Withheld: null, as every missing field in the JSON (issue 21, point 13).
+    assert data["name"] is None and "CARD NOT USABLE" in captured.err
 
 
 # --- local API --------------------------------------------------------------------------------
