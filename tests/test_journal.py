@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sscard_terminal.errors import (
     JournalCorruptError,
@@ -445,6 +447,27 @@ def test_the_key_check_stored_in_journals_keeps_its_definition() -> None:
     assert keys.key_check() == keys.mac(b"key-check") + hmac.new(
         keys.encryption_key, b"key-check", hashlib.sha256).digest()
     assert keys.key_check() != JournalKeys.derive(bytes(range(32)), "BUS-0043").key_check()
+
+
+def test_the_two_keys_are_hkdf_sha256_of_the_master_key_salted_with_the_terminal_id() -> None:
+    """The derivation is the on-disk format (docs/offline-journal.md): HKDF-SHA256, the
+    terminal id as salt, one label per key; two terminals never share a key, and the
+    encryption key is never the chain key."""
+    master = bytes(range(32))
+
+    def hkdf(salt: bytes, info: bytes) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(master)
+
+    keys = JournalKeys.derive(master, "BUS-0042")
+    assert keys.encryption_key == hkdf(b"BUS-0042",
+                                       b"sscard-journal/personal-fields/aes-256-gcm/v1")
+    assert keys.chain_key == hkdf(b"BUS-0042", b"sscard-journal/hash-chain/hmac-sha256/v1")
+    other = JournalKeys.derive(master, "BUS-0043")
+    assert keys.encryption_key != keys.chain_key
+    assert other.encryption_key != keys.encryption_key and other.chain_key != keys.chain_key
+    with pytest.raises(JournalKeyError) as refused:
+        JournalKeys.derive(master[:31], "BUS-0042")
+    assert str(refused.value) == "journal master key must be 32 bytes, got 31"
 
 
 def test_encrypt_draws_a_fresh_nonce_and_refuses_a_wrong_one() -> None:
