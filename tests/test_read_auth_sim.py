@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from sscard_hardware_sim import card_keys
 from sscard_hardware_sim.central_hsm import read_auth_key
+from sscard_hardware_sim.recording import RecordingTransport
 from sscard_hardware_sim.virtual_card import VirtualCard, load_holder
 from sscard_hardware_sim.virtual_psam import (
     VirtualPsam,
@@ -45,6 +47,7 @@ from sscard_terminal.errors import (
     CardRefusedError,
     CentralProtocolError,
     ForgedCardError,
+    MalformedResponseError,
     SecurityModuleUnavailableError,
 )
 
@@ -153,14 +156,54 @@ def test_psam_lacking_read_key_or_sm4_reports_unified_codes() -> None:
     card_info = read_card_info(_card("gen3-adult"))
     context = CardAuthContext(bytes.fromhex(card_info.card_identification_code), 0x03,
                               card_info.atr, card_info.region)
-    for device, code in ((psam_without_read_key(), -2203), (psam_without_sm4(), -2202)):
+    for device, code, message in (
+            (psam_without_read_key(), -2203,
+             "psam:sim:psam: no read key (RKSSSE) for this card (derive key 02)"),
+            (psam_without_sm4(), -2202,
+             "psam:sim:psam: the PSAM lacks the card's algorithm (derive key 02)")):
         with pytest.raises(SecurityModuleUnavailableError) as caught:
             PsamAuthenticator(_psam(device)).check(context)
-        assert caught.value.code == code
+        assert (caught.value.code, str(caught.value)) == (code, message)
     not_a_psam = SimTransport(VirtualCard.from_holder("gen2-adult"), reader_name="sim:x")
     with pytest.raises(SecurityModuleUnavailableError) as caught:
         PsamAuthenticator(not_a_psam).check(context)
     assert caught.value.code == -2201
+    assert str(caught.value).startswith("sim:x: no PSAM (SELECT DF01 answered ")
+    # an algorithm the terminal does not know is refused before any APDU
+    unknown = CardAuthContext(context.card_identification_code, 0x02, context.atr,
+                              context.region)
+    psam_log: list[tuple[str, bytes]] = []
+    with pytest.raises(SecurityModuleUnavailableError) as caught:
+        PsamAuthenticator(RecordingTransport(_psam(full_psam()), psam_log, "psam")).check(
+            unknown)
+    assert (caught.value.code, str(caught.value)) == (
+        -2202, "algorithm 02 is not supported by this terminal (SM4 and 3DES are)")
+    assert psam_log == []
+    short = CardAuthContext(context.card_identification_code[:15], 0x03, context.atr,
+                            context.region)
+    with pytest.raises(MalformedResponseError) as malformed:
+        PsamAuthenticator(_psam(full_psam())).check(short)
+    assert (str(malformed.value), malformed.value.file, malformed.value.record) == (
+        "malformed data in file EF05, record 01: card identification code is not 16 bytes",
+        "EF05", 0x01)
+
+
+def test_every_forgery_is_counted_and_recorded_whole() -> None:
+    records: list[ForgeryRecord] = []
+    psam = PsamAuthenticator(_psam(full_psam()), recorder=records.append)
+    for _ in range(2):
+        card = VirtualCard.from_holder("gen3-cloned")
+        with pytest.raises(ForgedCardError) as caught:
+            read_card_info(SimTransport(card), authenticator=psam)
+        assert str(caught.value) == ("internal authentication failed (psam:sim:psam): the "
+                                     "card is forged or cloned")
+    assert psam.forgeries_detected == 2 and len(records) == 2
+    ident = card.ef05[0][1]
+    record = records[1]
+    assert (record.card_identification_code, record.region, record.algorithm,
+            record.module) == (ident.hex().upper(), "330300", card.algorithm, "psam:sim:psam")
+    assert record.detected_at.tzinfo is not None
+    assert abs((datetime.now(UTC) - record.detected_at).total_seconds()) < 60
 
 
 def test_psam_terminal_number() -> None:
@@ -428,3 +471,60 @@ def test_the_unified_two_step_refuses_the_external_only_clone_with_minus_25() ->
     assert code == 0
     assert session.step2(_hsm_from_step1_string(step1)) == (-25, "")
     assert card.ext_tries == 3 and not card._authenticated
+
+
+class _Wire(RecordingTransport):
+    """Records (target, command, answer) of every exchange with a real virtual device."""
+
+    def __init__(self, inner: SimTransport, wire: list[tuple[str, bytes, bytes]],
+                 target: str) -> None:
+        super().__init__(inner, [], target)
+        self.wire = wire
+
+    def transmit(self, apdu: bytes) -> bytes:
+        answer = super().transmit(apdu)
+        self.wire.append((self.target, apdu, answer))
+        return answer
+
+
+@pytest.mark.parametrize(("holder", "p2"), [("gen3-adult", 0x00), ("gen3-3des", 0x01)])
+def test_the_authentication_apdus_are_exactly_the_specs(holder: str, p2: int) -> None:
+    """Byte for byte (sscard-card.md): the virtual PSAM and card accept sloppy headers, so
+    only this pins P1, P2, Le and the order of the exchange. The random parts are checked
+    by how they flow: the card's random goes to the PSAM, the PSAM's answer is compared,
+    the card's challenge (padded with 8 zero bytes) is encrypted and sent back."""
+    wire: list[tuple[str, bytes, bytes]] = []
+    card = VirtualCard.from_holder(holder)
+    ident = card.ef05[0][1]
+    psam = PsamAuthenticator(_Wire(_psam(full_psam()), wire, "psam"))
+    info = read_card_info(_Wire(SimTransport(card, reader_name="sim:card"), wire, "card"),
+                          authenticator=psam)
+    assert info.complete and info.authenticated_by == "psam:sim:psam"
+    auth = [(t, c, a) for t, c, a in wire if t == "psam" or c[1] in (0x88, 0x84, 0x82)]
+    derive = bytes((0x80, 0x1A))
+    key = bytes((p2, 0x10)) + ident
+    ok = b"\x90\x00"
+    expected_heads = [
+        ("psam", bytes.fromhex("00A4000002DF01")),                  # SELECT DF01
+        ("psam", derive + b"\x02" + key), ("psam", derive + b"\x01" + key),   # check()
+        ("card", bytes.fromhex("0088000010")),                      # INTERNAL AUTHENTICATE
+        ("psam", derive + b"\x01" + key), ("psam", bytes.fromhex("80FA000010")),
+        ("card", bytes.fromhex("0084000008")),                      # GET CHALLENGE
+        ("psam", derive + b"\x02" + key), ("psam", bytes.fromhex("80FA000010")),
+        ("card", bytes.fromhex("0082000A10")),                      # EXTERNAL AUTHENTICATE
+    ]
+    assert len(auth) == len(expected_heads)
+    for (target, command, answer), (want_target, head) in zip(auth, expected_heads,
+                                                               strict=True):
+        assert target == want_target and command[:len(head)] == head, command.hex()
+        assert answer[-2:] == ok, (command.hex(), answer.hex())
+    internal, internal_enc = auth[3], auth[5]
+    challenge, external_enc, external = auth[6], auth[8], auth[9]
+    random = internal[1][5:21]
+    assert len(internal[1]) == 21 and len(random) == 16            # no Le on case 3
+    assert internal_enc[1] == bytes.fromhex("80FA000010") + random + b"\x10"
+    assert internal_enc[2][:-2] == internal[2][:-2]                 # the card was genuine
+    assert len(challenge[2]) == 10
+    assert external_enc[1] == (bytes.fromhex("80FA000010") + challenge[2][:8] + bytes(8)
+                               + b"\x10")
+    assert external[1] == bytes.fromhex("0082000A10") + external_enc[2][:-2]
