@@ -28,7 +28,14 @@ from sscard_hardware_sim.virtual_psam import (
 )
 
 from sscard_terminal.apdu.processors import ApduProcessor
-from sscard_terminal.cards.hsm import HsmTwoStepAuthenticator, hsm_step1, hsm_step2, parse_hsm_key
+from sscard_terminal.cards.hsm import (
+    HsmKey,
+    HsmStep1,
+    HsmTwoStepAuthenticator,
+    hsm_step1,
+    hsm_step2,
+    parse_hsm_key,
+)
 from sscard_terminal.cards.psam import (
     ForgeryRecord,
     PsamAuthenticator,
@@ -528,3 +535,41 @@ def test_the_authentication_apdus_are_exactly_the_specs(holder: str, p2: int) ->
     assert external_enc[1] == (bytes.fromhex("80FA000010") + challenge[2][:8] + bytes(8)
                                + b"\x10")
     assert external[1] == bytes.fromhex("0082000A10") + external_enc[2][:-2]
+
+
+def test_the_hsm_request_body_is_exactly_the_documented_json() -> None:
+    """The central's HSM route parses leniently; a real HSM gateway may not: keys and
+    upper-case hex pinned."""
+    card = CardAuthContext(bytes.fromhex("330300D15600000500A1B2C3D4E5F601"), 0x03,
+                           bytes.fromhex("3b6d00"), "330300")
+    step1 = HsmStep1(card, bytes(range(16)), bytes(16), bytes(range(0xA0, 0xA8)) + bytes(8))
+    assert step1.request_body() == {
+        "region": "330300",
+        "atr": "3B6D00",
+        "algorithm": 3,
+        "card_identification_code": "330300D15600000500A1B2C3D4E5F601",
+        "internal_random": "000102030405060708090A0B0C0D0E0F",
+        "external_challenge": "A0A1A2A3A4A5A6A70000000000000000",
+    }
+
+
+@pytest.mark.parametrize(("text", "internal", "external"), [
+    ("00" * 16 + "|" + "ab" * 16, "00" * 16, "ab" * 16),
+    ("00" * 16 + "|" + "AB" * 16 + "|", "00" * 16, "ab" * 16),    # trailing '|'
+    (" " + "0f" * 16 + "|\n", "0f" * 16, ""),                     # generation 1/2: no external
+    ("0F" * 16, "0f" * 16, ""),
+    ("0F" * 16 + "||", "0f" * 16, ""),                           # empty external, trailing '|'
+])
+def test_hsm_key_strings_that_parse(text: str, internal: str, external: str) -> None:
+    assert parse_hsm_key(text) == HsmKey(bytes.fromhex(internal), bytes.fromhex(external))
+
+
+@pytest.mark.parametrize("text", [
+    "", "|", "00" * 16 + "|" + "ab" * 16 + "|x", "00" * 15 + "|",
+    "00" * 16 + "|" + "ab" * 15, "0g" * 16 + "|", "00" * 16 + "|" + "zz" * 16,
+    "|" + "00" * 16, "00" * 16 + "|" + "ab" * 16 + "||",
+])
+def test_hsm_key_strings_that_do_not(text: str) -> None:
+    with pytest.raises(CentralProtocolError) as refused:
+        parse_hsm_key(text)
+    assert str(refused.value) == "HSM key string is not '<32 hex>|<32 hex>'"
