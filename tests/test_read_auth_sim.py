@@ -48,11 +48,13 @@ from sscard_terminal.cards.security_modules import ModuleChain, _is_psam, find_a
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.cards.unified import unified_code_for
 from sscard_terminal.cards.unified_hsm import HsmTwoStepSession, unified_auth_code_for
+from sscard_terminal.central.client import CentralClient
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import SimTransport
 from sscard_terminal.errors import (
     CardRefusedError,
     CentralProtocolError,
+    DeadlineExceededError,
     ForgedCardError,
     MalformedResponseError,
     SecurityModuleUnavailableError,
@@ -65,6 +67,7 @@ class _HsmServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.override_key: str | None = None
+        self.override_answer: dict[str, Any] | None = None
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,6 +77,8 @@ class _HsmServer:
                 status, answer = read_auth_key(body)
                 if outer.override_key is not None:
                     answer = {"key": outer.override_key}
+                if outer.override_answer is not None:
+                    answer = outer.override_answer
                 raw = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -573,3 +578,64 @@ def test_hsm_key_strings_that_do_not(text: str) -> None:
     with pytest.raises(CentralProtocolError) as refused:
         parse_hsm_key(text)
     assert str(refused.value) == "HSM key string is not '<32 hex>|<32 hex>'"
+
+
+def test_hsm_forgeries_are_counted_logged_and_recorded_whole(
+        hsm: _HsmServer, caplog: pytest.LogCaptureFixture) -> None:
+    records: list[ForgeryRecord] = []
+    auth = HsmTwoStepAuthenticator(hsm, recorder=records.append)
+    for _ in range(2):
+        card = VirtualCard.from_holder("gen3-cloned")
+        with pytest.raises(ForgedCardError) as caught:
+            read_card_info(SimTransport(card), authenticator=auth)
+        assert str(caught.value) == ("internal authentication disagrees with the HSM: the "
+                                     "card is forged or cloned")
+    assert auth.forgeries_detected == 2 and len(records) == 2
+    record = records[1]
+    assert (record.card_identification_code, record.region, record.algorithm,
+            record.module) == (card.ef05[0][1].hex().upper(), "330300", card.algorithm,
+                               "hsm:central")
+    assert abs((datetime.now(UTC) - record.detected_at).total_seconds()) < 60
+    warnings = [r.getMessage() for r in caplog.records if r.name == "sscard_terminal.cards.hsm"]
+    assert warnings == ["forged or cloned card refused: region 330300, HSM mismatch"] * 2
+
+
+def test_hsm_answers_that_are_no_answer(hsm: _HsmServer) -> None:
+    auth = HsmTwoStepAuthenticator(hsm)
+    hsm.override_answer = {"status": "ok"}
+    with pytest.raises(CentralProtocolError) as no_key:
+        read_card_info(_card("gen3-adult"), authenticator=auth)
+    assert str(no_key.value) == "HSM answer has no 'key' string"
+    hsm.override_answer = None
+    card = VirtualCard.from_holder("gen3-adult")
+    processor = ApduProcessor(SimTransport(card))
+    assert processor.send_raw(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")).ok
+    context = CardAuthContext(card.ef05[0][1], card.algorithm, card.atr, "330300")
+    step1 = hsm_step1(processor, context)
+    good = auth.ask(step1, Deadline.after(5))
+    with pytest.raises(CentralProtocolError) as no_external:
+        hsm_step2(processor, step1, HsmKey(good.expected_internal, b""))
+    assert str(no_external.value) == "HSM answered no external cryptogram (generation 3)"
+
+
+def test_an_unreachable_central_hsm_is_a_security_module_error() -> None:
+    with CentralClient("http://127.0.0.1:9", "T-BUS-0001", "x" * 32) as dead:
+        auth = HsmTwoStepAuthenticator(dead, budget_s=2.0)
+        with pytest.raises(SecurityModuleUnavailableError) as caught:
+            read_card_info(_card("gen3-adult"), authenticator=auth)
+    assert caught.value.code == -999
+    assert str(caught.value).startswith("central HSM cannot authenticate the card: ")
+
+
+def test_the_hsm_honours_the_callers_deadline(hsm: _HsmServer) -> None:
+    auth = HsmTwoStepAuthenticator(hsm, budget_s=30.0)
+    card = VirtualCard.from_holder("gen3-adult")
+    processor = ApduProcessor(SimTransport(card))
+    assert processor.send_raw(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")).ok
+    context = CardAuthContext(card.ef05[0][1], card.algorithm, card.atr, "330300")
+    with pytest.raises(DeadlineExceededError) as late:
+        auth.authenticate(processor, context, Deadline.after(-1.0))
+    assert str(late.value) == "no time left for HSM read authentication"
+    assert hsm.requests == []                       # the central was never asked
+    auth.authenticate(processor, context)           # its own 30 s budget
+    assert len(hsm.requests) == 1
