@@ -320,3 +320,44 @@ def test_strict_cbor_refusals_name_what_and_why(data: bytes, message: str) -> No
     with pytest.raises(MalformedECodeError) as refused:
         strict_cbor_loads(data, "the thing")
     assert (str(refused.value), refused.value.reason) == (message, "malformed")
+
+
+def _with_header(header: object) -> bytes:
+    return _sign1_bytes(cbor2.dumps(header), {}, b"payload", bytes(64))
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (HOSTILE_COSE["wrong tag"], "the COSE message has the wrong tag"),
+    (HOSTILE_COSE["three fields"], "a COSE_Sign1 is an array of four"),
+    (cbor2.dumps(cbor2.CBORTag(18, "four")), "a COSE_Sign1 is an array of four"),
+    (HOSTILE_COSE["payload not bytes"], "COSE_Sign1 fields have the wrong types"),
+    (_sign1_bytes("p", {}, b"", b"s"), "COSE_Sign1 fields have the wrong types"),
+    (_sign1_bytes(b"p", {}, b"", "s"), "COSE_Sign1 fields have the wrong types"),
+    (HOSTILE_COSE["kid unprotected"], "the unprotected header must be empty"),
+    (_sign1_bytes(b"p", [], b"", b"s"), "the unprotected header must be empty"),
+    (HOSTILE_COSE["extra header"], "the protected header must hold exactly alg and kid"),
+    (_with_header({1: -7}), "the protected header must hold exactly alg and kid"),
+    (_with_header({"1": -7, 4: b"k"}), "the protected header must hold exactly alg and kid"),
+    (HOSTILE_COSE["alg as bool"], "the algorithm id is not a small integer"),
+    (HOSTILE_COSE["huge alg"], "the algorithm id is not a small integer"),
+    (_with_header({1: 2**31, 4: b"k"}), "the algorithm id is not a small integer"),
+    (_with_header({1: -(2**31) - 1, 4: b"k"}), "the algorithm id is not a small integer"),
+    (HOSTILE_COSE["kid as text"], "the key id is not a short byte string"),
+    (_with_header({1: -7, 4: b""}), "the key id is not a short byte string"),
+    (_with_header({1: -7, 4: bytes(33)}), "the key id is not a short byte string"),
+    (HOSTILE_COSE["protected not cbor"], "the protected header is not valid CBOR"),
+    (HOSTILE_COSE["trailing garbage"], "the COSE message has trailing bytes"),
+    (b"\xff", "the COSE message is not valid CBOR"),
+])
+def test_each_cose_refusal_says_which_rule_and_why(data: bytes, message: str) -> None:
+    with pytest.raises(MalformedECodeError) as refused:
+        decode_sign1(data)
+    assert (str(refused.value), refused.value.reason) == (message, "malformed")
+
+
+@pytest.mark.parametrize(("alg", "kid"), [
+    (-(2**31), b"k"), (2**31 - 1, b"k"), (-7, bytes(1)), (-8, bytes(32)), (-70_000, b"sm2"),
+])
+def test_the_header_limits_themselves_are_accepted(alg: int, kid: bytes) -> None:
+    decoded = decode_sign1(_with_header({1: alg, 4: kid}))
+    assert (decoded.alg, decoded.kid, decoded.payload) == (alg, kid, b"payload")
