@@ -19,7 +19,7 @@ import pytest
 from sscard_hardware_sim import card_keys
 from sscard_hardware_sim.central_hsm import read_auth_key
 from sscard_hardware_sim.recording import RecordingTransport
-from sscard_hardware_sim.virtual_card import VirtualCard, load_holder
+from sscard_hardware_sim.virtual_card import Faults, VirtualCard, load_holder
 from sscard_hardware_sim.virtual_psam import (
     VirtualPsam,
     full_psam,
@@ -639,3 +639,22 @@ def test_the_hsm_honours_the_callers_deadline(hsm: _HsmServer) -> None:
     assert hsm.requests == []                       # the central was never asked
     auth.authenticate(processor, context)           # its own 30 s budget
     assert len(hsm.requests) == 1
+
+
+@pytest.mark.parametrize(("ins", "step"), [
+    (0x88, "internal authentication"), (0x84, "GET CHALLENGE"),
+    (0x82, "external authentication")])
+def test_a_card_refusing_a_step_of_authentication_says_which_and_its_status_word(
+        ins: int, step: str) -> None:
+    card = VirtualCard.from_holder("gen3-adult", Faults(wrong_sw={ins: 0x6985}))
+    with pytest.raises(CardRefusedError) as refused:
+        read_card_info(SimTransport(card), authenticator=PsamAuthenticator(_psam(full_psam())))
+    assert (str(refused.value), refused.value.sw) == (f"the card refused {step} (SW 6985)",
+                                                      0x6985)
+
+
+def test_the_psam_terminal_number_read_is_exactly_read_binary_by_sfi() -> None:
+    log: list[tuple[str, bytes]] = []
+    assert read_terminal_number(RecordingTransport(_psam(full_psam()), log, "psam")) == \
+        "410100813475"
+    assert log[-1] == ("psam", bytes.fromhex("00B0960006"))
