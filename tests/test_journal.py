@@ -192,6 +192,18 @@ def test_journal_reopens_and_continues_the_chain(tmp_path: Path) -> None:
     assert report.ok and report.checked == 4
 
 
+def test_holds_transaction_finds_a_recent_transaction_id(tmp_path: Path) -> None:
+    with _open(tmp_path / "journal.db") as journal:
+        journal.enqueue("card_tap", {"transaction_id": "t-old"}, None)
+        for i in range(5):
+            journal.enqueue("card_tap", {"transaction_id": f"t-{i}"}, None)
+        assert journal.holds_transaction("t-4")
+        assert journal.holds_transaction("t-old")
+        assert not journal.holds_transaction("t-never")
+        assert not journal.holds_transaction("t-old", among_last=5)   # older than the window
+        assert journal.holds_transaction("t-0", among_last=5)
+
+
 def test_acknowledge_is_idempotent_and_prune_moves_the_anchor(tmp_path: Path) -> None:
     path = _filled(tmp_path, 6)
     with _open(path) as journal:

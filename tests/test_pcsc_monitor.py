@@ -65,3 +65,39 @@ def test_events_resume_within_2_s_after_a_pcscd_restart(pcscd: PcscdRunner) -> N
         finally:
             link.close()
             wait_card_state(VPCD_READER_0, False)
+
+
+def test_a_card_swapped_while_the_monitor_was_busy_is_a_removal_and_an_insertion(
+        pcscd: PcscdRunner) -> None:
+    """pcscd sees the removal and the new card while our monitor is held up (here: its
+    listener is slow); the reader is "present" before and after, only pcsc-lite's event
+    counter moved. That must still be two events, or the daemon misses a tap."""
+    first = VpcdLink(VirtualCard.from_holder("gen2-adult"))
+    second = VpcdLink(VirtualCard.from_holder("gen3-adult"))
+    hold = threading.Event()
+    held = threading.Event()
+
+    def slow_listener(event: ReaderEvent) -> None:
+        if event.kind is Kind.CARD_INSERTED and not held.is_set():
+            held.set()
+            hold.wait(10)
+
+    try:
+        with ReaderMonitor(on_event=slow_listener) as monitor:
+            _next(monitor, Kind.READER_ADDED, VPCD_READER_0)
+            first.insert()
+            assert held.wait(5)                         # the monitor is stuck in our listener
+            first.remove()
+            wait_card_state(VPCD_READER_0, False)       # pcscd saw the card go...
+            second.insert()
+            wait_card_state(VPCD_READER_0, True)        # ...and the next one come
+            hold.set()
+            _next(monitor, Kind.CARD_INSERTED, VPCD_READER_0)   # the first card
+            _next(monitor, Kind.CARD_REMOVED, VPCD_READER_0)
+            swapped = _next(monitor, Kind.CARD_INSERTED, VPCD_READER_0)
+            assert swapped.atr == second.device.atr
+    finally:
+        hold.set()
+        first.close()
+        second.close()
+        wait_card_state(VPCD_READER_0, False)

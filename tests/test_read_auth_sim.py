@@ -596,7 +596,8 @@ def test_hsm_forgeries_are_counted_logged_and_recorded_whole(
             record.module) == (card.ef05[0][1].hex().upper(), "330300", card.algorithm,
                                "hsm:central")
     assert abs((datetime.now(UTC) - record.detected_at).total_seconds()) < 60
-    warnings = [r.getMessage() for r in caplog.records if r.name == "sscard_terminal.cards.authentication.hsm"]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "sscard_terminal.cards.authentication.hsm"]
     assert warnings == ["forged or cloned card refused: region 330300, HSM mismatch"] * 2
 
 

@@ -4,6 +4,7 @@ the central simulator over HTTP on loopback, a real SQLite journal and replay ca
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,11 @@ from sscard_hardware_sim.central_ecodes import issue_code
 from sscard_hardware_sim.central_harness import CentralSim
 from sscard_hardware_sim.central_store import DEMO_CARDS, virtual_cards
 
+from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.central.client import TerminalConfig
+from sscard_terminal.central.models import DenylistUpdate
 from sscard_terminal.deadline import Deadline
+from sscard_terminal.decision.credentials import PresentedCredential
 from sscard_terminal.errors import ConfigError, JournalKeyError
 from sscard_terminal.profiles import load_profile, parse_profile
 from sscard_terminal.terminal.presentation import PresentationRefusal
@@ -118,8 +122,9 @@ def test_a_decision_that_cannot_be_journaled_is_refused_and_forgotten(
         assert not refused.journaled and refused.decision is None
         # The engine forgot the accept it could not record: a re-tap is neither a replay
         # of it nor held back by anti-passback for a ride that never happened.
-        engine = root.engine()
-        assert len(engine._recent) == 1
+        with sqlite3.connect(tmp_path / "engine-state.db") as stored:
+            assert stored.execute("SELECT count(*) FROM recent_decision").fetchone()[0] == 1
+        stored.close()
         again = _tap(root, "gen2-adult")
         assert again.reason == "journal_full"
 
@@ -208,3 +213,57 @@ def test_a_closed_root_builds_nothing(tmp_path: Path) -> None:
     root.close()
     with pytest.raises(RuntimeError):
         root.journal()
+
+
+def test_the_engines_memory_lives_in_the_state_directory(tmp_path: Path) -> None:
+    """A tap, the root closed as a stopping daemon would, a new root on the same files:
+    the same card inside the anti-passback window is refused."""
+    with TerminalRoot(_settings(tmp_path)) as root:
+        root.denylist().install(_empty_denylist())
+        first = _tap(root, "gen2-adult")
+        assert first.accepted and first.journaled
+    with TerminalRoot(_settings(tmp_path)) as root:
+        again = _tap(root, "gen2-adult")
+    assert not again.accepted and again.reason == "anti_passback"
+    assert (tmp_path / "engine-state.db").is_file()
+
+
+def _empty_denylist() -> DenylistUpdate:
+    return DenylistUpdate(version=1, since_version=0, full=True, added=(), removed=())
+
+
+def test_a_torn_transaction_already_journaled_is_replayed_not_journaled_again(
+        tmp_path: Path) -> None:
+    """The process died after journaling the accept and before completing it: the re-tap
+    after the restart replays the same transaction and the journal keeps one record."""
+    with TerminalRoot(_settings(tmp_path)) as root:
+        root.denylist().install(_empty_denylist())
+        engine = root.engine()
+        engine.complete = lambda decision: None      # type: ignore[method-assign]
+        first = _tap(root, "gen2-adult")
+        assert first.accepted and first.journaled
+    with TerminalRoot(_settings(tmp_path)) as root:
+        again = _tap(root, "gen2-adult")
+        records = [r for _kind, r in _records(root)]
+    assert again.accepted and again.journaled
+    assert again.decision is not None and again.decision.replayed
+    assert again.transaction_id == first.transaction_id
+    assert [r["transaction_id"] for r in records] == [first.transaction_id]
+
+
+def test_a_torn_transaction_never_journaled_is_journaled_by_its_replay(
+        tmp_path: Path) -> None:
+    """The process died between the decision and its journal record: the replay after
+    the restart journals it, once."""
+    with TerminalRoot(_settings(tmp_path)) as root:
+        root.denylist().install(_empty_denylist())
+        with root.open_card(Deadline.after(2.0), "sim:gen2-adult") as transport:
+            info = read_card_info(transport)
+        decided = root.engine().decide(PresentedCredential.from_card_info(info),
+                                       deadline=Deadline.after(1.0))
+        assert decided.accepted
+    with TerminalRoot(_settings(tmp_path)) as root:
+        again = _tap(root, "gen2-adult")
+        records = [r for _kind, r in _records(root)]
+    assert again.journaled and again.transaction_id == decided.transaction_id
+    assert [r["transaction_id"] for r in records] == [decided.transaction_id]

@@ -15,8 +15,10 @@
 
 The engine keeps only per-terminal state: the last decision per card (for replays and
 anti-passback), what online answers taught it about each card (for offline concessions),
-and how many offline accepts ran in a row. All of it is instance state behind one lock,
-so the daemon may call :meth:`DecisionEngine.decide` from several reader threads.
+and how many offline accepts ran in a row. All of it lives in an injectable
+:class:`~.state_store.EngineState` (in memory by default, SQLite in the daemon so that a
+restart forgets nothing), used behind one lock, so the daemon may call
+:meth:`DecisionEngine.decide` from several reader threads.
 
 Anti-passback and the fare are two questions: the window comes from what the card is (all
 its entitlements, e.g. a volunteer on duty), the fare from the concession that applies.
@@ -28,7 +30,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -55,6 +56,7 @@ from .policy import (
     judge_region_first,
 )
 from .rules import OfflineFacts, Outcome, Reason, Verdict, judge_offline, judge_online
+from .state_store import EngineState, LearntStanding, MemoryEngineState
 
 __all__ = ["CardValidator", "Decision", "DecisionEngine", "EngineStatus"]
 
@@ -63,7 +65,6 @@ log = logging.getLogger(__name__)
 # Below this much time an online call cannot finish on loopback, let alone a WAN:
 # skip it and decide offline at once rather than burn the budget.
 MIN_ONLINE_MS = 5.0
-_MAX_REMEMBERED_CARDS = 100_000
 
 
 class CardValidator(Protocol):
@@ -120,20 +121,6 @@ class EngineStatus:
     remembered_cards: int
 
 
-@dataclass
-class _Recent:
-    decision: Decision
-    at: float            # monotonic
-    completed: bool
-
-
-@dataclass(frozen=True)
-class _Learnt:
-    applications: frozenset[Application]
-    entitlements: frozenset[Entitlement]
-    at: datetime
-
-
 class DecisionEngine:
     """Decides card taps and e-codes for one terminal under one profile."""
 
@@ -144,6 +131,7 @@ class DecisionEngine:
         central: CardValidator | None,
         denylist: Denylist,
         clock: Clock | None = None,
+        state: EngineState | None = None,
     ) -> None:
         self.profile = profile
         self._central = central
@@ -152,10 +140,7 @@ class DecisionEngine:
         self._lock = threading.Lock()
         self._card_done = threading.Condition(self._lock)
         self._in_flight: set[str] = set()
-        self._recent: OrderedDict[str, _Recent] = OrderedDict()
-        self._learnt: OrderedDict[str, _Learnt] = OrderedDict()
-        self._offline_accepts_in_row = 0
-        self._last_online_ok: datetime | None = None
+        self._state: EngineState = state if state is not None else MemoryEngineState()
 
     # --- public ----------------------------------------------------------------------
 
@@ -179,25 +164,22 @@ class DecisionEngine:
         """The transaction behind ``decision`` finished (journaled, holder informed): a
         re-tap is now a new presentation (and meets anti-passback), not a replay."""
         with self._lock:
-            recent = self._recent.get(decision.card_ref)
-            if recent is not None and recent.decision.transaction_id == decision.transaction_id:
-                recent.completed = True
+            self._state.complete(decision.card_ref, decision.transaction_id)
 
     def withdraw(self, decision: Decision) -> None:
         """The decision could not be journaled and was refused instead: forget its accept,
         so a re-tap neither replays it (torn transaction) nor meets anti-passback, and it
         does not count as an offline accept."""
         with self._lock:
-            recent = self._recent.get(decision.card_ref)
-            if recent is not None and recent.decision.transaction_id == decision.transaction_id:
-                del self._recent[decision.card_ref]
-                if decision.accepted and not decision.online and self._offline_accepts_in_row:
-                    self._offline_accepts_in_row -= 1
+            if (self._state.withdraw(decision.card_ref, decision.transaction_id)
+                    and decision.accepted and not decision.online):
+                self._state.offline_accept_withdrawn()
 
     def status(self) -> EngineStatus:
         with self._lock:
-            return EngineStatus(self._last_online_ok, self._offline_accepts_in_row,
-                                len(self._learnt))
+            return EngineStatus(self._state.last_online_ok(),
+                                self._state.offline_accepts_in_row(),
+                                self._state.remembered_cards())
 
     # --- pipeline steps ----------------------------------------------------------------
 
@@ -222,7 +204,7 @@ class DecisionEngine:
 
     def _decide_claimed(self, credential: PresentedCredential, budget: Deadline,
                         started: float) -> Decision:
-        now = self._clock.monotonic()
+        now = self._state.now(self._clock)
         # A code the verifier refused (expired, scanned twice, ...) does not stand on its
         # own: it must not reopen the gate on the strength of the card's unfinished accept.
         refused_code = credential.ecode is not None and not credential.ecode.accepted
@@ -256,7 +238,7 @@ class DecisionEngine:
         if not ref:
             return None   # a code with no known card: nothing to match it with
         with self._lock:
-            recent = self._recent.get(ref)
+            recent = self._state.recent(ref)
             if (recent is not None and recent.decision.accepted and not recent.completed
                     and now - recent.at <= self.profile.torn_window_seconds):
                 return recent.decision
@@ -371,16 +353,12 @@ class DecisionEngine:
     def _judge_online(self, ref: str, standing: CardStanding) -> Verdict:
         now = self._clock.now()
         with self._lock:
-            self._offline_accepts_in_row = 0
-            self._last_online_ok = now
+            self._state.online_answered(now)
             if standing.status.usable:
-                self._learnt[ref] = _Learnt(frozenset(standing.applications),
-                                            frozenset(standing.entitlements), now)
-                self._learnt.move_to_end(ref)
-                while len(self._learnt) > _MAX_REMEMBERED_CARDS:
-                    self._learnt.popitem(last=False)
+                self._state.learn(ref, LearntStanding(frozenset(standing.applications),
+                                                      frozenset(standing.entitlements), now))
             else:
-                self._learnt.pop(ref, None)
+                self._state.forget(ref)
         return judge_online(self.profile, standing.status, standing.applications,
                             standing.entitlements)
 
@@ -388,11 +366,11 @@ class DecisionEngine:
         now = self._clock.now()
         entry = self._denylist.lookup(credential.card_ref, today=local_date(now), now=now)
         with self._lock:
-            learnt = self._learnt.get(credential.card_ref)
+            learnt = self._state.learnt(credential.card_ref)
             if learnt is not None and now - learnt.at > timedelta(
                     hours=self.profile.entitlement_cache_hours):
                 learnt = None
-            in_row = self._offline_accepts_in_row
+            in_row = self._state.offline_accepts_in_row()
         applications: Collection[Application] | None = learnt.applications if learnt else None
         facts = OfflineFacts(
             denylisted=entry is not None,
@@ -407,7 +385,7 @@ class DecisionEngine:
         verdict = judge_offline(self.profile, facts)
         if verdict.outcome is Outcome.ACCEPT:
             with self._lock:
-                self._offline_accepts_in_row += 1
+                self._state.offline_accepted()
         return verdict
 
     def _anti_passback(self, ref: str, verdict: Verdict, now: float) -> Verdict:
@@ -416,7 +394,7 @@ class DecisionEngine:
         # The card's types (all its entitlements), not the concession that set the fare.
         window = self.profile.anti_passback_for(verdict.card_types)
         with self._lock:
-            recent = self._recent.get(ref)
+            recent = self._state.recent(ref)
         if recent is not None and recent.decision.accepted and now - recent.at < window:
             return Verdict(Outcome.REFUSE, Reason.ANTI_PASSBACK,
                            f"same card accepted {now - recent.at:.0f} s ago "
@@ -429,13 +407,7 @@ class DecisionEngine:
         horizon = max([self.profile.torn_window_seconds, self.profile.anti_passback_seconds,
                        *self.profile.anti_passback_by_type.values()])
         with self._lock:
-            self._recent[decision.card_ref] = _Recent(decision, now, completed=False)
-            self._recent.move_to_end(decision.card_ref)
-            while self._recent:
-                oldest = next(iter(self._recent.values()))
-                if now - oldest.at <= horizon and len(self._recent) <= _MAX_REMEMBERED_CARDS:
-                    break
-                self._recent.popitem(last=False)
+            self._state.remember(decision.card_ref, decision, now, horizon=horizon)
 
     def _finish(self, decision: Decision, started: float,
                 credential: PresentedCredential) -> Decision:

@@ -375,6 +375,7 @@ class ReaderMonitor:
         self._ctx_lock = threading.Lock()
         self._ctx: _Context | None = None
         self._known: dict[str, tuple[bool, bytes]] = {}
+        self._event_counts: dict[str, int] = {}
         self._lost = False
 
     def start(self) -> ReaderMonitor:
@@ -450,12 +451,14 @@ class ReaderMonitor:
                 self._emit(ReaderEventKind.CARD_REMOVED, name)
             self._emit(ReaderEventKind.READER_REMOVED, name)
         self._known.clear()
+        self._event_counts.clear()
         self._emit(ReaderEventKind.READER_LOST, "pcscd")
 
     def _sync_readers(self, ctx: _Context) -> list[str]:
         names = ctx.readers()
         for gone in sorted(set(self._known) - set(names)):
             present, _atr = self._known.pop(gone)
+            self._event_counts.pop(gone, None)
             if present:
                 self._emit(ReaderEventKind.CARD_REMOVED, gone)
             self._emit(ReaderEventKind.READER_REMOVED, gone)
@@ -496,7 +499,18 @@ class ReaderMonitor:
                 gone = bool(event_state & (scard.SCARD_STATE_UNKNOWN
                                            | scard.SCARD_STATE_UNAVAILABLE))
                 was_present, _old = self._known.get(name, (False, b""))
-                if present and not gone and not was_present:
+                # pcsc-lite counts card events in the upper 16 bits: a card removed and
+                # another inserted while we were not looking shows as a moved counter on
+                # a reader that is still "present", not as a removal and an insertion.
+                counter = (event_state >> 16) & 0xFFFF
+                seen = self._event_counts.get(name)
+                self._event_counts[name] = counter
+                if (present and not gone and was_present and seen is not None
+                        and counter != seen):
+                    self._known[name] = (True, bytes(atr or b""))
+                    self._emit(ReaderEventKind.CARD_REMOVED, name)
+                    self._emit(ReaderEventKind.CARD_INSERTED, name, bytes(atr or b""))
+                elif present and not gone and not was_present:
                     self._known[name] = (True, bytes(atr or b""))
                     self._emit(ReaderEventKind.CARD_INSERTED, name, bytes(atr or b""))
                 elif was_present and (not present or gone):

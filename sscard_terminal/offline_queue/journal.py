@@ -512,6 +512,23 @@ class Journal:
 
     # -- reading -------------------------------------------------------------------------
 
+    def holds_transaction(self, transaction_id: str, *, among_last: int = 10_000) -> bool:
+        """Whether one of the newest ``among_last`` records carries ``transaction_id``.
+
+        A torn transaction's replay (the process died after journaling a decision and
+        before completing it) must not be journaled a second time. Only replays ask, and
+        the newest rows are found by their primary key: never on an ordinary tap's path.
+        """
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT 1 FROM records WHERE seq > (SELECT coalesce(max(seq), 0) "
+                    "FROM records) - ? AND json_extract(payload, '$.transaction_id') = ? "
+                    "LIMIT 1", (among_last, transaction_id)).fetchone()
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc) from exc
+        return row is not None
+
     def rejected_count(self) -> int:
         """Records the central refused that are still in the journal (until pruned).
 

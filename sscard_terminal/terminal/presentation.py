@@ -299,7 +299,11 @@ class Presenter:
         }
         channel = "ecode" if decision.channel is Channel.ECODE else "card"
         try:
-            self._journal.enqueue(kind, payload, personal)
+            # A replay of a torn transaction whose record made it to the journal before
+            # the process died: complete it, never journal it twice.
+            if not (decision.replayed
+                    and self._journal.holds_transaction(decision.transaction_id)):
+                self._journal.enqueue(kind, payload, personal)
         except JournalError as exc:
             self._engine.withdraw(decision)
             refusal = (PresentationRefusal.JOURNAL_FULL if isinstance(exc, JournalFullError)

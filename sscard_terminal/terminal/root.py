@@ -29,10 +29,12 @@ from types import TracebackType
 from ..apdu.transport import CardTransport
 from ..cards.authentication.chain import ModuleChain, find_authenticator
 from ..cards.authentication.psam import ForgeryRecord
+from ..central.circuit_breaker import CircuitBreaker, GuardedCentral
 from ..central.client import CentralClient
 from ..central.signed import load_public_key
 from ..deadline import Deadline
 from ..decision import DecisionEngine, Denylist
+from ..decision.state_store import EngineState, SqliteEngineState
 from ..ecode import (
     CachedTrustListFile,
     CentralTrustListProvider,
@@ -77,6 +79,7 @@ class TerminalRoot:
         self._stack = contextlib.ExitStack()
         self._central: CentralClient | None = None
         self._central_built = False
+        self._guarded: GuardedCentral | None = None
         self._chain: ModuleChain | None = None
         self._chain_built = False
         self._journal: Journal | None = None
@@ -117,6 +120,17 @@ class TerminalRoot:
                     self._central = self._stack.enter_context(CentralClient.from_config(config))
                 self._central_built = True
             return self._central
+
+    def guarded_central(self) -> GuardedCentral | None:
+        """The central for the calls made on a presentation's budget (card validations,
+        e-code checks), behind one circuit breaker: a central that is down but silent is
+        remembered, so offline decisions stop waiting out the online budget (issue 17).
+        Background work (denylist, trust list, forwarding) uses :meth:`central`."""
+        with self._lock:
+            central = self.central()
+            if central is not None and self._guarded is None:
+                self._guarded = GuardedCentral(central, CircuitBreaker())
+            return self._guarded
 
     def module_chain(self) -> ModuleChain | None:
         """PSAM first, then the central HSM; None when there is neither (or the settings
@@ -230,8 +244,9 @@ class TerminalRoot:
         elif (settings.profile is not None
               and settings.profile.opaque_offline is OfflinePolicy.DEFER):
             opaque = "defer"
-        return ECodeVerifier(trust, replay, clock_skew=settings.clock_skew_s, central=central,
-                             opaque_policy=opaque, recognition=self.recognition())
+        return ECodeVerifier(trust, replay, clock_skew=settings.clock_skew_s,
+                             central=self.guarded_central(), opaque_policy=opaque,
+                             recognition=self.recognition())
 
     def recognition(self) -> RecognitionProfile:
         """The code shapes this terminal recognises: the profile's ``[[ecode.shapes]]``,
@@ -243,13 +258,23 @@ class TerminalRoot:
         return base.overridden_by(own)
 
     def engine(self) -> DecisionEngine:
-        """The decision engine for the profile, asking the central and the denylist."""
+        """The decision engine for the profile, asking the central and the denylist; its
+        memory in the state directory when there is one (in RAM otherwise)."""
         with self._lock:
             self._check_open()
             if self._engine is None:
-                self._engine = DecisionEngine(self.settings.require_profile(),
-                                              central=self.central(),
-                                              denylist=self.denylist())
+                profile = self.settings.require_profile()
+                state = self.settings.state
+                engine_state: EngineState | None = None
+                if state is not None:
+                    # Anti-passback, torn transactions, learnt entitlements and the offline
+                    # run survive a restart (issue 17): kept beside the journal.
+                    stored = SqliteEngineState(state.engine_state,
+                                               synchronous=profile.journal.synchronous)
+                    self._stack.callback(stored.close)
+                    engine_state = stored
+                self._engine = DecisionEngine(profile, central=self.guarded_central(),
+                                              denylist=self.denylist(), state=engine_state)
             return self._engine
 
     def presenter(self) -> Presenter:
