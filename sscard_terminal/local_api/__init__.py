@@ -3,9 +3,9 @@
 A transport-independent handler (:class:`LocalApi`, over the blocking
 :class:`CardReaderService`) served on a Unix socket (:class:`UnixSocketServer`, the
 primary interface) and, opt-in, on a loopback HTTP + WebSocket bridge
-(:class:`LoopbackHttpServer`, Host/Origin/token checked). The daemon mounts these;
-until it exists ``python -m sscard_terminal.local_api`` runs them. Protocol and
-security model: docs/local-api.md.
+(:class:`LoopbackHttpServer` on aiohttp, Host/Origin/token checked by a middleware).
+The daemon mounts these; until it exists ``python -m sscard_terminal.local_api`` runs
+them. Protocol and security model: docs/local-api.md.
 """
 
 from __future__ import annotations

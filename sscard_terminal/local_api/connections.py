@@ -1,4 +1,4 @@
-"""What the Unix-socket server and the loopback bridge share: their life cycle.
+"""The Unix-socket server's life cycle (the loopback bridge runs on aiohttp's).
 
 Each listens with an ``asyncio.Server`` and serves every connection in its own task. A
 stopping server stops listening, cancels those tasks and waits for them, so no handler
@@ -15,7 +15,7 @@ __all__ = ["StreamServer"]
 
 
 class StreamServer:
-    """Base of the two transports: subclasses set ``_server`` in :meth:`start` and
+    """Base of the stream transports: subclasses set ``_server`` in :meth:`start` and
     serve one connection in :meth:`_connection`; ``async with`` starts and stops."""
 
     def __init__(self) -> None:
