@@ -21,6 +21,7 @@ class StreamServer:
     def __init__(self) -> None:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -30,12 +31,14 @@ class StreamServer:
         if self._server is None:
             return
         self._server.close()
+        self._stopping = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
+        self._stopping = False
         self._stopped()
 
     def _stopped(self) -> None:
@@ -56,6 +59,12 @@ class StreamServer:
         self._tasks.add(task)
         try:
             await self._connection(reader, writer)
+        except asyncio.CancelledError:
+            # Cancelled by stop(): ending quietly, else asyncio's stream callback logs
+            # the cancellation as an error for every connection (an event stream) open
+            # at shutdown.
+            if not self._stopping:
+                raise
         finally:
             self._tasks.discard(task)
 

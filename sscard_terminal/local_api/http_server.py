@@ -31,9 +31,11 @@ from aiohttp.web_protocol import ERROR as _PARSE_ERROR
 
 from ..cards.unified import UnifiedCode
 from ..errors import ConfigError
+from .events import pump
 from .handler import LocalApi
 from .protocol import (
     MAX_REQUEST_BYTES,
+    ApiRequest,
     RequestError,
     decode_request,
     encode_response,
@@ -208,6 +210,25 @@ class LoopbackHttpServer:
 
     # --- the API WebSocket -----------------------------------------------------------------
 
+    async def _events(self, connection: web.WebSocketResponse, request: ApiRequest) -> None:
+        """The connection becomes the event stream: an acknowledgement, then one
+        ``{"event": {...}}`` message per event until the client closes."""
+        subscription = self.api.events.subscribe()
+        answer: dict[str, Any] = {"code": 0, "data": "subscribed", "function": "events"}
+        if request.request_id is not None:
+            answer["id"] = request.request_id
+        await _send(connection, answer)
+
+        async def until_closed() -> None:
+            while (await connection.receive()).type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                pass
+
+        hangup = asyncio.ensure_future(until_closed())
+        try:
+            await pump(subscription, lambda event: _send_event(connection, event), hangup)
+        finally:
+            hangup.cancel()
+
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise Refused(405, "use POST with a JSON body, or a WebSocket upgrade",
@@ -260,6 +281,9 @@ class LoopbackHttpServer:
             except RequestError as exc:
                 await _send(connection, error_response(int(exc.code), str(exc)))
                 continue
+            if authenticated and api_request.function == "events":
+                await self._events(connection, api_request)
+                return
             if api_request.function == "auth" or not authenticated:
                 token = api_request.params.get("token")
                 if api_request.function == "auth" and self.security.token_matches(
@@ -340,6 +364,10 @@ def _http11_errors(factory: _RequestFactory) -> _RequestFactory:
         return factory(message, *args)
 
     return make
+
+
+async def _send_event(connection: web.WebSocketResponse, event: dict[str, Any]) -> None:
+    await _send(connection, {"event": event})
 
 
 async def _send(connection: web.WebSocketResponse, answer: dict[str, Any]) -> None:
