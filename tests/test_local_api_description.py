@@ -13,8 +13,10 @@ import jsonschema
 import pytest
 import yaml
 
+from sscard_terminal.local_api import HttpSecurity, LocalApi, LoopbackHttpServer
 from sscard_terminal.local_api.events import EVENT_FIELDS
 from sscard_terminal.local_api.handler import FUNCTIONS, STREAM_FUNCTIONS
+from sscard_terminal.local_api.metrics import MetricsRoutes, TerminalMetrics
 from tests.test_local_api import Make, UnixClient, WsClient, make_harness
 from tests.test_local_api_events import DaemonLikeStatus, presentation
 
@@ -45,16 +47,23 @@ def test_every_schema_is_valid_json_schema(description: dict[str, Any]) -> None:
         jsonschema.Draft202012Validator.check_schema(schema)
 
 
+def full_server(api: LocalApi) -> LoopbackHttpServer:
+    """The bridge with every route set the daemon can mount."""
+    return LoopbackHttpServer(api, port=0, security=HttpSecurity("t" * 32),
+                              routes=[MetricsRoutes(TerminalMetrics())])
+
+
 def test_routes_match_the_server_both_ways(make_harness: Make,
                                            description: dict[str, Any]) -> None:
     harness, _ = make_harness()
+    server = full_server(harness.api)
     served = {(route.method, route.resource.canonical)
-              for route in harness.http.app.router.routes()
+              for route in server.app.router.routes()
               if route.resource is not None and route.method != "HEAD"}
     described = {(method.upper(), path) for path, item in description["paths"].items()
                  for method in item if method in METHODS}
     assert served == described
-    assert set(harness.http.access) == set(description["paths"])
+    assert set(server.access) == set(description["paths"])
 
 
 def test_functions_match_the_handler_both_ways(description: dict[str, Any]) -> None:

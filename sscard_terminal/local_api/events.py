@@ -165,7 +165,14 @@ class EventHub:
         self._subscribers: list[Subscription] = []
         self._seq = itertools.count(1)
         self._last_decision: dict[str, Any] | None = None
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self.published = 0
+
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(event)`` in the publisher's thread for every event (metrics);
+        it must be quick and must not block. Its exceptions are logged, not raised."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def publish(self, event: Mapping[str, Any], kind: str = "presentation") -> dict[str, Any]:
         """Screen ``event``, stamp it (``type``, ``seq``, ``at`` in Unix seconds) and hand
@@ -181,6 +188,12 @@ class EventHub:
             # an offer never waits on its subscriber (a deque append and a wake-up).
             for subscriber in self._subscribers:
                 subscriber._offer(stamped)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(stamped)
+            except Exception:
+                _log.exception("event listener failed")
         return stamped
 
     def subscribe(self, *, queue_size: int | None = None) -> Subscription:
