@@ -14,9 +14,13 @@ import pytest
 import yaml
 
 from sscard_terminal.local_api import HttpSecurity, LocalApi, LoopbackHttpServer
+from sscard_terminal.decision.rules import Outcome
+from sscard_terminal.local_api.display import DisplayRoutes
+from sscard_terminal.local_api.display_text import display_view
 from sscard_terminal.local_api.events import EVENT_FIELDS
 from sscard_terminal.local_api.handler import FUNCTIONS, STREAM_FUNCTIONS
 from sscard_terminal.local_api.metrics import MetricsRoutes, TerminalMetrics
+from sscard_terminal.terminal.presentation import Presentation
 from tests.test_local_api import Make, UnixClient, WsClient, make_harness
 from tests.test_local_api_events import DaemonLikeStatus, presentation
 
@@ -50,7 +54,8 @@ def test_every_schema_is_valid_json_schema(description: dict[str, Any]) -> None:
 def full_server(api: LocalApi) -> LoopbackHttpServer:
     """The bridge with every route set the daemon can mount."""
     return LoopbackHttpServer(api, port=0, security=HttpSecurity("t" * 32),
-                              routes=[MetricsRoutes(TerminalMetrics())])
+                              routes=[MetricsRoutes(TerminalMetrics()),
+                                      DisplayRoutes(api.events)])
 
 
 def test_routes_match_the_server_both_ways(make_harness: Make,
@@ -125,3 +130,20 @@ def test_sample_answers_validate(make_harness: Make, description: dict[str, Any]
         validate(description, "PresentationEvent", {**last, "id_number": "x"})
     ws.close()
     unix.close()
+
+
+def test_a_real_presentation_event_passes_the_hub_whole() -> None:
+    """Presentation.event() and the hub's allowlist stay in step: a field added to the
+    event but not documented would be dropped (and logged) on its way to every watcher."""
+    event = Presentation(channel="card", outcome=Outcome.ACCEPT, reason="accepted",
+                         message="accepted offline", transaction_id="t", online=False,
+                         elapsed_ms=3.0, lane="gate-1", holder="张* card A*******8").event()
+    assert set(event) <= EVENT_FIELDS["presentation"]
+
+
+def test_display_views_validate(description: dict[str, Any]) -> None:
+    for event in (presentation(display_name="张**", renewal_due="2027-03"),
+                  presentation("refuse", "card_lost"), presentation("defer", "x", seq=3),
+                  {"outcome": "nonsense", "display": {"zh": "通过；异地卡", "en": "OK"}}):
+        validate(description, "DisplayView", display_view({"seq": 1, **event}))
+    validate(description, "LinkState", {"type": "link", "online": False})

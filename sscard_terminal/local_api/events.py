@@ -41,6 +41,8 @@ _PRESENTATION_FIELDS = frozenset({
     "channel", "lane", "outcome", "reason", "message", "online", "transaction_id",
     "elapsed_ms", "fare_percent", "concession", "replayed", "authenticated_by",
     "ecode_reason", "holder", "journaled",
+    # From issue 19's shared message table (its branch adds them to Presentation.event()):
+    "display", "authentication", "notices",
     # Added by the daemon for the passenger display, when the profile allows:
     "display_name", "renewal_due",
 })
