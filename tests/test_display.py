@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -211,8 +212,6 @@ def test_lane_filter_and_idle_return(browser: webdriver.Chrome,
 def test_the_page_loads_nothing_from_elsewhere(display: DisplayHarness) -> None:
     """No font, script or style from the network: every reference in the shipped files is
     relative, and the Content-Security-Policy allows only the page's own origin."""
-    import httpx
-
     for name in ASSETS:
         response = httpx.get(display.url + ("" if name == "index.html" else name))
         assert response.status_code == 200, name

@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 import yaml
 
-from sscard_terminal.local_api import HttpSecurity, LocalApi, LoopbackHttpServer
 from sscard_terminal.decision.rules import Outcome
+from sscard_terminal.local_api import HttpSecurity, LocalApi, LoopbackHttpServer
 from sscard_terminal.local_api.display import DisplayRoutes
 from sscard_terminal.local_api.display_text import display_view
 from sscard_terminal.local_api.events import EVENT_FIELDS
