@@ -17,6 +17,7 @@ from ..errors import SscardError
 from . import (
     card_commands,
     central_commands,
+    daemon_commands,
     ecode_commands,
     pin_commands,
     queue_commands,
@@ -37,6 +38,7 @@ _GROUPS: tuple[Register, ...] = (
     ecode_commands.register,
     scan_commands.register,
     pin_commands.register,
+    daemon_commands.register,
 )
 
 
