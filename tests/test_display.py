@@ -8,7 +8,9 @@ leaves a screenshot in build/screenshots/ for a developer to look at.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -21,11 +23,18 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from sscard_hardware_sim.central_harness import CentralSim
 
+from sscard_terminal.central.client import TerminalConfig
+from sscard_terminal.deadline import Deadline
+from sscard_terminal.drivers.gate import GateController, SimGate
 from sscard_terminal.local_api import HttpSecurity, LocalApi, LoopbackHttpServer
 from sscard_terminal.local_api.display import ASSETS, DisplayRoutes
 from sscard_terminal.local_api.display_text import display_view
 from sscard_terminal.local_api.events import EventHub
+from sscard_terminal.profiles import load_profile
+from sscard_terminal.terminal.root import TerminalRoot
+from sscard_terminal.terminal.settings import KeySource, TerminalSettings
 from tests.test_local_api import ApiHarness, WsClient, sim_service
 from tests.test_local_api_events import ID_NUMBER, presentation
 
@@ -231,3 +240,51 @@ def test_the_feed_refuses_foreign_pages(display: DisplayHarness) -> None:
     assert WsClient(port, path="/display/events", origin="http://evil.example").status == 403
     assert WsClient(port, path="/display/events", origin=None,
                     host=f"evil.example:{port}").status == 403
+
+
+def test_a_tap_through_the_pipeline_reaches_the_page_and_the_gate(
+        browser: webdriver.Chrome, display: DisplayHarness, tmp_path: Path) -> None:
+    """Real presentations (the composition root's pipeline: sim: cards, a SQLite journal,
+    the bus-validator profile) go where the daemon will send them: the gate controller
+    and the hub. The page shows each within 200 ms of its journaled decision; the gate
+    opens for accepts only; no holder data reaches the page."""
+    key = tmp_path / "journal.key"
+    key.write_bytes(secrets.token_bytes(32))
+    key.chmod(0o600)
+    central = CentralSim(tmp_path / "central.db")
+    settings = TerminalSettings(
+        terminal_id=central.terminal_id, profile=load_profile("bus-validator"),
+        state_dir=tmp_path, journal_key=KeySource(file=key),
+        central=TerminalConfig(central.base_url, central.terminal_id, central.secret,
+                               central_public_key=central.central_public_key))
+    gate = SimGate()
+    controller = GateController(gate, open_seconds=1.0, lane="lane-1")
+    open_page(browser, display, "?hold=30")
+    shown = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(central.stop)
+        root = stack.enter_context(TerminalRoot(settings))
+        for holder in ("gen2-adult", "bank-only", "gen2-adult"):
+            arrived = time.monotonic()
+            with root.open_card(Deadline.after(2.0), f"sim:{holder}") as transport:
+                result = root.presenter().present_card(transport, arrived_at=arrived,
+                                                       lane="lane-1")
+            decided_ms = time.time() * 1000
+            opened = controller.present(result)
+            assert opened == result.accepted
+            event = display.hub.publish(result.event())
+            updated = wait_for(browser,
+                               f"return window.sscardDisplay.updates[{event['seq']}]")
+            assert float(updated) - decided_ms < UPDATE_BUDGET_MS, (holder, result.reason)
+            assert browser.execute_script("return document.body.dataset.outcome") == \
+                result.outcome.value
+            view = display_view(event)
+            if view["reason"]:
+                assert text(browser, "reason") == f"{view['reason']['zh']}\n{view['reason']['en']}"
+            shown.append(result)
+            shoot(browser, f"pipeline-{len(shown)}-{holder}-{result.reason}")
+            assert result.card is None or result.card.name not in browser.page_source
+            if result.card is not None:
+                assert result.card.social_security_number not in browser.page_source
+    assert any(r.accepted for r in shown) and any(not r.accepted for r in shown)
+    assert [what for _, what in gate.history].count("open") == sum(r.accepted for r in shown)
