@@ -147,3 +147,9 @@ def test_display_views_validate(description: dict[str, Any]) -> None:
                   {"outcome": "nonsense", "display": {"zh": "通过；异地卡", "en": "OK"}}):
         validate(description, "DisplayView", display_view({"seq": 1, **event}))
     validate(description, "LinkState", {"type": "link", "online": False})
+
+
+def test_the_display_never_shows_an_unjournaled_accept() -> None:
+    view = display_view({"seq": 1, **presentation(journaled=False)})
+    assert view["outcome"] == "refuse" and view["reason"]["en"] == "Not accepting now"
+    assert display_view({"seq": 2, **presentation()})["outcome"] == "accept"

@@ -11,9 +11,11 @@ them. Protocol and security model: docs/local-api.md.
 from __future__ import annotations
 
 from .card_service import CardOpener, CardReaderService, CardSettings, IType
+from .events import EventHub
 from .handler import FUNCTIONS, LocalApi
-from .http_server import LOOPBACK, HttpSecurity, LoopbackHttpServer
+from .http_server import LOOPBACK, HttpSecurity, LoopbackHttpServer, RouteSet
 from .protocol import MAX_REQUEST_BYTES, ApiRequest, decode_request, encode_response
+from .status import StatusProvider, TerminalStatus
 from .unix_server import SOCKET_MODE, UnixSocketServer
 
 __all__ = [
@@ -25,10 +27,14 @@ __all__ = [
     "CardOpener",
     "CardReaderService",
     "CardSettings",
+    "EventHub",
     "HttpSecurity",
     "IType",
     "LocalApi",
     "LoopbackHttpServer",
+    "RouteSet",
+    "StatusProvider",
+    "TerminalStatus",
     "UnixSocketServer",
     "decode_request",
     "encode_response",

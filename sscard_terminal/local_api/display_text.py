@@ -112,6 +112,10 @@ def display_view(event: Mapping[str, Any]) -> dict[str, Any]:
     ``holder``, not the transaction id."""
     given = event.get("outcome")
     outcome = given if isinstance(given, str) and given in HEADLINES else "refuse"
+    if outcome == "accept" and event.get("journaled") is False:
+        # Never shown as accepted before it is journaled (issue 17): the pipeline does not
+        # produce this, and the display does not believe it if something else does.
+        outcome, event = "refuse", {**event, "reason": "journal_unavailable", "display": None}
     concession = None
     fare = event.get("fare_percent")
     code = event.get("concession")
