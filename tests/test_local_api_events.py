@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -216,3 +217,26 @@ def test_health_verdicts() -> None:
                                              gate=GateStatus("serial", "fault", "no answer")),))
     assert set(health_of(stale).problems) == {"denylist too old", "lane a: gate fault"}
     assert health_of(base).state == "degraded"
+
+
+def test_a_stalled_socket_subscriber_lags_and_never_blocks_the_lanes(make_harness: Make) -> None:
+    """A technician's `sscard events` suspended with Ctrl-Z: its socket fills, the hub
+    keeps its queue bounded, the lanes publish on at full speed, and when it reads again
+    it is told how much it missed."""
+    harness, _ = make_harness()
+    hub = harness.api.events
+    stalled = UnixClient(harness.socket_path)
+    stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    assert stalled.call({"function": "events"})["data"] == "subscribed"
+    _wait_subscribed(hub, 1)
+    started = time.monotonic()
+    for i in range(5000):
+        hub.publish(presentation(transaction_id=f"{i:032x}", message="x" * 200))
+    publishing = time.monotonic() - started
+    assert publishing < 5, f"publishing 5000 events took {publishing:.1f} s"
+    seen: list[dict[str, Any]] = []
+    while not seen or seen[-1].get("seq") != 5000:
+        seen.append(stalled.receive()["event"])
+    lagged = [e for e in seen if e["type"] == "lagged"]
+    assert lagged and sum(e["missed"] for e in lagged) + len(seen) - len(lagged) == 5000
+    stalled.close()
