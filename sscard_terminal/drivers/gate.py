@@ -232,7 +232,7 @@ class GateController:
 
     def _changed(self, state: GateState, fault: str | None) -> None:
         if state is GateState.FAULT and self._opening is False:
-            self._fault(GateFault(fault or "gate fault"), "-")
+            self._fault(GateFault(fault or "gate fault"), None)
 
     def present(self, presentation: Decided) -> bool:
         """Open for an accepted presentation; True if the gate opened. Never raises for
@@ -249,11 +249,14 @@ class GateController:
             self._opening = False
         return True
 
-    def _fault(self, exc: GateFault, transaction_id: str) -> None:
+    def _fault(self, exc: GateFault, transaction_id: str | None) -> None:
         self.faults += 1
         lane = self.lane or getattr(self.gate, "driver", "gate")
-        _log.error("lane %s: gate failed to open for transaction %s: %s",
-                   lane, transaction_id, exc)
+        if transaction_id is None:
+            _log.error("lane %s: gate failed to close: %s", lane, exc)
+        else:
+            _log.error("lane %s: gate failed to open for transaction %s (journaled; "
+                       "the lane goes on): %s", lane, transaction_id, exc)
         if self.on_fault is not None:
             try:
                 self.on_fault(lane, str(exc))

@@ -73,7 +73,8 @@ SOCKETS_KEY: web.AppKey[weakref.WeakSet[Any]] = web.AppKey("sscard_websockets",
 class RouteSet(Protocol):
     """Routes another part mounts on the bridge (the event stream, the display, metrics):
     it adds them to ``app`` and says, by canonical path, what each needs
-    (:class:`~.security.Access`)."""
+    (:class:`~.security.Access`). A route it adds but does not name is answered 404 by
+    the middleware: an undeclared route fails closed."""
 
     def install(self, app: web.Application) -> Mapping[str, Access]: ...
 
