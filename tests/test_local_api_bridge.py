@@ -348,6 +348,11 @@ def test_oversized_header_line_is_431_json_and_stalled_heads_are_dropped(
         body = head.partition(b"\r\n\r\n")[2] + raw.recv(4096)
         assert json.loads(body)["code"] == -42 and b"AAAA" not in body
     with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
+        many = "".join(f"X-H{i}: v\r\n" for i in range(70))  # above the 64 allowed
+        raw.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{harness.port}\r\n{many}\r\n"
+                    .encode())
+        assert raw.recv(100).startswith(b"HTTP/1.1 400")
+    with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
         raw.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{harness.port}\r\n".encode())
         started = time.monotonic()
         assert raw.recv(100) == b""  # closed by the server, no answer to half a head
