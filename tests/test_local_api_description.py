@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import jsonschema
+import openapi_spec_validator
 import pytest
 import yaml
 
@@ -44,6 +45,10 @@ def validate(description: dict[str, Any], schema: str, value: Any) -> None:
     jsonschema.Draft202012Validator(
         {"$ref": f"#/components/schemas/{schema}", "components": description["components"]}
     ).validate(value)
+
+
+def test_the_description_is_valid_openapi(description: dict[str, Any]) -> None:
+    openapi_spec_validator.validate(description)
 
 
 def test_every_schema_is_valid_json_schema(description: dict[str, Any]) -> None:
