@@ -288,3 +288,23 @@ def test_a_tap_through_the_pipeline_reaches_the_page_and_the_gate(
                 assert result.card.social_security_number not in browser.page_source
     assert any(r.accepted for r in shown) and any(not r.accepted for r in shown)
     assert [what for _, what in gate.history].count("open") == sum(r.accepted for r in shown)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1024, 600), (480, 800), (800, 480)])
+def test_the_longest_texts_fit_the_screen(browser: webdriver.Chrome, display: DisplayHarness,
+                                          width: int, height: int) -> None:
+    """A validator's screen is small and may stand upright: the longest reason, the
+    renewal notice and the offline badge fit, nothing cut off or scrolled away."""
+    browser.set_window_size(width, height)
+    open_page(browser, display, "?hold=30")
+    display.hub.publish({"link": "down"}, "central")
+    for event in (presentation(fare_percent=0, concession="union_member",
+                               renewal_due="2027-12", display_name="欧阳**"),
+                  presentation("refuse", "online_only_code", concession=None)):
+        publish_and_time(browser, display, event)
+        fits = browser.execute_script(
+            "const main = document.querySelector('main').getBoundingClientRect();"
+            "return document.documentElement.scrollWidth <= window.innerWidth"
+            " && main.top >= 0 && main.bottom <= window.innerHeight;")
+        assert fits, (width, height, event["reason"])
+    shoot(browser, f"fit-{width}x{height}")
