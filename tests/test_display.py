@@ -9,9 +9,11 @@ leaves a screenshot in build/screenshots/ for a developer to look at.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import secrets
 import shutil
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -308,3 +310,26 @@ def test_the_longest_texts_fit_the_screen(browser: webdriver.Chrome, display: Di
             " && main.top >= 0 && main.bottom <= window.innerHeight;")
         assert fits, (width, height, event["reason"])
     shoot(browser, f"fit-{width}x{height}")
+
+
+def test_the_feed_shrugs_off_a_hostile_page(display: DisplayHarness) -> None:
+    """The feed takes nothing from the page: text is ignored, a flood closes (1009) that
+    connection only, binary too; the others keep receiving."""
+    port = display.server.port
+    own = f"http://127.0.0.1:{port}"
+    calm = WsClient(port, path="/display/events", origin=own)
+    chatty = WsClient(port, path="/display/events", origin=own)
+    flood = WsClient(port, path="/display/events", origin=own)
+    end = time.monotonic() + 5
+    while display.hub.subscriber_count < 3 and time.monotonic() < end:
+        time.sleep(0.01)
+    chatty.send_frame(0x1, b'{"function": "iReadCardBas"}')
+    flood.send_frame(0x1, b"x" * 5000)
+    opcode, payload = flood.receive_frame()
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1009
+    flood.close()
+    display.hub.publish(presentation("refuse", "card_lost"))
+    for client in (calm, chatty):
+        opcode, payload = client.receive_frame()
+        assert opcode == 0x1 and json.loads(payload)["reason"]["en"] == "Card reported lost"
+        client.close()
