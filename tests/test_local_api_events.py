@@ -240,3 +240,11 @@ def test_a_stalled_socket_subscriber_lags_and_never_blocks_the_lanes(make_harnes
     lagged = [e for e in seen if e["type"] == "lagged"]
     assert lagged and sum(e["missed"] for e in lagged) + len(seen) - len(lagged) == 5000
     stalled.close()
+
+
+def test_the_daemons_lane_hook_publishes_presentations() -> None:
+    """Issue 17's Daemon takes ``publish(lane, event)``; the hub's adapter stamps the lane."""
+    hub = EventHub()
+    hub.publish_presentation("gate-7", {**presentation(), "lane": ""})
+    last = hub.last_decision
+    assert last is not None and last["lane"] == "gate-7" and last["type"] == "presentation"

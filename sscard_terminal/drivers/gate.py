@@ -196,13 +196,14 @@ class SimGate(TimedGate):
 
 
 class Decided(Protocol):
-    """What the controller needs of a presentation (``Presentation`` is one)."""
+    """What the controller needs of a presentation (``Presentation`` and the daemon's
+    ``PresentationResult`` are ones)."""
 
     @property
     def accepted(self) -> bool: ...
 
-    lane: str
-    transaction_id: str
+    @property
+    def transaction_id(self) -> str: ...
 
 
 FaultCallback = Callable[[str, str], None]

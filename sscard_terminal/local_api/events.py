@@ -198,6 +198,11 @@ class EventHub:
                 _log.exception("event listener failed")
         return stamped
 
+    def publish_presentation(self, lane: str, event: Mapping[str, Any]) -> None:
+        """The daemon's lane hook (``publish(lane, result.event())``): a presentation
+        event, stamped with its lane."""
+        self.publish({**event, "lane": lane})
+
     def subscribe(self, *, queue_size: int | None = None) -> Subscription:
         """A new subscription; call on the event loop that will read it."""
         subscription = Subscription(self, queue_size or self._queue_size,
