@@ -21,6 +21,7 @@ from ..plugins import CLI_COMMANDS_GROUP, load_entry_points
 from . import (
     card_commands,
     central_commands,
+    daemon_commands,
     denylist_commands,
     ecode_commands,
     pin_commands,
@@ -46,6 +47,7 @@ _GROUPS: tuple[Register, ...] = (
     scan_commands.register,
     pin_commands.register,
     profile_commands.register,
+    daemon_commands.register,
 )
 
 

@@ -21,11 +21,13 @@ from ..cards.unified import UnifiedCode
 from ..deadline import Deadline
 from .card_service import CardReaderService, IType
 from .desk import ECodeCheck, IdentityPresenter, ecode_answer, identity_answer, status_fields
+from .events import EventHub
 from .items import parse_items
 from .protocol import ApiRequest, RequestError, error_response, gbk_hex
+from .status import HealthThresholds, ProcessStatus, StatusProvider, health_of
 from .status_codes import StatusCode
 
-__all__ = ["FUNCTIONS", "LocalApi"]
+__all__ = ["FUNCTIONS", "STREAM_FUNCTIONS", "LocalApi"]
 
 _log = logging.getLogger(__name__)
 
@@ -38,8 +40,15 @@ FUNCTIONS = (
     "readIdentity",
     "verifyECode",
     "version",
+    "status",
+    "health",
+    "last_decision",
 )
-"""The functions answered, with the DLL's names (case-sensitive)."""
+"""The functions answered, with the DLL's names (case-sensitive), and the daemon's own."""
+
+STREAM_FUNCTIONS = ("events",)
+"""Functions that turn a connection into a stream (the Unix socket, the ``/events``
+WebSocket); a plain HTTP POST answers them -13."""
 
 _SUPPORTED_ENCODINGS = ("gbk", "utf-8")
 
@@ -99,11 +108,16 @@ class LocalApi:
 
     def __init__(self, service: CardReaderService, *, operation_timeout_s: float = 10.0,
                  ecode_verifier: ECodeCheck | None = None,
-                 identity_presenter: IdentityPresenter | None = None) -> None:
+                 identity_presenter: IdentityPresenter | None = None,
+                 status: StatusProvider | None = None, events: EventHub | None = None,
+                 thresholds: HealthThresholds | None = None) -> None:
         self.service = service
         self._operation_timeout_s = operation_timeout_s
         self._ecode_verifier = ecode_verifier
         self._identity_presenter = identity_presenter
+        self.status_provider: StatusProvider = status if status is not None else ProcessStatus()
+        self.events = events if events is not None else EventHub()
+        self._thresholds = thresholds if thresholds is not None else HealthThresholds()
 
     async def handle(self, request: ApiRequest, owner: str) -> dict[str, Any]:
         """The answer to ``request``; never raises for bad input or a card failure."""
@@ -126,7 +140,7 @@ class LocalApi:
             answer = {"code": code, "data": data, "function": request.function, **extra}
             if request.request_id is not None:
                 answer["id"] = request.request_id
-            if encoding == "gbk":
+            if encoding == "gbk" and isinstance(data, str):
                 answer["data_gbk_hex"] = gbk_hex(data)
         _log.info("%s from %s: code %d in %.1f ms", shown, owner.partition(":")[0],
                   code, (time.monotonic() - started) * 1000)
@@ -141,13 +155,34 @@ class LocalApi:
         """Release the card of any open session (the server is stopping)."""
         await asyncio.to_thread(self.service.close)
 
+    async def status(self) -> dict[str, Any]:
+        """The provider's status as JSON (asked in a worker thread: it may read SQLite)."""
+        status = await asyncio.wait_for(asyncio.to_thread(self.status_provider.status),
+                                        self._operation_timeout_s)
+        return status.to_json()
+
+    async def health(self) -> dict[str, Any]:
+        status = await asyncio.wait_for(asyncio.to_thread(self.status_provider.status),
+                                        self._operation_timeout_s)
+        return health_of(status, self._thresholds).to_json()
+
     async def _dispatch(self, request: ApiRequest, owner: str,
-                        extra: dict[str, Any]) -> tuple[int, str]:
+                        extra: dict[str, Any]) -> tuple[int, Any]:
         function = request.function
         if function == "ping":
             return 0, "pong"
         if function == "version":
             return 0, f"sscard-terminal {__version__}"
+        if function == "status":
+            return 0, await self.status()
+        if function == "health":
+            return 0, await self.health()
+        if function == "last_decision":
+            return 0, self.events.last_decision
+        if function in STREAM_FUNCTIONS:
+            raise RequestError(UnifiedCode.COMMAND_NOT_SUPPORTED,
+                               f"{function} streams: use the Unix socket or the /events "
+                               "WebSocket")
         deadline = Deadline.after(self._operation_timeout_s)
         service = self.service
         if function == "iReadCardBas":
