@@ -30,6 +30,7 @@ from sscard_terminal.central.models import CardStatus, Channel, DenylistEntry, D
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.decision import DecisionEngine, Denylist, PresentedCredential
 from sscard_terminal.decision.denylist_format import ref_of
+from sscard_terminal.decision.policy import Authentication
 from sscard_terminal.profiles import load_profile
 
 CARD = DEMO_CARDS["normal"]
@@ -37,7 +38,8 @@ CARD = DEMO_CARDS["normal"]
 
 def _credential(code: str, number: str) -> PresentedCredential:
     return PresentedCredential.from_card(Channel.CONTACTLESS, card_identification_code=code,
-                                         card_number=number, chip_expiry=date(2035, 1, 1))
+                                         card_number=number, chip_expiry=date(2035, 1, 1),
+                                         authentication=Authentication.PSAM, generation=3)
 
 
 def _online(sim: CentralSim, denylist: Denylist, rounds: int) -> float:

@@ -18,10 +18,17 @@ def mask_name(name: str) -> str:
 
 
 def mask_id_number(number: str) -> str:
-    """Keep the region (first 4) and the last 4: ``3303**********1234``."""
-    if len(number) <= 8:
-        return "*" * len(number)
-    return number[:4] + "*" * (len(number) - 8) + number[-4:]
+    """Keep the region (first 4) and the last 4: ``3303**********1234``.
+
+    A shorter number (a foreign holder's social security number under the national rule,
+    an old 15-digit ID) shows no more than a third of itself, so that a short number is
+    not mostly in clear: ``GBR330385061201`` -> ``GBR**********01``.
+    """
+    if len(number) >= 18:
+        return number[:4] + "*" * (len(number) - 8) + number[-4:]
+    shown = len(number) // 3
+    head, tail = shown - shown // 2, shown // 2
+    return number[:head] + "*" * (len(number) - shown) + (number[-tail:] if tail else "")
 
 
 def mask_card_number(number: str) -> str:

@@ -14,17 +14,31 @@ from __future__ import annotations
 import enum
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .central.models import Application, Entitlement
+from .ecode.recognise import CodeKind, CodeShape, RecognitionProfile
 from .errors import ConfigError
 from .offline_queue.records import FullBehaviour, JournalLimits
+from .profile_rules import (
+    AfterExpiry,
+    AgeConcessions,
+    AuthenticationPolicy,
+    ElsewherePolicy,
+    IdentityPolicy,
+    IdentityRelease,
+    RegionRules,
+    RenewalPolicy,
+    UnauthenticatedPolicy,
+    region_prefix_problem,
+)
 
 __all__ = [
     "BUILTIN_PROFILES",
+    "PROFILE_ALIASES",
     "ECodeKind",
     "JournalFullBehaviour",
     "JournalSettings",
@@ -35,7 +49,22 @@ __all__ = [
     "parse_profile",
 ]
 
-BUILTIN_PROFILES = ("bus-validator", "hospital-desk", "library-gate", "scenic-gate")
+BUILTIN_PROFILES = ("bus-validator", "culture-venue", "hospital-desk", "identity-desk",
+                    "library-gate", "metro-gate", "scenic-gate", "sports-venue")
+
+PROFILE_ALIASES: Mapping[str, str] = {
+    "pharmacy-counter": "hospital-desk",
+    "hotel-registration": "identity-desk",
+    "exam-check-in": "identity-desk",
+    "government-service-hall": "identity-desk",
+    "museum-gate": "culture-venue",
+    "library-borrowing": "library-gate",
+    "scenic-booking": "scenic-gate",
+    "scenic-identity-check": "scenic-gate",
+    "scenic-ticket-pickup": "scenic-gate",
+}
+"""Scenarios the regulations name that are the same decision as a shipped profile (each
+file says why): loading one by its own name gives the merged profile."""
 
 
 class OfflinePolicy(enum.Enum):
@@ -102,6 +131,16 @@ class Profile:
     ecode_kinds: frozenset[ECodeKind]             # kinds this terminal accepts
     opaque_offline: OfflinePolicy                 # online-only codes while offline
     journal: JournalSettings
+    code_shapes: tuple[CodeShape, ...] = ()       # opaque codes' shapes ([[ecode.shapes]])
+    regions: RegionRules = field(default_factory=RegionRules)
+    authentication: AuthenticationPolicy = field(default_factory=AuthenticationPolicy)
+    identity: IdentityPolicy = field(default_factory=IdentityPolicy)
+    renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
+    age_concessions: AgeConcessions = field(default_factory=AgeConcessions)
+
+    def recognition(self) -> RecognitionProfile:
+        """The code shapes this profile recognises (our prefix is always known)."""
+        return RecognitionProfile(self.code_shapes)
 
     def anti_passback_for(self, card_types: Collection[Entitlement]) -> int:
         """The anti-passback window for a card of these types (its entitlements), or the
@@ -119,13 +158,16 @@ class Profile:
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a shipped profile by name, or a profile file by path."""
+    """Load a shipped profile by name (or by the name of a scenario merged into one, see
+    :data:`PROFILE_ALIASES`), or a profile file by path."""
+    if isinstance(name_or_path, str) and name_or_path in PROFILE_ALIASES:
+        name_or_path = PROFILE_ALIASES[name_or_path]
     if isinstance(name_or_path, str) and name_or_path in BUILTIN_PROFILES:
         resource = resources.files("sscard_profiles").joinpath(f"{name_or_path}.toml")
         return parse_profile(resource.read_text(encoding="utf-8"), source=f"{name_or_path}.toml")
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
-        known = ", ".join(BUILTIN_PROFILES)
+        known = ", ".join((*BUILTIN_PROFILES, *PROFILE_ALIASES))
         raise ConfigError(f"unknown profile {str(name_or_path)!r}: use one of {known} or a path")
     return load_profile_file(path)
 
@@ -162,20 +204,31 @@ class _Reader:
                               "entitlement_cache_hours"}),
         "anti_passback": frozenset({"default_seconds", "by_card_type", "torn_window_seconds"}),
         "concessions": frozenset(e.value for e in Entitlement),
-        "ecode": frozenset({"kinds", "opaque_offline"}),
+        "ecode": frozenset({"kinds", "opaque_offline", "shapes"}),
         "journal": frozenset({"max_records", "max_age_hours", "max_disk_mb", "when_full",
                               "synchronous"}),
+        "regions": frozenset({"local", "elsewhere"}),
+        "authentication": frozenset({"unauthenticated"}),
+        "identity": frozenset({"release", "require_authenticated", "offline",
+                               "withhold_unusable"}),
+        "renewal": frozenset({"notice_months", "after_expiry"}),
+        "age_concessions": frozenset({"from_age", "below_age"}),
     }
+    _OPTIONAL = frozenset({"regions", "authentication", "identity", "renewal",
+                           "age_concessions"})
 
     def __init__(self, source: str, data: Mapping[str, Any]) -> None:
         self.source = source
         self.data = data
+        self.profile_concessions: Mapping[Entitlement, int] = {}
 
     def fail(self, key: str, why: str) -> ConfigError:
         return ConfigError(f"{self.source}: key {key!r}: {why}")
 
     def table(self, name: str) -> Mapping[str, Any]:
         value = self.data.get(name)
+        if value is None and name in self._OPTIONAL:
+            return {}
         if not isinstance(value, dict):
             raise self.fail(name, "missing table" if value is None else "must be a table")
         allowed = self._LAYOUT[name]
@@ -185,8 +238,10 @@ class _Reader:
                                 f"unknown key (allowed: {', '.join(sorted(allowed))})")
         return value
 
-    def get(self, table: str, key: str, kind: type[_T]) -> _T:
+    def get(self, table: str, key: str, kind: type[_T], default: _T | None = None) -> _T:
         value = self.table(table).get(key)
+        if value is None and default is not None:
+            return default
         if value is None:
             raise self.fail(f"{table}.{key}", "missing")
         # bool is an int in Python; a profile saying `budget_ms = true` is a mistake.
@@ -201,7 +256,10 @@ class _Reader:
             raise self.fail(f"{table}.{key}", f"{value} is outside {low}..{high}")
         return value
 
-    def choice(self, table: str, key: str, enum_type: type[_E], value: object = None) -> _E:
+    def choice(self, table: str, key: str, enum_type: type[_E], value: object = None,
+               default: _E | None = None) -> _E:
+        if value is None and default is not None and key not in self.table(table):
+            return default
         raw = self.get(table, key, str) if value is None else value
         try:
             return enum_type(raw)
@@ -212,6 +270,89 @@ class _Reader:
     def kinds(self, key: str) -> frozenset[ECodeKind]:
         raw = self.get("ecode", key, list)
         return frozenset(self.choice("ecode", key, ECodeKind, item) for item in raw)
+
+    def shapes(self) -> tuple[CodeShape, ...]:
+        raw = self.table("ecode").get("shapes", [])
+        if not isinstance(raw, list):
+            raise self.fail("ecode.shapes", "must be an array of tables ([[ecode.shapes]])")
+        shapes = []
+        allowed = {"kind", "pattern", "max_length", "verifier"}
+        for index, item in enumerate(raw):
+            key = f"ecode.shapes[{index}]"
+            if not isinstance(item, dict):
+                raise self.fail(key, "must be a table with kind, pattern, max_length, verifier")
+            for name in item:
+                if name not in allowed:
+                    raise self.fail(f"{key}.{name}",
+                                    f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            kind_raw = item.get("kind")
+            try:
+                kind = CodeKind(kind_raw)
+            except ValueError:
+                raise self.fail(f"{key}.kind", f"{kind_raw!r} is not national or evoucher") \
+                    from None
+            try:
+                shape = CodeShape.parse(kind, item.get("pattern", ""),
+                                        item.get("max_length", 512),
+                                        item.get("verifier", "central"), key=key)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.source}: key {exc}") from None
+            shapes.append(shape)
+        return tuple(shapes)
+
+    def regions(self) -> RegionRules:
+        table = self.table("regions")
+        local = table.get("local", [])
+        if not isinstance(local, list):
+            raise self.fail("regions.local", "must be a list of region codes")
+        for prefix in local:
+            problem = region_prefix_problem(prefix)
+            if problem is not None:
+                raise self.fail("regions.local", problem)
+        return RegionRules(tuple(local), self.choice("regions", "elsewhere", ElsewherePolicy,
+                                                     default=ElsewherePolicy.FULL_FARE))
+
+    def flag(self, table: str, key: str, default: bool) -> bool:
+        value = self.table(table).get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{table}.{key}", f"must be true or false, got {value!r}")
+        return value
+
+    def ages(self, key: str) -> dict[Entitlement, int]:
+        raw = self.table("age_concessions").get(key, {})
+        if not isinstance(raw, dict):
+            raise self.fail(f"age_concessions.{key}", "must be a table of ages")
+        ages: dict[Entitlement, int] = {}
+        for name, age in raw.items():
+            try:
+                entitlement = Entitlement(name)
+            except ValueError:
+                allowed = ", ".join(e.value for e in Entitlement)
+                raise self.fail(f"age_concessions.{key}.{name}",
+                                f"unknown concession (allowed: {allowed})") from None
+            whole = isinstance(age, int) and not isinstance(age, bool)
+            if not whole or not 1 <= age <= 120:
+                raise self.fail(f"age_concessions.{key}.{name}", "must be whole years in 1..120")
+            if entitlement not in self.profile_concessions:
+                raise self.fail(f"age_concessions.{key}.{name}",
+                                f"{name} has no fare in [concessions]")
+            ages[entitlement] = age
+        return ages
+
+    def identity(self) -> IdentityPolicy:
+        return IdentityPolicy(
+            release=self.choice("identity", "release", IdentityRelease,
+                                default=IdentityRelease.NONE),
+            require_authenticated=self.flag("identity", "require_authenticated", False),
+            offline=self.flag("identity", "offline", True),
+            withhold_unusable=self.flag("identity", "withhold_unusable", True))
+
+    def renewal(self) -> RenewalPolicy:
+        months = self.table("renewal").get("notice_months", 3)
+        if isinstance(months, bool) or not isinstance(months, int) or not 0 <= months <= 12:
+            raise self.fail("renewal.notice_months", "must be whole months in 0..12")
+        return RenewalPolicy(months, self.choice("renewal", "after_expiry", AfterExpiry,
+                                                 default=AfterExpiry.REFUSE))
 
     def profile(self) -> Profile:
         for name in self.data:
@@ -243,6 +384,7 @@ class _Reader:
             if entitlement.value in self.table("concessions"):
                 concessions[entitlement] = self.number("concessions", entitlement.value, 0, 100)
         kinds = self.kinds("kinds")
+        self.profile_concessions = concessions
         journal = JournalSettings(
             max_records=self.number("journal", "max_records", 1, 100_000_000),
             max_age_hours=self.number("journal", "max_age_hours", 1, 24 * 366),
@@ -274,4 +416,12 @@ class _Reader:
             ecode_kinds=kinds,
             opaque_offline=opaque_offline,
             journal=journal,
+            code_shapes=self.shapes(),
+            regions=self.regions(),
+            authentication=AuthenticationPolicy(self.choice(
+                "authentication", "unauthenticated", UnauthenticatedPolicy,
+                default=UnauthenticatedPolicy.OLDER_GENERATIONS)),
+            identity=self.identity(),
+            renewal=self.renewal(),
+            age_concessions=AgeConcessions(self.ages("from_age"), self.ages("below_age")),
         )

@@ -15,13 +15,16 @@ from collections.abc import Sequence
 from .apdu.transport import CardTransport
 from .cards.authentication.chain import ModuleChain
 from .cards.authentication.context import ReadAuthenticator
-from .cards.card_info import CardInfo
+from .cards.card_info import CardInfo, CardReadStatus
 from .cards.ssse import read_card_info
 from .cards.unified import format_basic_info
 from .deadline import Deadline
+from .decision.engine import CardValidator
 from .terminal.card_access import open_user_card
+from .terminal.read_status import check_read_status
 
-__all__ = ["CardInfo", "excluded_readers", "format_basic_info", "open_card", "read_card"]
+__all__ = ["CardInfo", "CardReadStatus", "excluded_readers", "format_basic_info", "open_card",
+           "read_card"]
 
 
 def excluded_readers(authenticator: ReadAuthenticator | None,
@@ -49,8 +52,16 @@ def read_card(
     authenticator: ReadAuthenticator | None = None,
     read_pan: bool = False,
     exclude_readers: Sequence[str] = (),
+    central: CardValidator | None = None,
+    withhold_unusable: bool = True,
 ) -> CardInfo:
     """Wait up to ``timeout`` seconds for a card and read it (see ``read_card_info``).
+
+    With ``central`` (a :class:`~sscard_terminal.central.client.CentralClient`) the read
+    carries the card's status from the central in ``card_status``, asked within the same
+    ``timeout``, or ``unknown`` (offline) when the central did not answer in time; a lost,
+    void, suspended or expired card then comes without its holder data unless
+    ``withhold_unusable`` is False (docs/card-path.md, "Status on every read").
 
     With ``reader`` None the first reader with a card is read, never one of
     ``exclude_readers`` nor the PSAM reader of ``authenticator`` (a :class:`ModuleChain`).
@@ -58,5 +69,9 @@ def read_card(
     MalformedResponseError, ForgedCardError, ... (all :class:`SscardError`).
     """
     exclude = excluded_readers(authenticator, exclude_readers)
-    with open_card(reader, Deadline.after(timeout), exclude=exclude) as transport:
-        return read_card_info(transport, authenticator=authenticator, read_pan=read_pan)
+    deadline = Deadline.after(timeout)
+    with open_card(reader, deadline, exclude=exclude) as transport:
+        info = read_card_info(transport, authenticator=authenticator, read_pan=read_pan)
+    if central is None:
+        return info
+    return check_read_status(info, central, deadline, withhold=withhold_unusable)

@@ -12,6 +12,7 @@ from sscard_hardware_sim.virtual_card import VirtualCard, load_holder
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.central.models import CardStatus, Channel, DenylistEntry, DenylistUpdate
 from sscard_terminal.decision import PresentedCredential
+from sscard_terminal.decision.policy import Authentication
 from sscard_terminal.drivers.sim import SimTransport
 
 
@@ -43,7 +44,8 @@ def tap(n: int, *, expiry: date | None = date(2031, 1, 1),
         channel: Channel = Channel.CONTACTLESS) -> PresentedCredential:
     return PresentedCredential.from_card(
         channel, card_identification_code=synthetic_idcode(n),
-        card_number=f"A{n:07d}X", chip_expiry=expiry)
+        card_number=f"A{n:07d}X", chip_expiry=expiry,
+        authentication=Authentication.PSAM, generation=3)
 
 
 def snapshot(version: int, *entries: tuple[str, CardStatus]) -> DenylistUpdate:

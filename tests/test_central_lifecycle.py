@@ -90,7 +90,10 @@ def test_temporary_loss_lapses_after_15_days_by_itself(central_sim: CentralSim) 
     with central_sim.make_client() as client:
         lost = _check(client, card)
         assert lost.status is CardStatus.TEMPORARY_LOSS
-        assert lost.until == (TODAY + dt.timedelta(days=14)).isoformat()  # its last day
+        # The instant it lapses, with its zone: the report's time plus 15 days.
+        assert lost.until is not None and lost.until.endswith("+08:00")
+        lapses = dt.datetime.fromisoformat(lost.until)
+        assert lapses.astimezone().date() == TODAY + dt.timedelta(days=15)
         # Reported 15 days ago: it has lapsed today without anyone unlocking it.
         life.report_temporary_loss(central_sim.store, card.card_number,
                                    TODAY - dt.timedelta(days=15))

@@ -18,7 +18,12 @@ from sscard_terminal.ecode import (
     decode_text,
     encode_text,
 )
-from sscard_terminal.ecode.cose import _split_common_layout, _split_general, sig_structure
+from sscard_terminal.ecode.cose import (
+    _split_common_layout,
+    _split_general,
+    sig_structure,
+    strict_cbor_loads,
+)
 from sscard_terminal.ecode.format import MAX_COSE_BYTES
 from sscard_terminal.errors import ECodeError, MalformedECodeError
 
@@ -232,3 +237,127 @@ def test_common_cose_layout_agrees_with_the_general_decoder(
     fast = _split_common_layout(data)
     if fast is not None:
         assert fast == _split_general(data)
+
+
+@pytest.mark.parametrize("size", [0, 1, 23, 24, 25, 255, 256, 257, 65535, 65536, 65537])
+def test_sig_structure_length_headers_at_every_cbor_boundary(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    for protected in (b"", b"\xa2\x01\x26\x04\x44ed-1", bytes(24), bytes(300)):
+        assert sig_structure(protected, payload) == cbor2.dumps(
+            ["Signature1", protected, b"", payload])
+
+
+def _layout(protected: bytes, payload: bytes, signature: bytes, tagged: bool) -> bytes:
+    body = [protected, {}, payload, signature]
+    return cbor2.dumps(cbor2.CBORTag(18, body) if tagged else body)
+
+
+@pytest.mark.parametrize("tagged", [True, False])
+@pytest.mark.parametrize("payload_size", [0, 1, 23, 24, 100, 255])
+@pytest.mark.parametrize("protected_size", [0, 1, 10, 23])
+def test_the_layout_we_issue_takes_the_fast_path_and_slices_it_exactly(
+        tagged: bool, payload_size: int, protected_size: int) -> None:
+    """Every code we issue (protected header under 24 bytes, payload under 256, a 64-byte
+    signature, tagged or not) must be sliced by the fast path, to exactly the parts the
+    general decoder finds; and every single-byte change of it must either leave the
+    fast path or agree with the general decoder (same parts, or both refuse)."""
+    protected = bytes(range(1, protected_size + 1))
+    payload = bytes((2 + i) % 256 for i in range(payload_size))
+    signature = bytes(range(3, 67))
+    data = _layout(protected, payload, signature, tagged)
+    assert _split_common_layout(data) == (protected, payload, signature)
+    assert _split_general(data) == (protected, payload, signature)
+    for index in range(len(data) + 1):
+        for byte in (0x00, 0x01, 0x17, 0x18, 0x3F, 0x40, 0x41, 0x57, 0x58, 0x59, 0x84,
+                     0xA0, 0xA1, 0xD2, 0xFF):
+            changed = data[:index] + bytes((byte,)) + data[index + 1:]
+            fast = _split_common_layout(changed)
+            if fast is not None:
+                assert fast == _split_general(changed), (index, byte)
+        truncated = data[:index]
+        if (fast := _split_common_layout(truncated)) is not None:
+            assert fast == _split_general(truncated), index
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("signature of 63 bytes", _layout(b"p", b"x" * 30, bytes(63), True)),
+    ("signature of 65 bytes", _layout(b"p", b"x" * 30, bytes(65), True)),
+    ("payload of 256 bytes", _layout(b"p", b"x" * 256, bytes(64), True)),
+    ("protected header of 24 bytes", _layout(bytes(24), b"x" * 30, bytes(64), True)),
+    ("another tag", cbor2.dumps(cbor2.CBORTag(98, [b"p", {}, b"x", bytes(64)]))),
+    ("unprotected header not empty", cbor2.dumps([b"p", {1: 2}, b"x", bytes(64)])),
+    ("trailing byte", _layout(b"p", b"x" * 30, bytes(64), True) + b"\x00"),
+    ("empty", b""),
+    ("tag alone", b"\xd2"),
+    ("array head alone", b"\xd2\x84"),
+])
+def test_other_layouts_leave_the_fast_path(name: str, data: bytes) -> None:
+    assert _split_common_layout(data) is None, name
+
+
+def test_the_header_cache_remembers_checked_headers_and_stays_bounded() -> None:
+    issuer = eddsa_issuer()
+    cache: dict[bytes, tuple[int, bytes]] = {}
+    text = issuer.issue(CARD_REF, REGION, now=1_700_000_000)
+    first = decode_sign1(decode_text(text), cache)
+    again = decode_sign1(decode_text(text), cache)
+    assert first == again and cache == {first.protected: (first.alg, first.kid)}
+    for n in range(200):
+        other = eddsa_issuer(f"k-{n}".encode())
+        decoded = decode_sign1(decode_text(other.issue(CARD_REF, REGION, now=1_700_000_000)),
+                               cache)
+        assert cache[decoded.protected] == (decoded.alg, decoded.kid)
+        assert len(cache) <= 64
+    assert decode_sign1(decode_text(text), cache) == first
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"\xff", "the thing is not valid CBOR"),
+    (b"\x18", "the thing is not valid CBOR"),
+    (b"\x01\x02", "the thing has trailing bytes"),
+])
+def test_strict_cbor_refusals_name_what_and_why(data: bytes, message: str) -> None:
+    with pytest.raises(MalformedECodeError) as refused:
+        strict_cbor_loads(data, "the thing")
+    assert (str(refused.value), refused.value.reason) == (message, "malformed")
+
+
+def _with_header(header: object) -> bytes:
+    return _sign1_bytes(cbor2.dumps(header), {}, b"payload", bytes(64))
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (HOSTILE_COSE["wrong tag"], "the COSE message has the wrong tag"),
+    (HOSTILE_COSE["three fields"], "a COSE_Sign1 is an array of four"),
+    (cbor2.dumps(cbor2.CBORTag(18, "four")), "a COSE_Sign1 is an array of four"),
+    (HOSTILE_COSE["payload not bytes"], "COSE_Sign1 fields have the wrong types"),
+    (_sign1_bytes("p", {}, b"", b"s"), "COSE_Sign1 fields have the wrong types"),
+    (_sign1_bytes(b"p", {}, b"", "s"), "COSE_Sign1 fields have the wrong types"),
+    (HOSTILE_COSE["kid unprotected"], "the unprotected header must be empty"),
+    (_sign1_bytes(b"p", [], b"", b"s"), "the unprotected header must be empty"),
+    (HOSTILE_COSE["extra header"], "the protected header must hold exactly alg and kid"),
+    (_with_header({1: -7}), "the protected header must hold exactly alg and kid"),
+    (_with_header({"1": -7, 4: b"k"}), "the protected header must hold exactly alg and kid"),
+    (HOSTILE_COSE["alg as bool"], "the algorithm id is not a small integer"),
+    (HOSTILE_COSE["huge alg"], "the algorithm id is not a small integer"),
+    (_with_header({1: 2**31, 4: b"k"}), "the algorithm id is not a small integer"),
+    (_with_header({1: -(2**31) - 1, 4: b"k"}), "the algorithm id is not a small integer"),
+    (HOSTILE_COSE["kid as text"], "the key id is not a short byte string"),
+    (_with_header({1: -7, 4: b""}), "the key id is not a short byte string"),
+    (_with_header({1: -7, 4: bytes(33)}), "the key id is not a short byte string"),
+    (HOSTILE_COSE["protected not cbor"], "the protected header is not valid CBOR"),
+    (HOSTILE_COSE["trailing garbage"], "the COSE message has trailing bytes"),
+    (b"\xff", "the COSE message is not valid CBOR"),
+])
+def test_each_cose_refusal_says_which_rule_and_why(data: bytes, message: str) -> None:
+    with pytest.raises(MalformedECodeError) as refused:
+        decode_sign1(data)
+    assert (str(refused.value), refused.value.reason) == (message, "malformed")
+
+
+@pytest.mark.parametrize(("alg", "kid"), [
+    (-(2**31), b"k"), (2**31 - 1, b"k"), (-7, bytes(1)), (-8, bytes(32)), (-70_000, b"sm2"),
+])
+def test_the_header_limits_themselves_are_accepted(alg: int, kid: bytes) -> None:
+    decoded = decode_sign1(_with_header({1: alg, 4: kid}))
+    assert (decoded.alg, decoded.kid, decoded.payload) == (alg, kid, b"payload")

@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sscard_terminal.errors import (
     JournalCorruptError,
@@ -448,6 +450,111 @@ def test_key_file_must_be_private_to_the_daemon_user(tmp_path: Path) -> None:
     key_file.write_bytes(b"short")
     with pytest.raises(JournalKeyError, match="not a journal key"):
         load_key_file(key_file)
+
+
+def test_the_key_check_stored_in_journals_keeps_its_definition() -> None:
+    """Journals already written hold this value: a change would call every one of them
+    "created with another key"."""
+    keys = JournalKeys.derive(bytes(range(32)), "BUS-0042")
+    assert keys.key_check() == keys.mac(b"key-check") + hmac.new(
+        keys.encryption_key, b"key-check", hashlib.sha256).digest()
+    assert keys.key_check() != JournalKeys.derive(bytes(range(32)), "BUS-0043").key_check()
+
+
+def test_the_two_keys_are_hkdf_sha256_of_the_master_key_salted_with_the_terminal_id() -> None:
+    """The derivation is the on-disk format (docs/offline-journal.md): HKDF-SHA256, the
+    terminal id as salt, one label per key; two terminals never share a key, and the
+    encryption key is never the chain key."""
+    master = bytes(range(32))
+
+    def hkdf(salt: bytes, info: bytes) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(master)
+
+    keys = JournalKeys.derive(master, "BUS-0042")
+    assert keys.encryption_key == hkdf(b"BUS-0042",
+                                       b"sscard-journal/personal-fields/aes-256-gcm/v1")
+    assert keys.chain_key == hkdf(b"BUS-0042", b"sscard-journal/hash-chain/hmac-sha256/v1")
+    other = JournalKeys.derive(master, "BUS-0043")
+    assert keys.encryption_key != keys.chain_key
+    assert other.encryption_key != keys.encryption_key and other.chain_key != keys.chain_key
+    with pytest.raises(JournalKeyError) as refused:
+        JournalKeys.derive(master[:31], "BUS-0042")
+    assert str(refused.value) == "journal master key must be 32 bytes, got 31"
+
+
+def test_encrypt_draws_a_fresh_nonce_and_refuses_a_wrong_one() -> None:
+    keys = JournalKeys.derive(bytes(range(32)), "BUS-0042")
+    first, second = keys.encrypt(b"clear", b"id"), keys.encrypt(b"clear", b"id")
+    assert first[:12] != second[:12] and len(first) == 12 + len(b"clear") + 16
+    assert keys.decrypt(first, b"id") == keys.decrypt(second, b"id") == b"clear"
+    for nonce in (bytes(11), bytes(13)):
+        with pytest.raises(ValueError) as refused:
+            keys.encrypt(b"clear", b"id", nonce)
+        assert str(refused.value) == "an AES-GCM nonce here is 12 bytes"
+    other = JournalKeys.derive(bytes(range(1, 33)), "BUS-0042")
+    for sealed, bound, who in ((first, b"other id", keys), (first, b"id", other)):
+        with pytest.raises(JournalKeyError) as refused_key:
+            who.decrypt(sealed, bound)
+        assert str(refused_key.value) == ("personal fields do not decrypt with this key "
+                                          "(wrong key or edited record)")
+
+
+def test_key_file_refusals_say_exactly_what_is_wrong(tmp_path: Path) -> None:
+    key_file = tmp_path / "journal.key"
+    key_file.write_text(KEY.hex() + "\n")
+    key_file.chmod(0o600)
+    link = tmp_path / "link.key"
+    link.symlink_to(key_file)                     # a symlink could be swapped under us
+    with pytest.raises(JournalKeyError) as refused:
+        load_key_file(link)
+    assert str(refused.value) == (f"cannot open journal key file {link}: "
+                                  "Too many levels of symbolic links")
+    folder = tmp_path / "folder"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(JournalKeyError) as refused:
+        load_key_file(folder)
+    assert str(refused.value) == f"journal key file {folder} is not a regular file"
+    key_file.chmod(0o640)
+    with pytest.raises(JournalKeyError) as refused:
+        load_key_file(key_file)
+    assert str(refused.value) == (f"journal key file {key_file} has mode 0640; "
+                                  f"run 'chmod 600 {key_file}'")
+    key_file.chmod(0o600)
+    if os.geteuid() == 0:                         # only root can give the file away
+        os.chown(key_file, 4242, -1)
+        with pytest.raises(JournalKeyError) as refused:
+            load_key_file(key_file)
+        assert str(refused.value) == (
+            f"journal key file {key_file} is owned by uid 4242, not by this user (uid 0); "
+            "chown it to the daemon's user")
+        os.chown(key_file, 0, -1)
+    key_file.write_bytes(KEY.hex().encode()[:-2])
+    with pytest.raises(JournalKeyError) as refused:
+        load_key_file(key_file)
+    assert str(refused.value) == (
+        f"journal key file {key_file}: not a journal key (want 32 raw bytes or 64 hex "
+        "digits); create one with 'head -c32 /dev/urandom > FILE && chmod 600 FILE'")
+    missing = tmp_path / "missing.key"
+    with pytest.raises(JournalKeyError) as refused:
+        load_key_file(missing)
+    assert str(refused.value) == (f"cannot open journal key file {missing}: "
+                                  "No such file or directory")
+
+
+def test_key_from_systemd_credential_in_the_process_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "journal-key").write_text(KEY.hex())
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert load_credential("journal-key") == KEY
+    with pytest.raises(JournalKeyError) as refused:
+        load_credential("absent")
+    assert str(refused.value) == (f"cannot read systemd credential {tmp_path / 'absent'}: "
+                                  "No such file or directory")
+    (tmp_path / "short").write_bytes(b"abc")
+    with pytest.raises(JournalKeyError) as refused:
+        load_credential("short")
+    assert str(refused.value).startswith(f"systemd credential {tmp_path / 'short'}: not a "
+                                         "journal key (want 32 raw bytes")
 
 
 def test_key_from_systemd_credential(tmp_path: Path) -> None:

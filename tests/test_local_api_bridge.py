@@ -322,3 +322,54 @@ def test_request_target_that_urlsplit_refuses_is_400(make_harness: Make, target:
         assert raw.recv(100).startswith(b"HTTP/1.1 400")
     assert opener.opened == []
     assert _post(harness, {"function": "ping"}).json()["data"] == "pong"
+
+
+# --- limits kept on aiohttp (issue 18) -----------------------------------------------------
+
+
+def test_oversized_header_line_is_431_json_and_stalled_heads_are_dropped(
+        make_harness: Make, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The limits the hand-written parser enforced, now aiohttp's configured ones: a header
+    line above 16 KiB is 431 with a JSON body (not an echo of the line), a client that
+    never finishes its head is closed after the read timeout (shortened here)."""
+    monkeypatch.setattr(http_server, "_READ_TIMEOUT_S", 0.5)
+    harness, opener = make_harness()
+    with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
+        raw.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{harness.port}\r\n"
+                    f"X-Big: {'A' * 17000}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = raw.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 431")
+        body = head.partition(b"\r\n\r\n")[2] + raw.recv(4096)
+        assert json.loads(body)["code"] == -42 and b"AAAA" not in body
+    with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
+        many = "".join(f"X-H{i}: v\r\n" for i in range(70))  # above the 64 allowed
+        raw.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{harness.port}\r\n{many}\r\n"
+                    .encode())
+        assert raw.recv(100).startswith(b"HTTP/1.1 400")
+    with socket.create_connection(("127.0.0.1", harness.port), timeout=5) as raw:
+        raw.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{harness.port}\r\n".encode())
+        started = time.monotonic()
+        assert raw.recv(100) == b""  # closed by the server, no answer to half a head
+        assert time.monotonic() - started < 4
+    assert opener.opened == []
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert _post(harness, {"function": "ping"}).json()["data"] == "pong"
+
+
+def test_every_route_refuses_a_foreign_host_before_its_handler(make_harness: Make) -> None:
+    """The middleware runs ahead of every route, unknown paths included: a rebinding
+    page learns nothing, not even which paths exist."""
+    harness, _ = make_harness()
+    for method, path in (("GET", "/"), ("POST", "/api"), ("GET", "/nothing-here"),
+                         ("OPTIONS", "/"), ("DELETE", "/ws")):
+        answer = httpx.request(method, harness.base + path, timeout=5,
+                               headers={"Host": f"evil.example:{harness.port}",
+                                        "Authorization": f"Bearer {harness.token}"})
+        assert answer.status_code == 403, (method, path)
+        assert answer.json()["code"] == -12

@@ -11,8 +11,10 @@ import pytest
 from sscard_terminal.central.models import Application, Entitlement
 from sscard_terminal.errors import ConfigError, JournalFullError
 from sscard_terminal.offline_queue.journal import Journal
+from sscard_terminal.profile_rules import IdentityRelease, UnauthenticatedPolicy
 from sscard_terminal.profiles import (
     BUILTIN_PROFILES,
+    PROFILE_ALIASES,
     ECodeKind,
     JournalFullBehaviour,
     OfflinePolicy,
@@ -143,3 +145,45 @@ def test_journal_settings_drive_a_real_journal(tmp_path: Path, name: str, refuse
             assert journal.status().queued == 3
     finally:
         journal.close()
+
+
+SCENARIOS = ("bus-validator", "metro-gate", "library-gate", "library-borrowing",
+             "museum-gate", "culture-venue", "scenic-booking", "scenic-identity-check",
+             "scenic-ticket-pickup", "sports-venue", "hospital-desk", "pharmacy-counter",
+             "hotel-registration", "exam-check-in", "government-service-hall")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_scenario_the_regulations_name_loads(scenario: str) -> None:
+    """Issue 19.1: each scenario loads by its own name; merged ones give their profile."""
+    profile = load_profile(scenario)
+    assert profile.name in BUILTIN_PROFILES
+
+
+@pytest.mark.parametrize("name", BUILTIN_PROFILES)
+def test_every_shipped_profile_says_whom_it_serves_and_which_clause_asks(name: str) -> None:
+    text = (PROFILE_DIR / f"{name}.toml").read_text(encoding="utf-8")
+    header = text.split("[profile]", 1)[0]
+    assert "Serves" in header or "serves" in header
+    assert re.search(r"(Wenzhou 2024|Hainan|Hubei 2022) [^\n]*[§(一二三四五]", header), name
+
+
+def test_merged_scenarios_are_said_so_in_their_file() -> None:
+    for alias, target in PROFILE_ALIASES.items():
+        text = (PROFILE_DIR / f"{target}.toml").read_text(encoding="utf-8")
+        header = text.split("[profile]", 1)[0].lower()
+        words = alias.split("-")[0]
+        assert words in header or alias in header, alias
+
+
+def test_the_readme_lists_every_shipped_profile() -> None:
+    readme = (PROFILE_DIR.parent / "README.md").read_text(encoding="utf-8")
+    for name in BUILTIN_PROFILES:
+        assert f"| `{name}` |" in readme, name
+
+
+def test_identity_desk_requires_a_complete_authenticated_read_and_no_offline_release() -> None:
+    desk = load_profile("hotel-registration")
+    assert desk.identity.release is IdentityRelease.COMPLETE
+    assert desk.identity.require_authenticated and not desk.identity.offline
+    assert desk.authentication.unauthenticated is UnauthenticatedPolicy.NEVER

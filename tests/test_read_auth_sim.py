@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,7 +18,8 @@ import httpx
 import pytest
 from sscard_hardware_sim import card_keys
 from sscard_hardware_sim.central_hsm import read_auth_key
-from sscard_hardware_sim.virtual_card import VirtualCard, load_holder
+from sscard_hardware_sim.recording import RecordingTransport
+from sscard_hardware_sim.virtual_card import Faults, VirtualCard, load_holder
 from sscard_hardware_sim.virtual_psam import (
     VirtualPsam,
     full_psam,
@@ -29,6 +31,8 @@ from sscard_terminal.apdu.processors import ApduProcessor
 from sscard_terminal.cards.authentication.chain import ModuleChain, find_authenticator
 from sscard_terminal.cards.authentication.context import CardAuthContext
 from sscard_terminal.cards.authentication.hsm import (
+    HsmKey,
+    HsmStep1,
     HsmTwoStepAuthenticator,
     hsm_step1,
     hsm_step2,
@@ -43,12 +47,15 @@ from sscard_terminal.cards.authentication.psam import (
 )
 from sscard_terminal.cards.ssse import read_card_info
 from sscard_terminal.cards.unified import HsmTwoStepSession, unified_auth_code_for, unified_code_for
+from sscard_terminal.central.client import CentralClient
 from sscard_terminal.deadline import Deadline
 from sscard_terminal.drivers.sim import SimTransport
 from sscard_terminal.errors import (
     CardRefusedError,
     CentralProtocolError,
+    DeadlineExceededError,
     ForgedCardError,
+    MalformedResponseError,
     SecurityModuleUnavailableError,
 )
 from sscard_terminal.terminal.psam_discovery import is_psam as _is_psam
@@ -60,6 +67,7 @@ class _HsmServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.override_key: str | None = None
+        self.override_answer: dict[str, Any] | None = None
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,6 +77,8 @@ class _HsmServer:
                 status, answer = read_auth_key(body)
                 if outer.override_key is not None:
                     answer = {"key": outer.override_key}
+                if outer.override_answer is not None:
+                    answer = outer.override_answer
                 raw = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -158,14 +168,54 @@ def test_psam_lacking_read_key_or_sm4_reports_unified_codes() -> None:
     card_info = read_card_info(_card("gen3-adult"))
     context = CardAuthContext(bytes.fromhex(card_info.card_identification_code), 0x03,
                               card_info.atr, card_info.region)
-    for device, code in ((psam_without_read_key(), -2203), (psam_without_sm4(), -2202)):
+    for device, code, message in (
+            (psam_without_read_key(), -2203,
+             "psam:sim:psam: no read key (RKSSSE) for this card (derive key 02)"),
+            (psam_without_sm4(), -2202,
+             "psam:sim:psam: the PSAM lacks the card's algorithm (derive key 02)")):
         with pytest.raises(SecurityModuleUnavailableError) as caught:
             PsamAuthenticator(_psam(device)).check(context)
-        assert caught.value.code == code
+        assert (caught.value.code, str(caught.value)) == (code, message)
     not_a_psam = SimTransport(VirtualCard.from_holder("gen2-adult"), reader_name="sim:x")
     with pytest.raises(SecurityModuleUnavailableError) as caught:
         PsamAuthenticator(not_a_psam).check(context)
     assert caught.value.code == -2201
+    assert str(caught.value).startswith("sim:x: no PSAM (SELECT DF01 answered ")
+    # an algorithm the terminal does not know is refused before any APDU
+    unknown = CardAuthContext(context.card_identification_code, 0x02, context.atr,
+                              context.region)
+    psam_log: list[tuple[str, bytes]] = []
+    with pytest.raises(SecurityModuleUnavailableError) as caught:
+        PsamAuthenticator(RecordingTransport(_psam(full_psam()), psam_log, "psam")).check(
+            unknown)
+    assert (caught.value.code, str(caught.value)) == (
+        -2202, "algorithm 02 is not supported by this terminal (SM4 and 3DES are)")
+    assert psam_log == []
+    short = CardAuthContext(context.card_identification_code[:15], 0x03, context.atr,
+                            context.region)
+    with pytest.raises(MalformedResponseError) as malformed:
+        PsamAuthenticator(_psam(full_psam())).check(short)
+    assert (str(malformed.value), malformed.value.file, malformed.value.record) == (
+        "malformed data in file EF05, record 01: card identification code is not 16 bytes",
+        "EF05", 0x01)
+
+
+def test_every_forgery_is_counted_and_recorded_whole() -> None:
+    records: list[ForgeryRecord] = []
+    psam = PsamAuthenticator(_psam(full_psam()), recorder=records.append)
+    for _ in range(2):
+        card = VirtualCard.from_holder("gen3-cloned")
+        with pytest.raises(ForgedCardError) as caught:
+            read_card_info(SimTransport(card), authenticator=psam)
+        assert str(caught.value) == ("internal authentication failed (psam:sim:psam): the "
+                                     "card is forged or cloned")
+    assert psam.forgeries_detected == 2 and len(records) == 2
+    ident = card.ef05[0][1]
+    record = records[1]
+    assert (record.card_identification_code, record.region, record.algorithm,
+            record.module) == (ident.hex().upper(), "330300", card.algorithm, "psam:sim:psam")
+    assert record.detected_at.tzinfo is not None
+    assert abs((datetime.now(UTC) - record.detected_at).total_seconds()) < 60
 
 
 def test_psam_terminal_number() -> None:
@@ -433,3 +483,179 @@ def test_the_unified_two_step_refuses_the_external_only_clone_with_minus_25() ->
     assert code == 0
     assert session.step2(_hsm_from_step1_string(step1)) == (-25, "")
     assert card.ext_tries == 3 and not card._authenticated
+
+
+class _Wire(RecordingTransport):
+    """Records (target, command, answer) of every exchange with a real virtual device."""
+
+    def __init__(self, inner: SimTransport, wire: list[tuple[str, bytes, bytes]],
+                 target: str) -> None:
+        super().__init__(inner, [], target)
+        self.wire = wire
+
+    def transmit(self, apdu: bytes) -> bytes:
+        answer = super().transmit(apdu)
+        self.wire.append((self.target, apdu, answer))
+        return answer
+
+
+@pytest.mark.parametrize(("holder", "p2"), [("gen3-adult", 0x00), ("gen3-3des", 0x01)])
+def test_the_authentication_apdus_are_exactly_the_specs(holder: str, p2: int) -> None:
+    """Byte for byte (sscard-card.md): the virtual PSAM and card accept sloppy headers, so
+    only this pins P1, P2, Le and the order of the exchange. The random parts are checked
+    by how they flow: the card's random goes to the PSAM, the PSAM's answer is compared,
+    the card's challenge (padded with 8 zero bytes) is encrypted and sent back."""
+    wire: list[tuple[str, bytes, bytes]] = []
+    card = VirtualCard.from_holder(holder)
+    ident = card.ef05[0][1]
+    psam = PsamAuthenticator(_Wire(_psam(full_psam()), wire, "psam"))
+    info = read_card_info(_Wire(SimTransport(card, reader_name="sim:card"), wire, "card"),
+                          authenticator=psam)
+    assert info.complete and info.authenticated_by == "psam:sim:psam"
+    auth = [(t, c, a) for t, c, a in wire if t == "psam" or c[1] in (0x88, 0x84, 0x82)]
+    derive = bytes((0x80, 0x1A))
+    key = bytes((p2, 0x10)) + ident
+    ok = b"\x90\x00"
+    expected_heads = [
+        ("psam", bytes.fromhex("00A4000002DF01")),                  # SELECT DF01
+        ("psam", derive + b"\x02" + key), ("psam", derive + b"\x01" + key),   # check()
+        ("card", bytes.fromhex("0088000010")),                      # INTERNAL AUTHENTICATE
+        ("psam", derive + b"\x01" + key), ("psam", bytes.fromhex("80FA000010")),
+        ("card", bytes.fromhex("0084000008")),                      # GET CHALLENGE
+        ("psam", derive + b"\x02" + key), ("psam", bytes.fromhex("80FA000010")),
+        ("card", bytes.fromhex("0082000A10")),                      # EXTERNAL AUTHENTICATE
+    ]
+    assert len(auth) == len(expected_heads)
+    for (target, command, answer), (want_target, head) in zip(auth, expected_heads,
+                                                               strict=True):
+        assert target == want_target and command[:len(head)] == head, command.hex()
+        assert answer[-2:] == ok, (command.hex(), answer.hex())
+    internal, internal_enc = auth[3], auth[5]
+    challenge, external_enc, external = auth[6], auth[8], auth[9]
+    random = internal[1][5:21]
+    assert len(internal[1]) == 21 and len(random) == 16            # no Le on case 3
+    assert internal_enc[1] == bytes.fromhex("80FA000010") + random + b"\x10"
+    assert internal_enc[2][:-2] == internal[2][:-2]                 # the card was genuine
+    assert len(challenge[2]) == 10
+    assert external_enc[1] == (bytes.fromhex("80FA000010") + challenge[2][:8] + bytes(8)
+                               + b"\x10")
+    assert external[1] == bytes.fromhex("0082000A10") + external_enc[2][:-2]
+
+
+def test_the_hsm_request_body_is_exactly_the_documented_json() -> None:
+    """The central's HSM route parses leniently; a real HSM gateway may not: keys and
+    upper-case hex pinned."""
+    card = CardAuthContext(bytes.fromhex("330300D15600000500A1B2C3D4E5F601"), 0x03,
+                           bytes.fromhex("3b6d00"), "330300")
+    step1 = HsmStep1(card, bytes(range(16)), bytes(16), bytes(range(0xA0, 0xA8)) + bytes(8))
+    assert step1.request_body() == {
+        "region": "330300",
+        "atr": "3B6D00",
+        "algorithm": 3,
+        "card_identification_code": "330300D15600000500A1B2C3D4E5F601",
+        "internal_random": "000102030405060708090A0B0C0D0E0F",
+        "external_challenge": "A0A1A2A3A4A5A6A70000000000000000",
+    }
+
+
+@pytest.mark.parametrize(("text", "internal", "external"), [
+    ("00" * 16 + "|" + "ab" * 16, "00" * 16, "ab" * 16),
+    ("00" * 16 + "|" + "AB" * 16 + "|", "00" * 16, "ab" * 16),    # trailing '|'
+    (" " + "0f" * 16 + "|\n", "0f" * 16, ""),                     # generation 1/2: no external
+    ("0F" * 16, "0f" * 16, ""),
+    ("0F" * 16 + "||", "0f" * 16, ""),                           # empty external, trailing '|'
+])
+def test_hsm_key_strings_that_parse(text: str, internal: str, external: str) -> None:
+    assert parse_hsm_key(text) == HsmKey(bytes.fromhex(internal), bytes.fromhex(external))
+
+
+@pytest.mark.parametrize("text", [
+    "", "|", "00" * 16 + "|" + "ab" * 16 + "|x", "00" * 15 + "|",
+    "00" * 16 + "|" + "ab" * 15, "0g" * 16 + "|", "00" * 16 + "|" + "zz" * 16,
+    "|" + "00" * 16, "00" * 16 + "|" + "ab" * 16 + "||",
+])
+def test_hsm_key_strings_that_do_not(text: str) -> None:
+    with pytest.raises(CentralProtocolError) as refused:
+        parse_hsm_key(text)
+    assert str(refused.value) == "HSM key string is not '<32 hex>|<32 hex>'"
+
+
+def test_hsm_forgeries_are_counted_logged_and_recorded_whole(
+        hsm: _HsmServer, caplog: pytest.LogCaptureFixture) -> None:
+    records: list[ForgeryRecord] = []
+    auth = HsmTwoStepAuthenticator(hsm, recorder=records.append)
+    for _ in range(2):
+        card = VirtualCard.from_holder("gen3-cloned")
+        with pytest.raises(ForgedCardError) as caught:
+            read_card_info(SimTransport(card), authenticator=auth)
+        assert str(caught.value) == ("internal authentication disagrees with the HSM: the "
+                                     "card is forged or cloned")
+    assert auth.forgeries_detected == 2 and len(records) == 2
+    record = records[1]
+    assert (record.card_identification_code, record.region, record.algorithm,
+            record.module) == (card.ef05[0][1].hex().upper(), "330300", card.algorithm,
+                               "hsm:central")
+    assert abs((datetime.now(UTC) - record.detected_at).total_seconds()) < 60
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "sscard_terminal.cards.authentication.hsm"]
+    assert warnings == ["forged or cloned card refused: region 330300, HSM mismatch"] * 2
+
+
+def test_hsm_answers_that_are_no_answer(hsm: _HsmServer) -> None:
+    auth = HsmTwoStepAuthenticator(hsm)
+    hsm.override_answer = {"status": "ok"}
+    with pytest.raises(CentralProtocolError) as no_key:
+        read_card_info(_card("gen3-adult"), authenticator=auth)
+    assert str(no_key.value) == "HSM answer has no 'key' string"
+    hsm.override_answer = None
+    card = VirtualCard.from_holder("gen3-adult")
+    processor = ApduProcessor(SimTransport(card))
+    assert processor.send_raw(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")).ok
+    context = CardAuthContext(card.ef05[0][1], card.algorithm, card.atr, "330300")
+    step1 = hsm_step1(processor, context)
+    good = auth.ask(step1, Deadline.after(5))
+    with pytest.raises(CentralProtocolError) as no_external:
+        hsm_step2(processor, step1, HsmKey(good.expected_internal, b""))
+    assert str(no_external.value) == "HSM answered no external cryptogram (generation 3)"
+
+
+def test_an_unreachable_central_hsm_is_a_security_module_error() -> None:
+    with CentralClient("http://127.0.0.1:9", "T-BUS-0001", "x" * 32) as dead:
+        auth = HsmTwoStepAuthenticator(dead, budget_s=2.0)
+        with pytest.raises(SecurityModuleUnavailableError) as caught:
+            read_card_info(_card("gen3-adult"), authenticator=auth)
+    assert caught.value.code == -999
+    assert str(caught.value).startswith("central HSM cannot authenticate the card: ")
+
+
+def test_the_hsm_honours_the_callers_deadline(hsm: _HsmServer) -> None:
+    auth = HsmTwoStepAuthenticator(hsm, budget_s=30.0)
+    card = VirtualCard.from_holder("gen3-adult")
+    processor = ApduProcessor(SimTransport(card))
+    assert processor.send_raw(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")).ok
+    context = CardAuthContext(card.ef05[0][1], card.algorithm, card.atr, "330300")
+    with pytest.raises(DeadlineExceededError) as late:
+        auth.authenticate(processor, context, Deadline.after(-1.0))
+    assert str(late.value) == "no time left for HSM read authentication"
+    assert hsm.requests == []                       # the central was never asked
+    auth.authenticate(processor, context)           # its own 30 s budget
+    assert len(hsm.requests) == 1
+
+
+@pytest.mark.parametrize(("ins", "step"), [
+    (0x88, "internal authentication"), (0x84, "GET CHALLENGE"),
+    (0x82, "external authentication")])
+def test_a_card_refusing_a_step_of_authentication_says_which_and_its_status_word(
+        ins: int, step: str) -> None:
+    card = VirtualCard.from_holder("gen3-adult", Faults(wrong_sw={ins: 0x6985}))
+    with pytest.raises(CardRefusedError) as refused:
+        read_card_info(SimTransport(card), authenticator=PsamAuthenticator(_psam(full_psam())))
+    assert (str(refused.value), refused.value.sw) == (f"the card refused {step} (SW 6985)",
+                                                      0x6985)
+
+
+def test_the_psam_terminal_number_read_is_exactly_read_binary_by_sfi() -> None:
+    log: list[tuple[str, bytes]] = []
+    assert read_terminal_number(RecordingTransport(_psam(full_psam()), log, "psam")) == \
+        "410100813475"
+    assert log[-1] == ("psam", bytes.fromhex("00B0960006"))

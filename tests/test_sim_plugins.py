@@ -26,9 +26,9 @@ from sscard_terminal.errors import NoReaderError
 from sscard_terminal.plugins import CLI_COMMANDS_GROUP, SIM_DEVICES_GROUP
 
 ROOT = Path(__file__).resolve().parent.parent
-CARDS = ("sim:bank-only", "sim:expired", "sim:gen1-adult", "sim:gen2-adult", "sim:gen3-3des",
-         "sim:gen3-adult", "sim:gen3-child", "sim:gen3-cloned", "sim:gen3-rare-name",
-         "sim:other-province")
+CARDS = ("sim:bank-only", "sim:expired", "sim:foreign-holder", "sim:gen1-adult",
+         "sim:gen2-adult", "sim:gen3-3des", "sim:gen3-adult", "sim:gen3-child",
+         "sim:gen3-cloned", "sim:gen3-rare-name", "sim:other-province")
 PSAMS = ("sim:psam", "sim:psam-no-read-key", "sim:psam-3des-only")
 # pyscard's libpcsclite then finds no pcscd, whether or not one runs on this machine.
 NO_PCSCD = {"PCSCLITE_CSOCK_NAME": "/nonexistent/sscard-test/pcscd.comm"}

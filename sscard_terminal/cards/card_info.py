@@ -20,6 +20,7 @@ __all__ = [
     "ETHNICITY",
     "SEX",
     "CardInfo",
+    "CardReadStatus",
     "decode_bcd_date",
     "decode_gb18030",
     "decode_region",
@@ -64,6 +65,31 @@ def decode_region(value: bytes) -> str:
     return value.hex().upper().rstrip("F")
 
 
+@dataclass(frozen=True)
+class CardReadStatus:
+    """The card's status as the central gave it for this read (Hainan §32: a machine read
+    is validated online), or plainly unknown when the central could not answer in time.
+
+    ``status`` is a ``CardStatus`` value (``normal``, ``temporary_loss``, ``cancelled``,
+    ...) or ``unknown`` with ``online`` False when the central was not reached.
+    ``withheld`` says the holder data was removed from this read because of it.
+    """
+
+    status: str
+    online: bool
+    message: str
+    withheld: bool = False
+
+    @property
+    def usable(self) -> bool:
+        """Only a card the central calls normal; an unknown status is not a refusal."""
+        return self.status == "normal"
+
+    @property
+    def known(self) -> bool:
+        return self.online
+
+
 @dataclass
 class CardInfo:
     """Everything read from EF05/EF06 (and optionally the bank PAN).
@@ -95,6 +121,8 @@ class CardInfo:
     incomplete_reason: str = ""
     authenticated_by: str | None = None
     warnings: list[str] = field(default_factory=list)
+    card_status: CardReadStatus | None = None
+    """Set when the read was checked with a central (None: no central configured)."""
 
     @property
     def region(self) -> str:
@@ -185,6 +213,9 @@ class CardInfo:
             "incomplete_reason": self.incomplete_reason,
             "authenticated_by": self.authenticated_by,
             "warnings": list(self.warnings),
+            "card_status": None if self.card_status is None else {
+                "status": self.card_status.status, "online": self.card_status.online,
+                "message": self.card_status.message, "withheld": self.card_status.withheld},
         }
         return {key: None if value == "" else value for key, value in data.items()}
 

@@ -215,6 +215,19 @@ def _decode_ef05(reader: _Reader) -> None:
             info.warnings.append("card number check character does not match")
 
 
+def join_name(name: bytes, extension: bytes) -> str:
+    """The holder's name from the name field (tag 09) and its extension (tag 4E).
+
+    A name longer than the field continues in the extension byte for byte: an English name
+    (Hainan §5, foreign holders) may break at a space, which is content, not padding, so
+    the two fields are joined before decoding (also keeping a GB 18030 character whole
+    across the break). Padding (00 or 20) is dropped only after the whole name.
+    """
+    if not extension.rstrip(b"\x00 "):
+        return decode_gb18030(name)
+    return decode_gb18030(name.rstrip(b"\x00") + extension)
+
+
 def _decode_ef06(reader: _Reader) -> None:
     info = reader.info
     raw = reader.raw
@@ -228,9 +241,7 @@ def _decode_ef06(reader: _Reader) -> None:
         if check.valid is False:
             info.warnings.append("social security number check digit does not match "
                                  f"({check.rule.value})")
-    name = decode_gb18030(raw.get(0x09, b""))
-    extension = decode_gb18030(raw.get(0x4E, b""))
-    info.name = (name + extension).strip()
+    info.name = join_name(raw.get(0x09, b""), raw.get(0x4E, b""))
     if "\ufffd" in info.name:
         info.warnings.append("name holds bytes that are not GB 18030")
     if 0x0A in raw:

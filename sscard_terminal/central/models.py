@@ -7,6 +7,7 @@ Card and e-code have equal rights (卡码同权): both resolve to the same card 
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import enum
 import hashlib
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ __all__ = [
     "TrustList",
     "TrustedKey",
     "card_ref",
+    "lapse_passed",
+    "parse_until",
 ]
 
 
@@ -101,6 +104,31 @@ def card_ref(card_identification_code: bytes) -> str:
     return base64.b32encode(digest[:15]).decode("ascii").lower()
 
 
+def parse_until(text: str) -> _dt.datetime | _dt.date:
+    """A temporary status's end as the protocol carries it: the instant it lapses, RFC 3339
+    with its zone (``2026-12-19T09:30:00+08:00``, the report's time plus 15 days), or (from
+    an older central, or an end set by date) the last day it holds. ValueError otherwise; a
+    time without a zone is refused (it would lapse hours early or late)."""
+    if "T" in text or " " in text.strip():
+        moment = _dt.datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError(f"lapse time {text!r} has no zone")
+        return moment
+    return _dt.date.fromisoformat(text)
+
+
+def lapse_passed(until: str, now: _dt.datetime, today: _dt.date) -> bool:
+    """Whether a status ending at ``until`` has lapsed: at its instant, to the second, or
+    (a date) the day after its last day. An unreadable end never lapses (the safe side)."""
+    try:
+        end = parse_until(until)
+    except ValueError:
+        return False
+    if isinstance(end, _dt.datetime):
+        return now >= end
+    return today > end
+
+
 # --- protocol values (docs/central-protocol.md) ---------------------------------------
 
 
@@ -132,7 +160,8 @@ class CardValidation:
     since: str | None = None
     """RFC 3339 date the status began (None for ``unknown``)."""
     until: str | None = None
-    """RFC 3339 date a temporary status ends by itself (15-day temporary loss)."""
+    """When a temporary status ends by itself (15-day temporary loss): the RFC 3339 instant
+    with its zone, or the last day it holds (see :func:`parse_until`)."""
     expires_on: str | None = None
     applications: frozenset[Application] = frozenset()
     """Applications switched ON for this card."""
@@ -210,7 +239,8 @@ class DenylistEntry:
     card_ref: str
     status: CardStatus
     until: str | None = None
-    """When set, the entry lapses by itself at this date (15-day temporary loss)."""
+    """When set, the entry lapses by itself at this instant, or after this last day
+    (15-day temporary loss; see :func:`parse_until`)."""
 
 
 @dataclass(frozen=True)

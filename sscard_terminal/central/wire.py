@@ -38,6 +38,7 @@ from .models import (
     TransactionAck,
     TrustedKey,
     TrustList,
+    parse_until,
 )
 from .signed import canonical_json, verify_document
 
@@ -83,6 +84,19 @@ def _opt_str(data: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def _until(data: Mapping[str, Any]) -> str | None:
+    """``until`` checked: an instant with its zone, or a date (an end a terminal cannot
+    read would keep a card refused, or let it through, at the wrong time)."""
+    value = _opt_str(data, "until")
+    if value is not None:
+        try:
+            parse_until(value)
+        except ValueError:
+            raise CentralProtocolError("field until is neither a date nor a time with "
+                                       "its zone") from None
+    return value
+
+
 def _enum_set(values: Any, enum_type: type[Application] | type[Entitlement], name: str
               ) -> frozenset[Any]:
     if values is None:
@@ -114,7 +128,7 @@ def parse_validation(data: Mapping[str, Any]) -> CardValidation:
         holder = HolderIdentity(name=name, id_number=number)
     return CardValidation(
         status=status, reason=said(reason), card_ref=_opt_str(data, "card_ref"),
-        since=_opt_str(data, "since"), until=_opt_str(data, "until"),
+        since=_opt_str(data, "since"), until=_until(data),
         expires_on=_opt_str(data, "expires_on"),
         applications=_enum_set(data.get("applications"), Application, "applications"),
         entitlements=_enum_set(data.get("entitlements"), Entitlement, "entitlements"),
@@ -180,7 +194,7 @@ def parse_denylist(document: Mapping[str, Any]) -> DenylistUpdate:
         except ValueError:
             raise CentralProtocolError("denylist: entry with an unknown status") from None
         added.append(DenylistEntry(card_ref=item["card_ref"], status=status,
-                                   until=_opt_str(item, "until")))
+                                   until=_until(item)))
     if not all(isinstance(r, str) for r in removed_raw):
         raise CentralProtocolError("denylist: malformed removal")
     return DenylistUpdate(version=_int(document, "version"),

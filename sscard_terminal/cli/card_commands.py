@@ -17,13 +17,13 @@ from ..cards.atr import decode_atr, identify_atr
 from ..cards.card_info import CardInfo
 from ..cards.ssse import read_card_info
 from ..cards.unified import format_basic_info
-from ..central.client import TerminalConfig
 from ..deadline import Deadline
 from ..drivers.pcsc import ReaderEventKind, ReaderMonitor, list_readers
 from ..drivers.sim import is_sim_reader, open_sim_reader, sim_readers
 from ..errors import ConfigError, ReaderUnavailableError
 from ..privacy import mask_card_number, mask_id_number, mask_name
 from ..terminal.card_access import open_user_card
+from ..terminal.read_status import check_read_status
 from ..terminal.root import TerminalRoot
 from ..terminal.settings import TerminalSettings
 from .exit_codes import ExitCode
@@ -77,7 +77,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
              "or, when there is none or it cannot serve the card, the central HSM "
              "two-step (--central CONFIG). The output says which module authenticated "
              "(psam:<reader> or hsm:central). Without one the free items are shown and the "
-             "read is marked incomplete (exit code 10).",
+             "read is marked incomplete (exit code 10). With --central the read also "
+             "carries the card's status from the central (Hainan §32), or says it is "
+             "unknown (offline); a lost, void, suspended, expired or unknown card exits 21 "
+             "with its holder data withheld.",
              "sscard read --reader sim:gen2-adult --json\n"
              "         sscard read --reader sim:gen3-adult --psam sim:psam\n"
              "         sscard read --reader 'Virtual PCD 00 00' --central terminal.json\n"
@@ -95,6 +98,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "central whose HSM authenticates generation 3 cards when no PSAM can")
     p.add_argument("--no-security-module", action="store_true",
                    help="do not look for a PSAM or HSM (generation 3: free items only)")
+    p.add_argument("--show-unusable", action="store_true",
+                   help="with --central: show the holder data of a card the central reports "
+                   "lost, void, suspended or expired (withheld by default)")
     p.add_argument("--unified", action="store_true",
                    help="print the unified interface's iReadCardBas string, masked like "
                    "every other output unless --unmask is given (HIS software gets it in "
@@ -178,12 +184,9 @@ def _read(args: argparse.Namespace) -> int:
     if unmask:
         _log.warning("personal data shown unmasked at the operator's request (--unmask)")
     deadline = Deadline.after(args.timeout)
-    central = (TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
-               if args.central is not None else None)
-    settings = TerminalSettings(terminal_id=central.terminal_id if central else "",
-                                central=central, card_reader=args.reader,
-                                psam_reader=args.psam,
-                                security_modules=not args.no_security_module)
+    settings = TerminalSettings.for_reading(central_config=args.central,
+                                            card_reader=args.reader, psam_reader=args.psam,
+                                            security_modules=not args.no_security_module)
     # The root closes the module chain (its PSAM connection), then the central client,
     # whatever happens; the card is released first.
     with TerminalRoot(settings) as root:
@@ -193,6 +196,9 @@ def _read(args: argparse.Namespace) -> int:
             chain = root.module_chain()
             info = read_card_info(transport, authenticator=chain, read_pan=args.pan)
         fallback = chain.last_fallback_code if chain is not None else None
+        client = root.central()
+        if client is not None:
+            info = check_read_status(info, client, deadline, withhold=not args.show_unusable)
     if args.unified:
         shown = info if unmask else masked_copy(info)
         print(format_basic_info(shown, terminal_number=args.terminal_number,
@@ -203,6 +209,10 @@ def _read(args: argparse.Namespace) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
         _print_info(info.to_dict(unmask=unmask), fallback)
+    status = info.card_status
+    if status is not None and status.online and not status.usable:
+        print(f"CARD NOT USABLE: {status.message}", file=sys.stderr)
+        return ExitCode.CARD_NOT_USABLE
     # The free items were printed, but a script must be able to tell a partial read.
     return ExitCode.OK if info.complete else ExitCode.INCOMPLETE_READ
 
@@ -228,7 +238,10 @@ def _print_info(data: dict[str, Any], fallback: int | None = None) -> None:
                                               "incomplete_reason"):
             continue
         shown = value
-        if isinstance(value, dict):
+        if key == "card_status":
+            shown = f"{value['status']} ({'online' if value['online'] else 'OFFLINE'}): " \
+                    f"{value['message']}"
+        elif isinstance(value, dict):
             verdict = {True: "ok", False: "WRONG", None: "n/a"}[value["valid"]]
             shown = f"{value['rule']} {verdict}"
         print(f"{key:<28} {shown}")

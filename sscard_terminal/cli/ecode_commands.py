@@ -14,6 +14,8 @@ from ..central.client import TerminalConfig
 from ..deadline import Deadline
 from ..ecode import SIMULATOR_SHAPES, ECodeVerification, ECodeVerifier, Reason
 from ..errors import ConfigError
+from ..messages import MessageKind, bilingual
+from ..profiles import load_profile
 from ..terminal.root import TerminalRoot
 from ..terminal.settings import TerminalSettings
 from .exit_codes import ExitCode
@@ -34,7 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "as a tap of the card). National e-card and e-voucher codes are online only. "
         "Output is masked; exit 0 when accepted, 16 when refused or deferred.",
         epilog="Example: sscard verify 'SC1:6BFOXN*TS0...' --central terminal.json "
-        "--trust-list /var/lib/sscard/trust.json\n"
+        "--trust-list /var/lib/sscard-terminald/trust-list.json\n"
         "Offline: sscard verify 'SC1:6BFOXN*TS0...' --trust-list trust.json "
         "--central-key KEY",
         formatter_class=_RAW)
@@ -58,8 +60,12 @@ def add_verification_options(parser: argparse.ArgumentParser) -> None:
                         help="shape of an opaque code kind (national, evoucher); repeatable")
     parser.add_argument("--sim-shapes", action="store_true",
                         help="recognise the central simulator's test national/e-voucher codes")
-    parser.add_argument("--opaque", choices=("refuse", "defer"), default="refuse",
-                        help="online-only codes when the central is down (default refuse)")
+    parser.add_argument("--opaque", choices=("refuse", "defer"), default=None,
+                        help="online-only codes when the central is down (default: the "
+                        "profile's ecode.opaque_offline, else refuse)")
+    parser.add_argument("--profile", metavar="NAME|FILE",
+                        help="a deployment profile: its [[ecode.shapes]] are recognised "
+                        "(--shape over them) and its opaque_offline applies")
     parser.add_argument("--skew", type=_seconds, default=30.0, metavar="S",
                         help="clock-skew tolerance in seconds (default 30)")
     parser.add_argument("--timeout", type=_seconds, default=3.0, metavar="S",
@@ -96,8 +102,10 @@ def build_verifier(args: argparse.Namespace) -> tuple[ECodeVerifier, TerminalRoo
     state_dir = getattr(args, "state_dir", None)
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
+    profile_name = getattr(args, "profile", None)
     root = TerminalRoot(TerminalSettings(
         terminal_id=config.terminal_id if config else "", central=config,
+        profile=load_profile(profile_name) if profile_name else None,
         state_dir=state_dir, trust_list_file=args.trust_list,
         central_public_key=args.central_key, code_shapes=shapes, clock_skew_s=args.skew,
         opaque_policy=args.opaque))
@@ -123,6 +131,7 @@ def describe(result: ECodeVerification) -> list[str]:
     """Masked, human-readable lines for one verification."""
     verdict = "ACCEPTED" if result.accepted else ("DEFERRED" if result.deferred
                                                   else "REFUSED")
+    shown = bilingual(MessageKind.ECODE, result.reason.value)
     if result.online:
         how = "verified online"
     elif result.accepted or result.reason in _CHECKED_OFFLINE:
@@ -130,6 +139,7 @@ def describe(result: ECodeVerification) -> list[str]:
     else:
         how = "not verified (refused before its signature was checked)"
     lines = [f"{verdict} ({result.reason.value}): {result.message}",
+             f"  {shown['zh']} / {shown['en']}",
              f"  kind: {result.kind.value}; {how}"]
     if result.card_ref:
         lines.append(f"  card_ref: {result.card_ref}  region: {result.region or '-'}")

@@ -35,6 +35,7 @@ class ExitCode(enum.IntEnum):
     READER_UNAVAILABLE = 18
     SECURITY_MODULE = 19
     CENTRAL_PROTOCOL = 20
+    CARD_NOT_USABLE = 21
 
 
 # One table, by family (errors.py draws the tree); most specific first, which CodeTable

@@ -21,8 +21,11 @@ from ..plugins import CLI_COMMANDS_GROUP, load_entry_points
 from . import (
     card_commands,
     central_commands,
+    daemon_commands,
+    denylist_commands,
     ecode_commands,
     pin_commands,
+    profile_commands,
     queue_commands,
     scan_commands,
 )
@@ -39,9 +42,12 @@ _GROUPS: tuple[Register, ...] = (
     card_commands.register,
     central_commands.register,
     queue_commands.register,
+    denylist_commands.register,
     ecode_commands.register,
     scan_commands.register,
     pin_commands.register,
+    profile_commands.register,
+    daemon_commands.register,
 )
 
 

@@ -34,7 +34,7 @@ from ..profiles import load_profile
 
 _log = logging.getLogger("sscard_terminal.cli.queue")
 _FMT = argparse.RawDescriptionHelpFormatter
-DEFAULT_DB = Path("/var/lib/sscard/journal.db")
+DEFAULT_DB = Path("/var/lib/sscard-terminald/journal.db")   # the daemon's StateDirectory=
 DEFAULT_KEY_FILE = Path("/etc/sscard/journal.key")
 
 _MASKS = {"name": mask_name, "id_number": mask_id_number, "card_number": mask_card_number,
@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "queue", help="inspect, forward, export and verify the offline journal",
         description="The offline journal: every transaction a terminal accepted, hash-chained "
         "and with personal fields encrypted, waiting to reach the central system.",
-        epilog="Example: sscard queue status --db /var/lib/sscard/journal.db "
+        epilog="Example: sscard queue status --db /var/lib/sscard-terminald/journal.db "
         "--key-file /etc/sscard/journal.key", formatter_class=_FMT)
     qsub = queue.add_subparsers(dest="queue_command", metavar="COMMAND")
 

@@ -29,6 +29,7 @@ from ..ecode.recognise import CodeKind
 from ..ecode.verifier import ECodeVerification
 from ..privacy import mask_card_number
 from ..profiles import ECodeKind
+from .policy import Authentication, authentication_of
 
 __all__ = ["CardStanding", "ECodeOutcome", "PresentedCredential"]
 
@@ -104,6 +105,10 @@ class PresentedCredential:
     card_identification_code: str | None = field(default=None, repr=False)   # 32 hex
     chip_expiry: date | None = None
     ecode: ECodeOutcome | None = None
+    authentication: Authentication = Authentication.NONE
+    generation: int | None = None                 # 1, 2 or 3 (None: not known)
+    birth_date: date | None = field(default=None, repr=False)   # chip, authenticated reads
+    chip_issue: date | None = None
 
     def __post_init__(self) -> None:
         if (self.channel is Channel.ECODE) != (self.ecode is not None):
@@ -117,8 +122,13 @@ class PresentedCredential:
         card_identification_code: str,
         card_number: str,
         chip_expiry: date | None,
+        authentication: Authentication = Authentication.NONE,
+        generation: int | None = None,
+        birth_date: date | None = None,
+        chip_issue: date | None = None,
     ) -> PresentedCredential:
-        """A tapped card, from the free items of EF05 (readable even on generation 3)."""
+        """A tapped card, from the free items of EF05 (readable even on generation 3),
+        with how it was authenticated (the profile decides whether ``NONE`` may pass)."""
         code = bytes.fromhex(card_identification_code)
         return cls(
             channel=channel,
@@ -127,6 +137,10 @@ class PresentedCredential:
             card_number=card_number,
             card_identification_code=card_identification_code.upper(),
             chip_expiry=chip_expiry,
+            authentication=authentication,
+            generation=generation,
+            birth_date=birth_date,
+            chip_issue=chip_issue,
         )
 
     @classmethod
@@ -142,6 +156,10 @@ class PresentedCredential:
             card_identification_code=info.card_identification_code,
             card_number=info.card_number,
             chip_expiry=info.expiry_date,
+            authentication=authentication_of(info.authenticated_by),
+            generation=info.generation,
+            birth_date=info.birth_date,
+            chip_issue=info.issue_date,
         )
 
     @classmethod
@@ -157,7 +175,11 @@ class PresentedCredential:
         cls, outcome: ECodeOutcome, *, card_ref: str, region: str
     ) -> PresentedCredential:
         """A scanned code, after the e-code verifier has looked at it."""
-        return cls(channel=Channel.ECODE, card_ref=card_ref, region=region, ecode=outcome)
+        authentication = (Authentication.SIGNATURE if outcome.kind is ECodeKind.OURS
+                          else Authentication.CENTRAL if outcome.standing is not None
+                          else Authentication.NONE)
+        return cls(channel=Channel.ECODE, card_ref=card_ref, region=region, ecode=outcome,
+                   authentication=authentication)
 
     def describe(self) -> str:
         """A loggable description: channel, region, masked card number, card_ref prefix."""

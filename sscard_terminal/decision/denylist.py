@@ -69,8 +69,8 @@ from .denylist_format import (
     Pacer,
     day_of,
     key_of,
+    lapsed,
     status_of,
-    today_day,
     until_text,
 )
 
@@ -322,12 +322,15 @@ class Denylist:
             return None
         return (self._clock.now() - self._installed_at).total_seconds() / 3600.0
 
-    def lookup(self, card_ref: str, *, today: date | None = None) -> DenylistEntry | None:
-        """The entry that refuses this card today, or None. Exact: a card not on the
+    def lookup(self, card_ref: str, *, today: date | None = None,
+               now: datetime | None = None) -> DenylistEntry | None:
+        """The entry that refuses this card now, or None. Exact: a card not on the
         list is never refused, one on it never missed.
 
-        An entry with ``until`` (a 15-day temporary loss) stops refusing after that date,
-        as the card lapses back to normal by itself without a new denylist.
+        An entry with ``until`` (a 15-day temporary loss) stops refusing at that instant
+        (to the second, whatever the zone it is written in), or after that last day when
+        the central sent a date, as the card lapses back to normal by itself without a new
+        denylist. An unreadable ``until`` keeps refusing (the safe side).
         """
         view = self._view
         if view is None:
@@ -348,8 +351,10 @@ class Denylist:
         if rec is None or rec[0] == REMOVED:
             return None
         until = int.from_bytes(rec[1:], "big")
-        if until and today_day(today or local_date(self._clock.now())) > until:
-            return None
+        if until:
+            moment = now or self._clock.now()
+            if lapsed(until, moment, today or local_date(moment)):
+                return None
         return DenylistEntry(card_ref, status_of(rec[0]), until_text(until))
 
     def verify(self) -> bool:

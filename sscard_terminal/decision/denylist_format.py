@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import math
 import mmap
 import operator
 import os
@@ -47,11 +48,11 @@ import time
 import weakref
 from array import array
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from itertools import islice
 from pathlib import Path
 
-from ..central.models import CardStatus
+from ..central.models import CardStatus, parse_until
 from ..errors import DenylistError
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "day_of",
     "fsync_directory",
     "key_of",
+    "lapsed",
     "record",
     "ref_of",
     "status_of",
@@ -122,27 +124,51 @@ def ref_of(key: bytes) -> str:
     return base64.b32encode(key).decode("ascii").lower()
 
 
-def day_of(until: str | None) -> int:
-    """``until`` as the record stores it: days since 1970-01-01, 0 for none.
+_FIRST_INSTANT = 1 << 24
+"""Stored ``until`` values from here up are Unix seconds of the lapse instant; below, day
+numbers (days since 1970-01-01, the last day the entry holds). No day number reaches
+2**24 (year 47,900) and no instant after 1970-07 falls below it, so one field holds both."""
 
-    An end date that does not read as a date is stored as no end: the entry keeps
-    refusing (the safe side) until the central removes it.
+
+def day_of(until: str | None) -> int:
+    """``until`` as the record stores it: 0 for none; the lapse instant in Unix seconds
+    (rounded up: never early) for an RFC 3339 time with its zone; else the last day as a
+    day number (an older central, or an end set by date).
+
+    An end that does not read as either is stored as no end: the entry keeps refusing
+    (the safe side) until the central removes it.
     """
     if until is None:
         return 0
     try:
-        day = date.fromisoformat(until[:10]).toordinal() - _EPOCH
+        end = parse_until(until)
     except ValueError:
         return 0
-    return max(day, 1)
+    if isinstance(end, datetime):
+        return max(math.ceil(end.timestamp()), _FIRST_INSTANT)
+    return max(end.toordinal() - _EPOCH, 1)
 
 
 def until_text(day: int) -> str | None:
-    return None if day == 0 else date.fromordinal(day + _EPOCH).isoformat()
+    if day == 0:
+        return None
+    if day >= _FIRST_INSTANT:
+        return datetime.fromtimestamp(day, tz=UTC).isoformat()
+    return date.fromordinal(day + _EPOCH).isoformat()
 
 
 def today_day(today: date) -> int:
     return today.toordinal() - _EPOCH
+
+
+def lapsed(until: int, now: datetime, today: date) -> bool:
+    """Whether a stored ``until`` has passed: at its instant, to the second, or (a day
+    number) once its last day is over in the terminal's local calendar."""
+    if until == 0:
+        return False
+    if until >= _FIRST_INSTANT:
+        return now.timestamp() >= until
+    return today_day(today) > until
 
 
 def record(key: bytes, status: CardStatus | None, until_day: int) -> bytes:

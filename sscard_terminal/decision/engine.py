@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from ..central.models import Application, CardStatus, Channel, Entitlement
@@ -42,6 +42,19 @@ from ..profiles import ECodeKind, OfflinePolicy, Profile
 from .clock import Clock, SystemClock, local_date
 from .credentials import CardStanding, PresentedCredential
 from .denylist import Denylist
+from .policy import (
+    Authentication,
+    Notice,
+    apply_after_expiry,
+    apply_age_concession,
+    apply_identity_offline,
+    apply_region,
+    apply_renewal_notice,
+    elsewhere_unknown,
+    judge_authenticity,
+    judge_identity_authenticated,
+    judge_region_first,
+)
 from .rules import OfflineFacts, Outcome, Reason, Verdict, judge_offline, judge_online
 from .state_store import EngineState, LearntStanding, MemoryEngineState
 
@@ -83,6 +96,16 @@ class Decision:
     transaction_id: str                   # the same on a torn-transaction replay
     replayed: bool
     elapsed_ms: float
+    authentication: str = Authentication.NONE.value   # psam, hsm, none, signature, central
+    notices: tuple[str, ...] = ()                     # policy.Notice values
+
+    @property
+    def concession_source(self) -> str | None:
+        """Which concession the holder got: ``age`` (the chip's birth date), ``certificate``
+        (merged into the card, learnt from the central), or None (full fare)."""
+        if self.concession is None:
+            return None
+        return "age" if Notice.CONCESSION_BY_AGE.value in self.notices else "certificate"
 
     @property
     def accepted(self) -> bool:
@@ -188,7 +211,7 @@ class DecisionEngine:
         replay = None if refused_code else self._torn_replay(credential.card_ref, now)
         if replay is not None:
             return self._finish(replace(replay, replayed=True), started, credential)
-        verdict, standing = self._judge(credential, budget)
+        verdict, standing = self._judge_with_policy(credential, budget)
         verdict = self._anti_passback(credential.card_ref, verdict, now)
         decision = Decision(
             outcome=verdict.outcome,
@@ -203,6 +226,8 @@ class DecisionEngine:
             transaction_id=uuid.uuid4().hex,
             replayed=False,
             elapsed_ms=0.0,
+            authentication=credential.authentication.value,
+            notices=verdict.notices,
         )
         self._remember(decision, now)
         return self._finish(decision, started, credential)
@@ -219,6 +244,52 @@ class DecisionEngine:
                 return recent.decision
         return None
 
+    # --- the profile's regulatory rules (decision/policy.py) around the judgement ---------
+
+    def _judge_with_policy(
+        self, credential: PresentedCredential, budget: Deadline
+    ) -> tuple[Verdict, CardStanding | None]:
+        """Authenticity and residents-only first (no online call spent on a card the
+        profile refuses anyway), then the judgement, then the region's fare rule; a card
+        from elsewhere the local central does not know is judged as 全国通用 asks, not
+        refused as ``card_unknown``."""
+        profile = self.profile
+        gate = (judge_authenticity(profile, credential.channel, credential.authentication,
+                                   credential.generation)
+                or judge_identity_authenticated(profile, credential.channel,
+                                                credential.authentication)
+                or judge_region_first(profile, credential.region))
+        if gate is not None:
+            return gate, None
+        verdict, standing = self._judge(credential, budget)
+        online = standing is not None
+        if standing is not None and standing.status is CardStatus.UNKNOWN:
+            elsewhere = elsewhere_unknown(profile, credential.region,
+                                          self._chip_facts(credential))
+            if elsewhere is not None:
+                verdict = elsewhere
+        today = local_date(self._clock.now())
+        verdict = apply_after_expiry(profile, verdict, online=online)
+        verdict = apply_age_concession(profile, credential.birth_date, today, verdict)
+        verdict, from_elsewhere = apply_region(profile, credential.region, verdict)
+        if from_elsewhere and verdict.outcome is Outcome.ACCEPT:
+            verdict = replace(verdict, notices=(*verdict.notices, Notice.FROM_ELSEWHERE.value))
+        verdict = apply_renewal_notice(profile, _expiry_of(credential, standing), today,
+                                       verdict)
+        verdict = apply_identity_offline(profile, verdict, online=online)
+        return verdict, standing
+
+    def _chip_facts(self, credential: PresentedCredential) -> OfflineFacts:
+        """What the terminal itself knows of a card: the denylist and the chip's expiry."""
+        now = self._clock.now()
+        entry = self._denylist.lookup(credential.card_ref, today=local_date(now), now=now)
+        return OfflineFacts(
+            denylisted=entry is not None,
+            denylist_status=entry.status if entry is not None else None,
+            denylist_age_hours=self._denylist.age_hours(), chip_expiry=credential.chip_expiry,
+            today=local_date(now), cached_applications=None, cached_entitlements=frozenset(),
+            offline_accepts_in_row=0)
+
     def _judge(
         self, credential: PresentedCredential, budget: Deadline
     ) -> tuple[Verdict, CardStanding | None]:
@@ -233,9 +304,12 @@ class DecisionEngine:
             if ecode.unreachable:
                 policy = self.profile.opaque_offline
                 outcome = Outcome.DEFER if policy is OfflinePolicy.DEFER else Outcome.REFUSE
+                # Never "unknown code": the kind is known, only its verifier is not
+                # reachable; the holder can tap the card or scan again once online.
                 return Verdict(outcome, Reason.ONLINE_ONLY_CODE,
                                f"{ecode.kind.value} code needs the central, which is "
-                               f"unreachable ({outcome.value})"), None
+                               f"unreachable ({outcome.value}): tap the card, or scan "
+                               "again when the terminal is online"), None
             standing = ecode.standing
             if standing is not None and (ecode.accepted or not standing.status.usable):
                 # The code's card status decides, exactly as for the card itself.
@@ -290,7 +364,7 @@ class DecisionEngine:
 
     def _judge_offline(self, credential: PresentedCredential) -> Verdict:
         now = self._clock.now()
-        entry = self._denylist.lookup(credential.card_ref, today=local_date(now))
+        entry = self._denylist.lookup(credential.card_ref, today=local_date(now), now=now)
         with self._lock:
             learnt = self._state.learnt(credential.card_ref)
             if learnt is not None and now - learnt.at > timedelta(
@@ -344,3 +418,15 @@ class DecisionEngine:
                  f"concession {decision.concession.value}" if decision.concession else "full fare",
                  ", replayed" if decision.replayed else "", decision.elapsed_ms)
         return decision
+
+
+def _expiry_of(credential: PresentedCredential, standing: CardStanding | None) -> date | None:
+    """The card's last valid day: the central's ``expires_on`` when it answered (codes
+    have no chip), else the chip's."""
+    text = getattr(standing, "expires_on", None)
+    if isinstance(text, str):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    return credential.chip_expiry

@@ -52,6 +52,10 @@ class Reason(enum.StrEnum):
     ECODE_REFUSED = "ecode_refused"               # signature, expiry, replay, format...
     ECODE_KIND_NOT_ACCEPTED = "ecode_kind_not_accepted"
     ONLINE_ONLY_CODE = "online_only_code"         # national / e-voucher code while offline
+    CARD_NOT_AUTHENTICATED = "card_not_authenticated"   # no PSAM/HSM vouched, profile says no
+    CARD_FROM_ELSEWHERE = "card_from_elsewhere"   # another region's card, residents only here
+    IDENTITY_OFFLINE_NOT_ALLOWED = "identity_offline_not_allowed"   # identity desk, offline
+    IDENTITY_NOT_AUTHENTICATED = "identity_not_authenticated"   # identity needs PSAM/HSM read
 
 
 _STATUS_REASONS: Mapping[CardStatus, Reason] = {
@@ -84,6 +88,7 @@ class Verdict:
     # What the card is (its entitlements, as the central said or taught the engine):
     # anti-passback asks this, not which concession set the fare.
     card_types: frozenset[Entitlement] = frozenset()
+    notices: tuple[str, ...] = ()       # policy.Notice values, for holder and operator
 
 
 def best_concession(

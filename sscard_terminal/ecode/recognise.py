@@ -2,9 +2,10 @@
 
 Neither the national e-card (电子社保卡) nor the medical insurance e-voucher (医保电子凭证)
 publishes a prefix, so their shapes come from the deployment profile; only our own format
-is known by its ``SC1:`` prefix. A text that matches no configured shape is
-:attr:`CodeKind.UNKNOWN` and is refused: guessing would send a stranger's text to the
-wrong verifier.
+is known by its ``SC1:`` prefix. Shapes come from the profile's ``[[ecode.shapes]]``
+and, over those, the terminal's own ``code_shapes``; both are checked the same way. A
+text that matches no configured shape is :attr:`CodeKind.UNKNOWN` and is refused:
+guessing would send a stranger's text to the wrong verifier.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .format import PREFIX
 
-__all__ = ["SIMULATOR_SHAPES", "CodeKind", "CodeShape", "RecognitionProfile"]
+__all__ = ["ONLINE_VERIFIERS", "SIMULATOR_SHAPES", "CodeKind", "CodeShape", "RecognitionProfile"]
 
 
 class CodeKind(enum.Enum):
@@ -34,21 +35,58 @@ class CodeKind(enum.Enum):
         return self in (CodeKind.NATIONAL, CodeKind.EVOUCHER)
 
 
+ONLINE_VERIFIERS = ("central",)
+"""Where an opaque code is verified: ``central`` is the central's verify endpoint
+(``/v1/ecodes/verify``), which forwards to the national or provincial platform."""
+
+# Texts no real code shape should match all of: a pattern that does is a catch-all and
+# would send every stranger's text (a URL, a payment code) to a verifier as a credential.
+_PROBES = ("a", "Z9", " ", "\x00", "中文", "SC1:ABC", "https://example.com/?q=1",
+           "0" * 64, "!@#$%^&*()", "ESSC" + "0" * 40, "NHSA" + "0" * 40)
+
+
 @dataclass(frozen=True)
 class CodeShape:
-    """One kind's shape: a full-match regular expression and a length limit."""
+    """One kind's shape: a full-match regular expression, a length limit and the online
+    verifier its codes go to."""
 
     kind: CodeKind
     pattern: re.Pattern[str]
     max_length: int = 512
+    verifier: str = "central"
 
     @classmethod
-    def parse(cls, kind: CodeKind, pattern: str, max_length: int = 512) -> CodeShape:
-        """Compile a profile's pattern; a bad one is a :class:`ConfigError`."""
+    def parse(cls, kind: CodeKind, pattern: str, max_length: int = 512,
+              verifier: str = "central", *, key: str | None = None) -> CodeShape:
+        """Compile and check a configured shape; a bad one is a :class:`ConfigError`
+        naming ``key`` (the profile or settings key it came from).
+
+        Refused: a pattern that does not compile, one that matches the empty string or
+        every probe text (a catch-all), a length limit outside 8..4096, an unknown
+        verifier, a kind that is not an opaque one (ours is known by its prefix).
+        """
+        where = key or f"code shape {kind.value}"
+        if not kind.online_only:
+            raise ConfigError(f"{where}: {kind.value!r} is not an opaque code kind "
+                              "(use national or evoucher)")
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{where}: the pattern must be a non-empty string")
         try:
-            return cls(kind, re.compile(pattern), max_length)
+            compiled = re.compile(pattern)
         except re.error as exc:
-            raise ConfigError(f"bad code shape for {kind.value}: {exc}") from exc
+            raise ConfigError(f"{where}: not a valid regular expression: {exc}") from exc
+        if compiled.fullmatch("") is not None:
+            raise ConfigError(f"{where}: the pattern {pattern!r} matches the empty string")
+        if all(compiled.fullmatch(probe) is not None for probe in _PROBES):
+            raise ConfigError(f"{where}: the pattern {pattern!r} matches every string: "
+                              "give the code's real shape")
+        whole = isinstance(max_length, int) and not isinstance(max_length, bool)
+        if not whole or not 8 <= max_length <= 4096:
+            raise ConfigError(f"{where}: max_length must be whole characters in 8..4096")
+        if verifier not in ONLINE_VERIFIERS:
+            raise ConfigError(f"{where}: unknown online verifier {verifier!r} "
+                              f"(allowed: {', '.join(ONLINE_VERIFIERS)})")
+        return cls(kind, compiled, max_length, verifier)
 
     def matches(self, text: str) -> bool:
         return len(text) <= self.max_length and self.pattern.fullmatch(text) is not None
@@ -69,18 +107,18 @@ class RecognitionProfile:
     shapes: tuple[CodeShape, ...] = field(default_factory=tuple)
 
     @classmethod
-    def from_mapping(cls, shapes: Mapping[str, str]) -> RecognitionProfile:
-        """Build from a profile section ``{"national": regex, "evoucher": regex}``."""
-        parsed = []
-        for name, pattern in shapes.items():
-            try:
-                kind = CodeKind(name)
-            except ValueError as exc:
-                raise ConfigError(f"unknown code kind {name!r} in profile") from exc
-            if not kind.online_only:
-                raise ConfigError(f"{name!r} is not an opaque code kind")
-            parsed.append(CodeShape.parse(kind, pattern))
-        return cls(tuple(parsed))
+    def from_mapping(cls, shapes: Mapping[str, str], *,
+                     key: str = "code_shapes") -> RecognitionProfile:
+        """Build from a settings mapping ``{"national": regex, "evoucher": regex}``."""
+        return cls(tuple(_parse_named(name, pattern, f"{key}.{name}")
+                         for name, pattern in shapes.items()))
+
+    def overridden_by(self, other: RecognitionProfile) -> RecognitionProfile:
+        """These shapes, with every kind ``other`` configures taken from ``other`` (a
+        terminal's own configuration over its profile's)."""
+        replaced = {shape.kind for shape in other.shapes}
+        return RecognitionProfile((*other.shapes,
+                                   *(s for s in self.shapes if s.kind not in replaced)))
 
     def recognise(self, text: str) -> CodeKind:
         """The kind of ``text``; :attr:`CodeKind.UNKNOWN` when nothing matches."""
@@ -90,3 +128,12 @@ class RecognitionProfile:
             if shape.matches(text):
                 return shape.kind
         return CodeKind.UNKNOWN
+
+
+def _parse_named(name: str, pattern: str, key: str) -> CodeShape:
+    try:
+        kind = CodeKind(name)
+    except ValueError:
+        raise ConfigError(f"{key}: unknown code kind {name!r} "
+                          "(allowed: national, evoucher)") from None
+    return CodeShape.parse(kind, pattern, key=key)

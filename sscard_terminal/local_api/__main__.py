@@ -13,16 +13,23 @@ import contextlib
 import logging
 import signal
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..apdu.transport import CardTransport
+from ..cards.card_info import CardInfo
 from ..central.client import TerminalConfig
 from ..deadline import Deadline
+from ..ecode import ECodeVerification
 from ..errors import ConfigError, SscardError
+from ..profiles import load_profile
+from ..terminal.identity import IdentityPresentation
+from ..terminal.read_status import check_read_status
 from ..terminal.root import TerminalRoot
-from ..terminal.settings import TerminalSettings
+from ..terminal.settings import KeySource, TerminalSettings
 from .card_service import CardReaderService, CardSettings
+from .desk import ECodeCheck, IdentityPresenter
 from .handler import LocalApi
 from .http_server import HttpSecurity, LoopbackHttpServer
 from .unix_server import UnixSocketServer
@@ -69,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--central", type=Path, metavar="CONFIG",
                         help="central terminal config (JSON): its HSM authenticates "
                              "generation 3 cards when no PSAM can")
+    parser.add_argument("--profile", metavar="NAME|FILE",
+                        help="deployment profile (default hospital-desk): its code shapes "
+                             "for verifyECode and whether a lost or void card's holder data "
+                             "is withheld ([identity] withhold_unusable)")
+    parser.add_argument("--code-shape", action="append", default=[], metavar="KIND=REGEX",
+                        help="an opaque code's shape (national or evoucher) over the "
+                             "profile's, e.g. national='ESSC[0-9A-F]{32,128}' (repeatable)")
+    parser.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="the terminal's state directory (journal, denylist): needed, "
+                             "with --journal-key, for readIdentity at an identity desk")
+    parser.add_argument("--journal-key", type=Path, metavar="FILE",
+                        help="the journal's key file (mode 0600)")
     parser.add_argument("--terminal-number", default="", metavar="X", help="终端机编号")
     parser.add_argument("--device-number", default="", metavar="Y", help="终端设备号")
     parser.add_argument("--session-timeout", type=float, default=30.0, metavar="S",
@@ -94,8 +113,9 @@ def read_token(path: Path) -> str:
 
 
 async def _serve(args: argparse.Namespace, service: CardReaderService,
-                 security: HttpSecurity | None) -> None:
-    api = LocalApi(service)
+                 security: HttpSecurity | None, ecode_verifier: ECodeCheck | None,
+                 identity: IdentityPresenter | None) -> None:
+    api = LocalApi(service, ecode_verifier=ecode_verifier, identity_presenter=identity)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -120,21 +140,58 @@ def _run(args: argparse.Namespace) -> None:
         security = HttpSecurity(read_token(args.token_file), frozenset(args.allow_origin))
     central = (TerminalConfig.from_mapping(TerminalConfig.load_json(args.central))
                if args.central is not None else None)
+    profile = load_profile(args.profile or "hospital-desk")
+    if (args.state_dir is None) != (args.journal_key is None):
+        raise ConfigError("--state-dir and --journal-key go together")
     settings = TerminalSettings(terminal_id=central.terminal_id if central else "",
-                                central=central, card_reader=args.reader,
+                                profile=profile, central=central, card_reader=args.reader,
                                 psam_reader=args.psam,
-                                security_modules=not args.no_security_module)
+                                security_modules=not args.no_security_module,
+                                code_shapes=_code_shapes(args.code_shape),
+                                state_dir=args.state_dir,
+                                journal_key=KeySource(file=args.journal_key)
+                                if args.journal_key is not None else None)
     with TerminalRoot(settings) as root:
         authenticator = root.module_chain()
         reader = args.reader
+        client = root.central()
+        withhold = profile.identity.withhold_unusable
 
         def opener(deadline: Deadline) -> CardTransport:
             return root.open_card(deadline, reader)
 
-        service = CardReaderService(opener, authenticator=authenticator, settings=CardSettings(
-            terminal_number=args.terminal_number, device_number=args.device_number,
-            hsm_session_timeout_s=args.session_timeout))
-        asyncio.run(_serve(args, service, security))
+        def status_checker(info: CardInfo, deadline: Deadline) -> CardInfo:
+            assert client is not None
+            return check_read_status(info, client, deadline, withhold=withhold)
+
+        def ecode_verifier(text: str, deadline: Deadline) -> ECodeVerification:
+            return root.verifier().verify(text, deadline=deadline)
+
+        identity: IdentityPresenter | None = None
+        if profile.identity.identity_desk and args.state_dir is not None:
+            presenter = root.presenter()
+
+            def identity(transport: CardTransport, caller: str) -> IdentityPresentation:
+                return presenter.present_identity(transport, arrived_at=time.monotonic(),
+                                                  caller=caller, lane="desk")
+
+        service = CardReaderService(
+            opener, authenticator=authenticator,
+            status_checker=status_checker if client is not None else None,
+            settings=CardSettings(terminal_number=args.terminal_number,
+                                  device_number=args.device_number,
+                                  hsm_session_timeout_s=args.session_timeout))
+        asyncio.run(_serve(args, service, security, ecode_verifier, identity))
+
+
+def _code_shapes(values: Sequence[str]) -> dict[str, str]:
+    shapes: dict[str, str] = {}
+    for value in values:
+        kind, sep, pattern = value.partition("=")
+        if not sep or not pattern:
+            raise ConfigError(f"--code-shape {value!r}: give KIND=REGEX")
+        shapes[kind.strip()] = pattern
+    return shapes
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,11 +19,12 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..apdu.transport import CardInterface, CardTransport
 from ..cards.authentication.context import ReadAuthenticator
 from ..cards.authentication.psam import ForgeryRecorder
-from ..cards.card_info import CardInfo
+from ..cards.card_info import CardInfo, CardReadStatus
 from ..cards.ssse import read_card_info
 from ..cards.unified import (
     HsmTwoStepSession,
@@ -34,10 +35,15 @@ from ..cards.unified import (
 from ..deadline import Deadline
 from ..errors import SscardError
 from .items import ItemFile, format_items, needs_authentication
+from .status_codes import code_for_status
 
 __all__ = ["CardOpener", "CardReaderService", "CardSettings", "IType"]
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+StatusChecker = Callable[[CardInfo, Deadline], CardInfo]
+"""Adds the central's status to a read (``terminal.read_status.check_read_status``)."""
 
 CardOpener = Callable[[Deadline], CardTransport]
 """Connects to the user's card, waiting until the deadline for one (e.g.
@@ -102,8 +108,10 @@ class CardReaderService:
         authenticator: ReadAuthenticator | None = None,
         settings: CardSettings | None = None,
         recorder: ForgeryRecorder | None = None,
+        status_checker: StatusChecker | None = None,
     ) -> None:
         self._opener = opener
+        self._status_checker = status_checker
         self._authenticator = authenticator
         self.settings = settings or CardSettings()
         self._recorder = recorder
@@ -123,26 +131,70 @@ class CardReaderService:
         unified interface answers; a module that cannot serve the card gives its own
         -2201/-2202/-2203, after which HIS software switches to the two-step.
         """
+        code, text, _ = self.read_basic_checked(itype, deadline)
+        return code, text
+
+    def read_basic_checked(self, itype: int,
+                           deadline: Deadline) -> tuple[int, str, CardReadStatus | None]:
+        """``iReadCardBas`` with the card's status: with a status checker (a central is
+        configured) a lost, void, suspended, expired or unknown card is answered with its
+        :class:`StatusCode` (the string empty when its holder data was withheld); an
+        unknown status (offline) is code 0 with the status saying so."""
         info = self._read(itype, deadline)
         if isinstance(info, int):
-            return info, ""
+            return info, "", None
         if not info.complete:
-            return int(UnifiedCode.NO_PSAM), ""
+            return int(UnifiedCode.NO_PSAM), "", None
+        if self._status_checker is not None:
+            info = self._status_checker(info, deadline)
+        status = info.card_status
+        code = code_for_status(status)
+        if status is not None and status.withheld:
+            return code, "", status
         text = format_basic_info(info, terminal_number=self.settings.terminal_number,
                                  device_number=self.settings.device_number)
         assert isinstance(text, str)
-        return 0, text
+        return code, text, status
+
+    def run_on_card(self, itype: int, deadline: Deadline,
+                    work: Callable[[CardTransport], _T]) -> _T | int:
+        """``work`` on the card, holding the reader as every operation does (an identity
+        presentation reads, decides and journals in one go); a code when there is no card
+        to work on."""
+        with self._reader(deadline) as busy:
+            if busy is not None:
+                return busy
+            self._end_session_locked("superseded by a new read")
+            try:
+                with self._open(deadline) as transport:
+                    if _interface_refused(transport, itype):
+                        return int(UnifiedCode.NO_CARD)
+                    return work(transport)
+            except SscardError as exc:
+                return unified_code_for(exc)
 
     def read_items(self, itype: int, files: tuple[ItemFile, ...],
                    deadline: Deadline) -> tuple[int, str]:
         """``iReadCard``: the named items. A generation 3 card without a security
         module still gives its free items (01, 03, 07); anything more is -2201."""
+        code, text, _ = self.read_items_checked(itype, files, deadline)
+        return code, text
+
+    def read_items_checked(self, itype: int, files: tuple[ItemFile, ...], deadline: Deadline
+                           ) -> tuple[int, str, CardReadStatus | None]:
+        """``iReadCard`` with the card's status, as :meth:`read_basic_checked`."""
         info = self._read(itype, deadline)
         if isinstance(info, int):
-            return info, ""
+            return info, "", None
         if not info.complete and needs_authentication(files):
-            return int(UnifiedCode.NO_PSAM), ""
-        return 0, format_items(files, info)
+            return int(UnifiedCode.NO_PSAM), "", None
+        if self._status_checker is not None:
+            info = self._status_checker(info, deadline)
+        status = info.card_status
+        code = code_for_status(status)
+        if status is not None and status.withheld:
+            return code, "", status
+        return code, format_items(files, info), status
 
     def hsm_step1(self, owner: str, itype: int, deadline: Deadline) -> tuple[int, str]:
         """``iReadCardBas_HSM_Step1``: connect, run the card side of step 1 and keep the

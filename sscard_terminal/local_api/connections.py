@@ -1,4 +1,4 @@
-"""What the Unix-socket server and the loopback bridge share: their life cycle.
+"""The Unix-socket server's life cycle (the loopback bridge runs on aiohttp's).
 
 Each listens with an ``asyncio.Server`` and serves every connection in its own task. A
 stopping server stops listening, cancels those tasks and waits for them, so no handler
@@ -15,12 +15,13 @@ __all__ = ["StreamServer"]
 
 
 class StreamServer:
-    """Base of the two transports: subclasses set ``_server`` in :meth:`start` and
+    """Base of the stream transports: subclasses set ``_server`` in :meth:`start` and
     serve one connection in :meth:`_connection`; ``async with`` starts and stops."""
 
     def __init__(self) -> None:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -30,12 +31,14 @@ class StreamServer:
         if self._server is None:
             return
         self._server.close()
+        self._stopping = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
+        self._stopping = False
         self._stopped()
 
     def _stopped(self) -> None:
@@ -56,6 +59,12 @@ class StreamServer:
         self._tasks.add(task)
         try:
             await self._connection(reader, writer)
+        except asyncio.CancelledError:
+            # Cancelled by stop(): ending quietly, else asyncio's stream callback logs
+            # the cancellation as an error for every connection (an event stream) open
+            # at shutdown.
+            if not self._stopping:
+                raise
         finally:
             self._tasks.discard(task)
 

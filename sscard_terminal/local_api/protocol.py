@@ -39,7 +39,7 @@ class RequestError(InputError):
     An :class:`InputError`: the request is the caller's mistake.
     """
 
-    def __init__(self, code: UnifiedCode, message: str) -> None:
+    def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
 

@@ -1,11 +1,12 @@
 """The primary transport: newline-delimited JSON on a Unix socket.
 
 One request per line, one answer per line, in order, per connection; many connections
-at once. The socket file is created with mode 0660 (the group decides who may read
-cards) and appears atomically: it is bound inside a private directory, given its mode,
-then renamed into place, so no other user ever sees it with the umask's mode. A stale
-socket file (no server answers on it) is replaced; a live one, or any file that is not
-a socket, is refused.
+at once. ``{"function": "events"}`` turns a connection into the event stream (one
+``{"event": {...}}`` per line until the client hangs up). The socket file is created
+with mode 0660 (the group decides who may read cards) and appears atomically: it is
+bound inside a private directory, given its mode, then renamed into place, so no other
+user ever sees it with the umask's mode. A stale socket file (no server answers on it)
+is replaced; a live one, or any file that is not a socket, is refused.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import socket
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..cards.unified import UnifiedCode
 from ..errors import ConfigError
 from .connections import StreamServer
+from .events import pump
 from .handler import LocalApi
 from .protocol import (
     MAX_REQUEST_BYTES,
+    ApiRequest,
     RequestError,
     decode_request,
     encode_response,
@@ -144,6 +148,34 @@ class UnixSocketServer(StreamServer):
             except RequestError as exc:
                 response = error_response(int(exc.code), str(exc))
             else:
+                if request.function == "events":
+                    await self._events(request, reader, writer)
+                    return
                 response = await self.api.handle(request, owner)
             writer.write(encode_response(response) + b"\n")
             await writer.drain()
+
+    async def _events(self, request: ApiRequest, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        """The connection becomes a stream: an acknowledgement, then one event per line
+        until the client hangs up (anything it sends meanwhile is ignored)."""
+        subscription = self.api.events.subscribe()
+        answer = {"code": 0, "data": "subscribed", "function": "events"}
+        if request.request_id is not None:
+            answer["id"] = request.request_id
+        writer.write(encode_response(answer) + b"\n")
+        await writer.drain()
+
+        async def until_eof() -> None:
+            while await reader.read(4096):
+                pass
+
+        async def send(event: dict[str, Any]) -> None:
+            writer.write(encode_response({"event": event}) + b"\n")
+            await writer.drain()
+
+        hangup = asyncio.ensure_future(until_eof())
+        try:
+            await pump(subscription, send, hangup)
+        finally:
+            hangup.cancel()

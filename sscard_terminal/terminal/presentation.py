@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..apdu.transport import CardTransport
@@ -50,9 +50,11 @@ from ..errors import (
     ReaderError,
     SscardError,
 )
+from ..messages import MessageKind, bilingual
 from ..offline_queue.journal import Journal
 from ..privacy import mask_card_number, mask_id_number, mask_name
 from ..profiles import Profile
+from .identity import IdentityPresentation, released_identity
 
 __all__ = ["Presentation", "PresentationRefusal", "Presenter", "code_fingerprint", "refusal_for"]
 
@@ -126,10 +128,23 @@ class Presentation:
     def accepted(self) -> bool:
         return self.outcome is Outcome.ACCEPT
 
+    def display(self) -> dict[str, str]:
+        """What a display shows, in Chinese and English, from the shared message table:
+        the reason's message, then each notice's."""
+        kind = (MessageKind.REFUSAL if self.reason in {r.value for r in PresentationRefusal}
+                else MessageKind.REASON)
+        shown = bilingual(kind, self.reason)
+        for notice in self.decision.notices if self.decision is not None else ():
+            extra = bilingual(MessageKind.NOTICE, notice)
+            shown = {lang: f"{shown[lang]}；{extra[lang]}" if lang == "zh"
+                     else f"{shown[lang]}; {extra[lang]}" for lang in shown}
+        return shown
+
     def event(self) -> dict[str, Any]:
         """A JSON-ready event: masked, stable codes, the human text in its own field."""
         decision = self.decision
         return {
+            "display": self.display(),
             "channel": self.channel,
             "lane": self.lane,
             "outcome": self.outcome.value,
@@ -143,6 +158,8 @@ class Presentation:
                            and decision.concession is not None else None),
             "replayed": decision.replayed if decision is not None else False,
             "authenticated_by": self.authenticated_by,
+            "authentication": decision.authentication if decision is not None else None,
+            "notices": list(decision.notices) if decision is not None else [],
             "ecode_reason": self.ecode_reason,
             "holder": self.holder or None,
             "journaled": self.journaled,
@@ -206,6 +223,43 @@ class Presenter:
                       "id_number": info.social_security_number},
             authenticated_by=info.authenticated_by, holder=holder, card=info)
 
+    # --- identity desks ---------------------------------------------------------------------
+
+    def present_identity(self, transport: CardTransport, *, arrived_at: float, caller: str,
+                         lane: str = "") -> IdentityPresentation:
+        """A tap at an identity desk for ``caller`` (the local API client that asked): the
+        decision as :meth:`present_card` makes it, then, if accepted, the identity the
+        profile lets out, once its release is journaled (``identity_released``: lane,
+        caller, card reference, level; no personal data)."""
+        shown = self.present_card(transport, arrived_at=arrived_at, lane=lane)
+        level = self.profile.identity.release
+        card, decision = shown.card, shown.decision
+        if not shown.accepted or card is None or decision is None:
+            return IdentityPresentation(shown, None, caller)
+        identity = released_identity(card, level)
+        if identity is None:
+            return IdentityPresentation(shown, None, caller)
+        try:
+            self._journal.enqueue("identity_released", {
+                "transaction_id": decision.transaction_id,
+                "lane": lane,
+                "caller": caller,
+                "card_ref": decision.card_ref,
+                "level": level.value,
+                "authentication": decision.authentication,
+            })
+        except JournalError as exc:
+            _log.error("lane %s: an identity release could not be journaled (%s): withheld",
+                       lane or "-", exc)
+            refusal = (PresentationRefusal.JOURNAL_FULL if isinstance(exc, JournalFullError)
+                       else PresentationRefusal.JOURNAL_UNAVAILABLE)
+            return IdentityPresentation(replace(shown, outcome=Outcome.REFUSE,
+                                                reason=refusal.value, message=str(exc)),
+                                        None, caller)
+        _log.info("lane %s: identity released (%s) to %s", lane or "-", level.value,
+                  caller.partition(":")[0] or "-")
+        return IdentityPresentation(shown, identity, caller)
+
     # --- e-codes --------------------------------------------------------------------------
 
     def present_code(self, text: str, *, arrived_at: float, lane: str = "") -> Presentation:
@@ -236,8 +290,11 @@ class Presenter:
             "card_ref": decision.card_ref,
             "fare_percent": decision.fare_percent,
             "concession": decision.concession.value if decision.concession else None,
+            "concession_source": decision.concession_source,
             "replayed": decision.replayed,
             "authenticated_by": authenticated_by,
+            "authentication": decision.authentication,
+            "notices": list(decision.notices),
             "ecode_reason": ecode_reason,
         }
         channel = "ecode" if decision.channel is Channel.ECODE else "card"

@@ -245,9 +245,17 @@ class TerminalRoot:
               and settings.profile.opaque_offline is OfflinePolicy.DEFER):
             opaque = "defer"
         return ECodeVerifier(trust, replay, clock_skew=settings.clock_skew_s,
-                             central=self.guarded_central(),
-                             opaque_policy=opaque,
-                             recognition=RecognitionProfile.from_mapping(settings.code_shapes))
+                             central=self.guarded_central(), opaque_policy=opaque,
+                             recognition=self.recognition())
+
+    def recognition(self) -> RecognitionProfile:
+        """The code shapes this terminal recognises: the profile's ``[[ecode.shapes]]``,
+        with any kind the terminal's own ``code_shapes`` configures taken from there
+        (both checked alike: a catch-all or broken pattern is a ConfigError)."""
+        own = RecognitionProfile.from_mapping(self.settings.code_shapes)
+        profile = self.settings.profile
+        base = profile.recognition() if profile is not None else RecognitionProfile()
+        return base.overridden_by(own)
 
     def engine(self) -> DecisionEngine:
         """The decision engine for the profile, asking the central and the denylist; its

@@ -104,6 +104,17 @@ class TerminalSettings:
     def state(self) -> StatePaths | None:
         return StatePaths(self.state_dir) if self.state_dir is not None else None
 
+    @classmethod
+    def for_reading(cls, *, central_config: Path | None, card_reader: str | None,
+                    psam_reader: str | None, security_modules: bool) -> TerminalSettings:
+        """A reading desk's settings from a technician's options (``sscard read``, the
+        standalone local API): a card reader, a PSAM, the central whose HSM takes over."""
+        central = (TerminalConfig.from_mapping(TerminalConfig.load_json(central_config))
+                   if central_config is not None else None)
+        return cls(terminal_id=central.terminal_id if central else "", central=central,
+                   card_reader=card_reader, psam_reader=psam_reader,
+                   security_modules=security_modules)
+
     def require_profile(self) -> Profile:
         if self.profile is None:
             raise ConfigError("this terminal has no profile: give one (a shipped name or "

@@ -19,8 +19,10 @@ stored row never needs a background job.
 Every date that bounds something is its LAST day, inclusive, as on the chip (EF05 tag 06
 is the last valid day, and the terminal's offline rules refuse only once it has passed)
 and as the terminal's denylist reads ``until``: a card is expired the day after
-``expires_on``, and a temporary loss lapses the day after ``until``. So online and
-offline give the same verdict on the boundary day.
+``expires_on``, and a temporary loss set to end by date lapses the day after ``until``.
+A 15-day temporary loss reported at an instant lapses at that instant plus 15 days, and
+``until`` is then that instant with its zone (``2026-12-19T09:30:00+08:00``). So online
+and offline give the same verdict on the boundary day, and at the boundary minute.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from sscard_terminal.central.models import Application, CardStatus
+from sscard_terminal.central.models import Application, CardStatus, lapse_passed
 from sscard_terminal.decision.denylist_format import ref_of, status_of, until_text
 
 from .central_store import CardRow, CentralStore, card_number_check
@@ -40,6 +42,7 @@ __all__ = [
     "cancel_holder",
     "denylist_document",
     "effective_status",
+    "lapse_instant",
     "renew",
     "report_formal_loss",
     "report_temporary_loss",
@@ -51,7 +54,8 @@ __all__ = [
 ]
 
 TEMPORARY_LOSS_DAYS = 15
-"""Days a temporary loss holds, the day of the report included (``until`` is the last)."""
+"""Days a temporary loss holds: it lapses 15 days after the instant it was reported."""
+CST = dt.timezone(dt.timedelta(hours=8), "CST")
 RENEWAL_WARNING_DAYS = 92
 """About 3 months: the window in which a holder should renew."""
 MAX_DELTA = 20_000
@@ -65,11 +69,13 @@ class LifecycleError(Exception):
     """A transition the regulations do not allow (e.g. unlock after replacement)."""
 
 
-def effective_status(card: CardRow, today: dt.date) -> tuple[CardStatus, str, str | None]:
-    """(status, reason, until) as of ``today``: lapsed temporary loss and expiry applied."""
+def effective_status(card: CardRow, today: dt.date,
+                     now: dt.datetime | None = None) -> tuple[CardStatus, str, str | None]:
+    """(status, reason, until) as of ``today`` (and ``now``, for a loss that lapses at an
+    instant): lapsed temporary loss and expiry applied."""
     status, reason, until = card.status, card.reason, card.until
-    if status is CardStatus.TEMPORARY_LOSS and until is not None and (
-            dt.date.fromisoformat(until) < today):
+    if status is CardStatus.TEMPORARY_LOSS and until is not None and lapse_passed(
+            until, now or dt.datetime.now(dt.UTC), today):
         status, reason, until = CardStatus.NORMAL, "ok", None
     if status is CardStatus.NORMAL and dt.date.fromisoformat(card.expires_on) < today:
         status, reason = CardStatus.EXPIRED, "expired"
@@ -77,13 +83,19 @@ def effective_status(card: CardRow, today: dt.date) -> tuple[CardStatus, str, st
 
 
 def _day_after(day: str | None) -> str | None:
-    return None if day is None else (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
+    """When a status that ended at ``day`` gave way: the day after a last day, or the
+    instant itself."""
+    if day is None:
+        return None
+    if "T" in day:
+        return day
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
 
 
 def validation_document(store: CentralStore, card: CardRow | None, *, card_number: str,
                         identity_entitled: bool, today: dt.date) -> dict[str, Any]:
     """The JSON answer of card validation (docs/central-protocol.md)."""
-    if card is None:
+    if card is None or not store.knows_region(card.region):
         return {"status": CardStatus.UNKNOWN.value, "reason": "unknown_card"}
     if card.card_number != card_number:
         return {"status": CardStatus.UNKNOWN.value, "reason": "card_number_mismatch"}
@@ -134,16 +146,36 @@ def _not_void(card: CardRow) -> None:
 
 
 def report_temporary_loss(store: CentralStore, card_number: str, today: dt.date, *,
-                          open_ended: bool = False, until: dt.date | None = None) -> None:
+                          open_ended: bool = False, until: dt.date | None = None,
+                          at: dt.datetime | None = None) -> None:
+    """挂失: open-ended, until a given last day, or (the default) 15 days from the report's
+    instant ``at`` (default: now on ``today``), lapsing at that instant."""
     card = _require(store, card_number)
     _not_void(card)
     if card.status in (CardStatus.FORMAL_LOSS, CardStatus.SUSPENDED):
         # A temporary loss lapses by itself: on top of a lock it would undo the lock.
         raise LifecycleError(f"card is {card.status.value}: unlock or reinstate it first")
-    end = None if open_ended else (
-        until or today + dt.timedelta(days=TEMPORARY_LOSS_DAYS - 1))
-    _update(store, card, CardStatus.TEMPORARY_LOSS, "temporary_loss", today,
-            until=None if end is None else end.isoformat())
+    if open_ended:
+        end = None
+    elif until is not None:
+        end = until.isoformat()       # an end set by date (the admin's --until): last day
+    else:
+        end = lapse_instant(at or _reported_at(today))
+    _update(store, card, CardStatus.TEMPORARY_LOSS, "temporary_loss", today, until=end)
+
+
+def lapse_instant(reported: dt.datetime) -> str:
+    """When a 15-day temporary loss reported at ``reported`` lapses: 15 days later to the
+    second, in China Standard Time with its zone (as the protocol carries it)."""
+    end = reported + dt.timedelta(days=TEMPORARY_LOSS_DAYS)
+    return end.astimezone(CST).isoformat(timespec="seconds")
+
+
+def _reported_at(today: dt.date) -> dt.datetime:
+    """A report made on ``today`` (the server's date, in the machine's zone as
+    ``date.today()`` gives it) at the current time of day."""
+    now = dt.datetime.now().astimezone()
+    return now + dt.timedelta(days=(today - now.date()).days)
 
 
 def report_formal_loss(store: CentralStore, card_number: str, today: dt.date) -> None:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sscard_terminal.cards.ssse import join_name
 from sscard_terminal.central.models import Application, CardStatus, Entitlement, card_ref
 from sscard_terminal.central.signed import public_key_text
 from sscard_terminal.sqlite_transaction import write_transaction
@@ -219,7 +220,7 @@ def virtual_cards(data_dir: Path | None = None) -> list[VirtualCardHolder]:
             idcode = _tag(ef05, "01").hex().upper()
             found.append(VirtualCardHolder(
                 key=path.stem,
-                name=_tag(ef06, "09").decode("gb18030").strip("\x00 "),
+                name=join_name(_tag(ef06, "09"), _tag(ef06, "4E")),
                 id_number=_tag(ef06, "08").decode("ascii").strip().upper(),
                 region=idcode[:6], card_number=_tag(ef05, "07").decode("ascii").strip(),
                 identification_code=idcode,
@@ -334,7 +335,12 @@ class CentralStore:
                            (card.name, card.id_number))
         holder_id = int(cur.lastrowid or 0)
         issued = today - dt.timedelta(days=round(card.issued_years_ago * 365.25))
-        until = (today + dt.timedelta(days=14)).isoformat() if (  # 15 days, today included
+        # A 15-day temporary loss reported now: it lapses at that instant 15 days on.
+        cst = dt.timezone(dt.timedelta(hours=8), "CST")
+        now = dt.datetime.now().astimezone()
+        reported = now + dt.timedelta(days=(today - now.date()).days)
+        until = (reported + dt.timedelta(days=15)).astimezone(cst).isoformat(
+            timespec="seconds") if (
             card.status is CardStatus.TEMPORARY_LOSS) else None
         reason = "ok" if card.status is CardStatus.NORMAL else card.status.value
         self.insert_card(conn, holder_id=holder_id, card_number=card.card_number,
@@ -400,6 +406,23 @@ class CentralStore:
         return int(cur.lastrowid or 0)
 
     # --- reads --------------------------------------------------------------------------
+
+    def set_home_regions(self, prefixes: list[str]) -> None:
+        """Make this central a province's own: it knows only cards whose region starts
+        with one of ``prefixes`` (empty: every card, the default). A card of another
+        province is then ``unknown_card`` here, as it is at a real provincial central
+        (Hainan §3 全国通用: its own province's system knows it)."""
+        with self.atomic() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('home_regions', ?)",
+                         (",".join(prefixes),))
+
+    def home_regions(self) -> tuple[str, ...]:
+        text = self._meta("home_regions") or ""
+        return tuple(p for p in text.split(",") if p)
+
+    def knows_region(self, region: str) -> bool:
+        home = self.home_regions()
+        return not home or any(region.startswith(prefix) for prefix in home)
 
     def secret_for(self, terminal_id: str) -> str | None:
         row = self.conn.execute("SELECT secret FROM terminals WHERE terminal_id = ?",

@@ -61,10 +61,11 @@ def _holder(
     name_ext: str = "",
     id_lower: bool = False,
     short_birthplace: bool = False,
+    foreign_number: str = "",
 ) -> dict[str, Any]:
     ident = region + "D156000005" + issuer
     card_number = card8 + card_number_check(card8)
-    id_number = id17 + id_check_digit(id17)
+    id_number = foreign_number or id17 + id_check_digit(id17)
     if id_lower:
         id_number = id_number.lower()
     generation = int(version[0])
@@ -155,6 +156,16 @@ HOLDERS: dict[str, dict[str, Any]] = {
         region="330300", issuer="00A1B2C3D4E5F607", version="3.00", card8="W0000007",
         id17="33030219880808009", name="吴一凡", sex="1", ethnicity="01",
         birthplace="330302", birth="19880808", issued="20230101", expires="20330101",
+    ),
+    # A foreign holder (Hainan §5): the name in English where there is none in Chinese, 38
+    # characters split across the name field (30 bytes, ending in a space) and its
+    # extension; a social security number under the national rule for foreigners (15
+    # characters, country letters then digits), not an 18-digit citizen ID number.
+    "foreign-holder": _holder(
+        region="330300", issuer="00A1B2C3D4E5F608", version="3.00", card8="W0000008",
+        id17="", name="ALEXANDER JONATHAN SMITHERSON ", name_ext="WILLIAMS", sex="1",
+        ethnicity="97", birthplace="330302", birth="19850612", issued="20240301",
+        expires="20340301", foreign_number="GBR330385061201",
     ),
 }
 HOLDERS["gen3-cloned"]["keys"] = {
