@@ -766,6 +766,13 @@ def test_the_local_api_reads_the_lanes_card_and_shares_its_reader_lock(
         await until(lambda: h.daemon.lane_counters()["desk"].get(
             "presentations.reader_busy") == 1)
         assert len(presenter.calls) == 1          # not presented behind the HIS's back
+        status = await loop.run_in_executor(None, client.call, {"function": "status"})
+        lanes = status["data"]["lanes"]               # type: ignore[index]
+        assert [(x["name"], x["kind"], x["device"]) for x in lanes] == [
+            ("desk", "card", "sim:desk")]
+        last = await loop.run_in_executor(None, client.call, {"function": "last_decision"})
+        assert last["data"]["transaction_id"] == f"{presenter.name}-1"  # type: ignore[index]
+        assert h.daemon.events.published >= 2        # lane changes and the presentation
         await loop.run_in_executor(None, client.close)   # the HIS goes: the card is free
         await asyncio.sleep(0.2)
         put_card(control, "desk", "gen2-adult")

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import ConfigError
+from ..local_api.events import EventHub
 from .card_lane import CardLane
 from .config import DaemonConfig, LaneInput, load_config
 from .lane import LaneState, LaneStateMachine
@@ -58,6 +59,7 @@ from .runtime import RuntimeHolder, build_runtime
 from .scanner_lane import ScannerLane
 from .sim_events import SIM_CONTROL_DIRECTORY, SimReaderEvents
 from .sources import CardEventSource
+from .status import DaemonStatus
 
 __all__ = [
     "STOP_BUDGET_S",
@@ -86,6 +88,9 @@ class Lane(Protocol):
 
     name: str
     machine: LaneStateMachine
+
+    @property
+    def device(self) -> str: ...
 
     @property
     def busy_for(self) -> float: ...
@@ -127,6 +132,12 @@ class Daemon:
         self._card_lanes: list[CardLane] = []
         self._scanner_lanes: list[ScannerLane] = []
         self._local_api: LocalApiMount | None = None
+        self.events = EventHub()
+        """Presentations and lane changes, for the local API's event stream."""
+        self.status = DaemonStatus(terminal_id=config.terminal_id,
+                                   profile=lambda: self.config.profile.name,
+                                   lanes=lambda: self._lanes,
+                                   runtime=lambda: self._holder.current)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[bool] | None = None
@@ -145,12 +156,19 @@ class Daemon:
         """One lock per reader, shared by its lane and (later) the local API."""
         return self._reader_locks.setdefault(reader, threading.Lock())
 
+    def _lane_changed(self, lane: str) -> Callable[[LaneState, LaneState, str], None]:
+        def changed(previous: LaneState, state: LaneState, _why: str) -> None:
+            self.events.publish({"lane": lane, "state": state.value,
+                                 "previous": previous.value}, "lane")
+        return changed
+
     def _publish(self, lane: str, event: Mapping[str, object]) -> None:
         events_log.info("%s", json.dumps({"lane": lane, **event}, ensure_ascii=False,
                                          default=str, sort_keys=True))
         runtime = self._holder.current
         if runtime is not None and event.get("journaled"):
             runtime.presented()
+        self.events.publish_presentation(lane, event)
         if self._publish_hook is not None:
             self._publish_hook(lane, event)
 
@@ -219,6 +237,7 @@ class Daemon:
         for source in self._sources:
             source.start(loop, router)
         for each in self._lanes:
+            each.machine.listener = self._lane_changed(each.name)
             self._tasks.append(asyncio.create_task(each.run(), name=f"lane-{each.name}"))
 
     async def _start_local_api(self) -> None:
@@ -230,7 +249,8 @@ class Daemon:
         assert runtime is not None
         mount = LocalApiMount(self.config, runtime=self.runtime,
                               reader=lambda: lane.current_card,
-                              reader_lock=self.reader_lock(lane.config.target))
+                              reader_lock=self.reader_lock(lane.config.target),
+                              status=self.status, events=self.events)
         try:
             await mount.start(runtime)
         except ConfigError as exc:

@@ -142,6 +142,9 @@ class LaneStateMachine:
         self._state = LaneState.IDLE
         self._since = clock()
         self._counters: dict[str, int] = {}
+        self.listener: Callable[[LaneState, LaneState, str], None] | None = None
+        """Told ``(previous, state, why)`` after each move, in the mover's thread; quick,
+        never blocking (the daemon publishes lane events with it)."""
 
     @property
     def state(self) -> LaneState:
@@ -177,6 +180,12 @@ class LaneStateMachine:
         level = logging.WARNING if target is LaneState.LOST else logging.INFO
         log.log(level, "lane %s: %s -> %s after %.3f s (%s)", self.name, source.value,
                 target.value, held, why)
+        listener = self.listener
+        if listener is not None:
+            try:
+                listener(source, target, why)
+            except Exception:           # a listener's bug must not stop the lane
+                log.exception("lane %s: state listener failed", self.name)
         return source
 
     def count(self, name: str, by: int = 1) -> None:

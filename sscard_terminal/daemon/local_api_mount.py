@@ -27,7 +27,9 @@ from ..apdu.transport import CardInterface, CardTransport
 from ..deadline import Deadline
 from ..errors import ReaderUnavailableError
 from ..local_api.card_service import CardReaderService, CardSettings
+from ..local_api.events import EventHub
 from ..local_api.handler import LocalApi
+from ..local_api.status import StatusProvider
 from ..local_api.unix_server import UnixSocketServer
 from .config import DaemonConfig
 from .presenter import Runtime
@@ -78,13 +80,16 @@ class LocalApiMount:
 
     def __init__(self, config: DaemonConfig, *,
                  runtime: Callable[[], AbstractContextManager[Runtime]],
-                 reader: Callable[[], str], reader_lock: threading.Lock) -> None:
+                 reader: Callable[[], str], reader_lock: threading.Lock,
+                 status: StatusProvider | None = None, events: EventHub | None = None) -> None:
         assert config.local_api is not None
         self._path = config.local_api.socket
         self._runtime = runtime
         self._reader = reader
         self._lock = reader_lock
         self._settings = CardSettings(terminal_number=config.terminal_id)
+        self._status = status
+        self._events = events
         self._api: LocalApi | None = None
         self._server: UnixSocketServer | None = None
 
@@ -107,7 +112,7 @@ class LocalApiMount:
                                  settings=self._settings)
 
     async def start(self, runtime: Runtime) -> None:
-        self._api = LocalApi(self._service(runtime))
+        self._api = LocalApi(self._service(runtime), status=self._status, events=self._events)
         self._server = UnixSocketServer(self._api, self._path)
         await self._server.start()
         log.info("local API on %s, reading %s", self._path, self._reader())

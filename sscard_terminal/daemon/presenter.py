@@ -20,7 +20,9 @@ from typing import Protocol
 
 from ..apdu.transport import CardTransport
 from ..cards.authentication.context import ReadAuthenticator
+from ..central.circuit_breaker import CircuitBreaker
 from ..deadline import Deadline
+from ..offline_queue.records import JournalStatus
 from .config import DaemonConfig
 
 __all__ = ["PresentationResult", "Presenter", "Runtime", "RuntimeFactory"]
@@ -69,6 +71,10 @@ class Runtime:
     """Told after each journaled presentation (wakes the forwarder)."""
     authenticator: ReadAuthenticator | None = None
     """The security-module chain, for the local API's reads."""
+    breaker: CircuitBreaker | None = None
+    """The central's circuit breaker (None: no central), for the status."""
+    journal_status: Callable[[], JournalStatus] | None = None
+    """The journal's queue, for the status."""
 
 
 RuntimeFactory = Callable[[DaemonConfig], Runtime]

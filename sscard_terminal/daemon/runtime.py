@@ -104,12 +104,14 @@ def build_runtime(config: DaemonConfig) -> Runtime:
 
     central = root.central()
     authenticator = root.module_chain()
+    journal = root.journal()
     if central is None:
         return Runtime(presenter=presenter,
                        open_card=lambda reader, deadline: root.open_card(deadline, reader),
-                       close=root.close, authenticator=authenticator)
+                       close=root.close, authenticator=authenticator,
+                       journal_status=journal.status)
     guarded = root.guarded_central()
-    background = Background(journal=root.journal(), denylist=root.denylist(), central=central,
+    background = Background(journal=journal, denylist=root.denylist(), central=central,
                             breaker=guarded.breaker if guarded is not None else None)
     background.start()
 
@@ -119,7 +121,9 @@ def build_runtime(config: DaemonConfig) -> Runtime:
 
     return Runtime(presenter=presenter,
                    open_card=lambda reader, deadline: root.open_card(deadline, reader),
-                   close=close, presented=background.presented, authenticator=authenticator)
+                   close=close, presented=background.presented, authenticator=authenticator,
+                   breaker=guarded.breaker if guarded is not None else None,
+                   journal_status=journal.status)
 
 
 class RuntimeHolder:
