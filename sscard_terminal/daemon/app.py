@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import ConfigError
+from ..local_api.events import EventHub
 from .card_lane import CardLane
 from .config import DaemonConfig, LaneInput, load_config
 from .lane import LaneState, LaneStateMachine
@@ -58,6 +59,7 @@ from .runtime import RuntimeHolder, build_runtime
 from .scanner_lane import ScannerLane
 from .sim_events import SIM_CONTROL_DIRECTORY, SimReaderEvents
 from .sources import CardEventSource
+from .status import DaemonStatus
 
 __all__ = [
     "STOP_BUDGET_S",
@@ -114,6 +116,7 @@ class Daemon:
         notifier: Notifier | None = None,
         publish: Callable[[str, Mapping[str, object]], None] | None = None,
         config_loader: Callable[[Path], DaemonConfig] = load_config,
+        events: EventHub | None = None,
     ) -> None:
         self.config = config
         self._config_path = config_path
@@ -134,6 +137,10 @@ class Daemon:
                                             thread_name_prefix="sscard-worker")
         self._reader_locks: dict[str, threading.Lock] = {}
         self.reloads = {"done": 0, "refused": 0}
+        self.events = events if events is not None else EventHub()
+        """Every presentation and lane move, screened (issue 18's faces read it)."""
+        self.status_provider = DaemonStatus(config=lambda: self.config,
+                                            lanes=lambda: self._lanes, runtime=self.runtime)
 
     # --- what the lanes use ----------------------------------------------------------------
 
@@ -151,8 +158,19 @@ class Daemon:
         runtime = self._holder.current
         if runtime is not None and event.get("journaled"):
             runtime.presented()
+        try:
+            self.events.publish_presentation(lane, event)
+        except Exception:
+            log.exception("lane %s: publishing the presentation event failed", lane)
         if self._publish_hook is not None:
             self._publish_hook(lane, event)
+
+    def _lane_moved(self, lane: str, left: LaneState, entered: LaneState, why: str) -> None:
+        event: dict[str, object] = {"lane": lane, "state": entered.value,
+                                    "previous": left.value}
+        if entered is LaneState.LOST:
+            event["fault"] = why        # a fixed phrase or an error class name
+        self.events.publish(event, "lane")
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -215,6 +233,8 @@ class Daemon:
                                  publish=self._publish, probe=source.probe)
             self._card_lanes.append(card_lane)
             self._lanes.append(card_lane)
+        for each in self._lanes:
+            each.machine.listener = self._lane_moved
         router = _Router(self._card_lanes)
         for source in self._sources:
             source.start(loop, router)
@@ -230,7 +250,8 @@ class Daemon:
         assert runtime is not None
         mount = LocalApiMount(self.config, runtime=self.runtime,
                               reader=lambda: lane.current_card,
-                              reader_lock=self.reader_lock(lane.config.target))
+                              reader_lock=self.reader_lock(lane.config.target),
+                              status=self.status_provider, events=self.events)
         try:
             await mount.start(runtime)
         except ConfigError as exc:

@@ -142,6 +142,9 @@ class LaneStateMachine:
         self._state = LaneState.IDLE
         self._since = clock()
         self._counters: dict[str, int] = {}
+        self.listener: Callable[[str, LaneState, LaneState, str], None] | None = None
+        """Told ``(lane, left, entered, why)`` after every move, in the mover's thread
+        (the daemon publishes it as a ``lane`` event); it must not block."""
 
     @property
     def state(self) -> LaneState:
@@ -177,6 +180,12 @@ class LaneStateMachine:
         level = logging.WARNING if target is LaneState.LOST else logging.INFO
         log.log(level, "lane %s: %s -> %s after %.3f s (%s)", self.name, source.value,
                 target.value, held, why)
+        listener = self.listener
+        if listener is not None:
+            try:
+                listener(self.name, source, target, why)
+            except Exception:
+                log.exception("lane %s: state listener failed", self.name)
         return source
 
     def count(self, name: str, by: int = 1) -> None:

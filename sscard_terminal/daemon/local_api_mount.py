@@ -11,6 +11,9 @@ hardware, so the lane and the local API take the same lock (:meth:`Daemon.reader
 - a tap on that lane while the local API holds the card does not wait behind it: the lane
   counts ``presentations.reader_busy`` and leaves that card to the HIS.
 
+The socket also serves ``status``, ``health``, ``last_decision`` and ``events`` from the
+daemon's :class:`~.status.DaemonStatus` and event hub (issue 18).
+
 On a reload the API keeps its socket and gets a card service on the new runtime; the old
 service is closed (an open two-step session ends).
 """
@@ -27,7 +30,9 @@ from ..apdu.transport import CardInterface, CardTransport
 from ..deadline import Deadline
 from ..errors import ReaderUnavailableError
 from ..local_api.card_service import CardReaderService, CardSettings
+from ..local_api.events import EventHub
 from ..local_api.handler import LocalApi
+from ..local_api.status import StatusProvider
 from ..local_api.unix_server import UnixSocketServer
 from .config import DaemonConfig
 from .presenter import Runtime
@@ -78,13 +83,16 @@ class LocalApiMount:
 
     def __init__(self, config: DaemonConfig, *,
                  runtime: Callable[[], AbstractContextManager[Runtime]],
-                 reader: Callable[[], str], reader_lock: threading.Lock) -> None:
+                 reader: Callable[[], str], reader_lock: threading.Lock,
+                 status: StatusProvider | None = None, events: EventHub | None = None) -> None:
         assert config.local_api is not None
         self._path = config.local_api.socket
         self._runtime = runtime
         self._reader = reader
         self._lock = reader_lock
         self._settings = CardSettings(terminal_number=config.terminal_id)
+        self._status = status
+        self._events = events
         self._api: LocalApi | None = None
         self._server: UnixSocketServer | None = None
 
@@ -107,7 +115,7 @@ class LocalApiMount:
                                  settings=self._settings)
 
     async def start(self, runtime: Runtime) -> None:
-        self._api = LocalApi(self._service(runtime))
+        self._api = LocalApi(self._service(runtime), status=self._status, events=self._events)
         self._server = UnixSocketServer(self._api, self._path)
         await self._server.start()
         log.info("local API on %s, reading %s", self._path, self._reader())

@@ -21,9 +21,10 @@ from typing import Protocol
 from ..apdu.transport import CardTransport
 from ..cards.authentication.context import ReadAuthenticator
 from ..deadline import Deadline
+from ..local_api.status import CentralStatus, ListStatus, QueueStatus
 from .config import DaemonConfig
 
-__all__ = ["PresentationResult", "Presenter", "Runtime", "RuntimeFactory"]
+__all__ = ["PresentationResult", "Presenter", "Runtime", "RuntimeFactory", "RuntimeFacts"]
 
 
 class PresentationResult(Protocol):
@@ -54,6 +55,16 @@ class Presenter(Protocol):
                      lane: str = "") -> PresentationResult: ...
 
 
+@dataclass(frozen=True)
+class RuntimeFacts:
+    """The runtime's part of the daemon's status: counts, ages, versions, states only."""
+
+    central: CentralStatus
+    journal: QueueStatus
+    denylist: ListStatus
+    trust_list: ListStatus
+
+
 def _nothing() -> None:
     return None
 
@@ -69,6 +80,9 @@ class Runtime:
     """Told after each journaled presentation (wakes the forwarder)."""
     authenticator: ReadAuthenticator | None = None
     """The security-module chain, for the local API's reads."""
+    facts: Callable[[], RuntimeFacts] | None = None
+    """What the runtime knows for ``status`` (central link, journal, lists); None: nothing
+    (a runtime without a journal, as in tests)."""
 
 
 RuntimeFactory = Callable[[DaemonConfig], Runtime]
