@@ -121,7 +121,11 @@ gate = { kind = "gpio", chip = "/dev/gpiochip0", line = 4 }
 
 [lanes.cam]
 camera = "/dev/video0"
-gate = { kind = "serial", device = "/dev/ttyUSB3" }
+[lanes.cam.gate]
+kind = "serial"
+device = "/dev/ttyUSB3"
+open_frame = "A0 01 01 A2"
+close_frame = "a0:01:00:a1"
 
 [lanes.sim-gate]
 reader_prefix = "ACS"
@@ -133,6 +137,8 @@ gate = { kind = "sim" }
     assert by_name["qr"].gate is not None and by_name["qr"].gate.kind is GateKind.GPIO
     assert by_name["qr"].gate.line == 4
     assert by_name["cam"].gate is not None and by_name["cam"].gate.device == "/dev/ttyUSB3"
+    assert (by_name["cam"].gate.open_frame, by_name["cam"].gate.close_frame) == (
+        bytes.fromhex("A00101A2"), bytes.fromhex("A00100A1"))
     assert by_name["sim-gate"].input is LaneInput.READER_PREFIX
 
 
@@ -200,6 +206,13 @@ BAD = [
     (lambda t, s: t.replace('reader = "sim:front"', 'reader = "sim:a"\n'
                             'gate = { kind = "sim", device = "/dev/x" }'),
      "lanes.front.gate.device", "unknown key"),
+    (lambda t, s: t.replace('reader = "sim:front"', 'reader = "sim:a"\n'
+                            'gate = { kind = "serial", device = "/dev/ttyUSB0" }'),
+     "lanes.front.gate.open_frame", "missing"),
+    (lambda t, s: t.replace('reader = "sim:front"', 'reader = "sim:a"\n'
+                            'gate = { kind = "serial", device = "/dev/ttyUSB0", '
+                            'open_frame = "A0 01", close_frame = "zz" }'),
+     "lanes.front.gate.close_frame", "not hex bytes"),
     (lambda t, s: t + '\n[lanes.back]\nreader = "sim:front"\n', "lanes.back.reader",
      "already lane 'front'"),
     (lambda t, s: t.replace("[lanes.front]\nreader = \"sim:front\"\n", "[lanes]\n"), "lanes",

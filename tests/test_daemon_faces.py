@@ -8,11 +8,15 @@ The daemon is started from its console script with a configuration file, as in
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,14 @@ from sscard_hardware_sim.central_harness import CentralSim
 
 from sscard_terminal.local_api.client import LocalApiClient, LocalApiUnavailable
 
-from .daemon_helpers import DaemonProcess, daemon_terminal, tap, wait_for
+from .daemon_helpers import (
+    DaemonProcess,
+    daemon_terminal,
+    journaled,
+    take_away,
+    tap,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -125,3 +136,103 @@ def daemon_terminal_id(daemon: DaemonProcess) -> str:
         if line.startswith("id = "):
             return line.split('"')[1]
     raise AssertionError("no terminal id in the config")
+
+
+@contextmanager
+def gated(tmp_path: Path, central_sim: CentralSim, gate: str) -> Iterator[
+        tuple[DaemonProcess, Path, LocalApiClient]]:
+    """The daemon with ``gate`` (a TOML inline table) on its ``front`` lane, running."""
+    socket = tmp_path / "api.sock"
+    with daemon_terminal(tmp_path, central_sim,
+                         more_lanes=f'gate = {gate}\n\n[local_api]\nsocket = "{socket}"\n'
+                         ) as (daemon, state, _key):
+        daemon.start()
+        daemon.wait_notice("READY=1")
+        yield daemon, state, LocalApiClient(socket)
+
+
+def read_for(fd: int, seconds: float) -> bytes:
+    got = b""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            got += os.read(fd, 64)
+    return got
+
+
+def test_a_serial_relay_on_a_pty_opens_for_an_accept_only_and_closes_after_the_open_time(
+        tmp_path: Path, central_sim: CentralSim) -> None:
+    master, slave = os.openpty()
+    try:
+        port = os.ttyname(slave)
+        gate = (f'{{ kind = "serial", device = "{port}", open_frame = "A0 01 01 A2", '
+                f'close_frame = "A0 01 00 A1" }}')
+        with gated(tmp_path, central_sim, gate) as (daemon, state, client):
+            tap(state, "front", "expired")
+            (refused,) = daemon.wait_events(1)
+            assert refused["outcome"] == "refuse"
+            assert read_for(master, 1.0) == b""           # never opens for a refusal
+            take_away(state, "front")
+
+            tap(state, "front", "gen2-adult")
+            accepted = daemon.wait_events(2)[1]
+            assert accepted["outcome"] == "accept"
+            opened_at = time.monotonic()
+            assert read_for(master, 0.5) == bytes.fromhex("A00101A2")
+            (lane,) = client.data("status")["lanes"]
+            assert lane["gate"] == {"driver": "serial", "state": "open", "fault": None}
+            # The bus-validator profile's gate.open_ms is the default 3000.
+            closed = read_for(master, 4.0)
+            assert closed == bytes.fromhex("A00100A1")
+            assert time.monotonic() - opened_at > 2.0
+            (lane,) = client.data("status")["lanes"]
+            assert lane["gate"]["state"] == "closed"
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_gate_that_fails_is_a_lane_fault_and_the_transaction_stands(
+        tmp_path: Path, central_sim: CentralSim) -> None:
+    gate = ('{ kind = "serial", device = "/dev/sscard-no-such-relay", '
+            'open_frame = "A0 01 01 A2", close_frame = "A0 01 00 A1" }')
+    with gated(tmp_path, central_sim, gate) as (daemon, state, client):
+        key = (tmp_path / "journal.key").read_bytes()
+        tap(state, "front", "gen2-adult")
+        (accepted,) = daemon.wait_events(1)
+        assert (accepted["outcome"], accepted["journaled"]) == ("accept", True)
+
+        def faulted() -> bool:
+            (lane,) = client.data("status")["lanes"]
+            return bool(lane["gate"]["state"] == "fault")
+
+        wait_for(faulted)
+        (lane,) = client.data("status")["lanes"]
+        assert lane["state"] != "lost" and lane["faults"] == 1
+        assert lane["gate"]["driver"] == "serial"
+        health = client.data("health")
+        assert health["state"] == "degraded" and "lane front: gate fault" in health["problems"]
+        assert [r["transaction_id"] for r in journaled(state, central_sim.terminal_id, key)] \
+            == [accepted["transaction_id"]]
+        # The lane goes on deciding.
+        take_away(state, "front")
+        tap(state, "front", "expired")
+        assert daemon.wait_events(2)[1]["outcome"] == "refuse"
+
+
+def test_the_sim_gate_opens_and_closes_in_the_event_stream(
+        tmp_path: Path, central_sim: CentralSim) -> None:
+    with gated(tmp_path, central_sim, '{ kind = "sim" }') as (daemon, state, client):
+        follower = Follower(client.path)
+        wait_for(lambda: client.data("status") is not None)
+        tap(state, "front", "expired")
+        daemon.wait_events(1)
+        take_away(state, "front")
+        tap(state, "front", "gen2-adult")
+        daemon.wait_events(2)
+        wait_for(lambda: [e["state"] for e in follower.of("gate")] == ["open", "closed"],
+                 timeout=8.0)
+        assert {e["lane"] for e in follower.of("gate")} == {"front"}
+        (lane,) = client.data("status")["lanes"]
+        assert lane["gate"] == {"driver": "sim", "state": "closed", "fault": None}

@@ -50,6 +50,7 @@ from ..errors import ConfigError
 from ..local_api.events import EventHub
 from .card_lane import CardLane
 from .config import DaemonConfig, LaneInput, load_config
+from .gates import LaneGates
 from .lane import LaneState, LaneStateMachine
 from .local_api_mount import LocalApiMount
 from .notify import Notifier
@@ -139,8 +140,10 @@ class Daemon:
         self.reloads = {"done": 0, "refused": 0}
         self.events = events if events is not None else EventHub()
         """Every presentation and lane move, screened (issue 18's faces read it)."""
-        self.status_provider = DaemonStatus(config=lambda: self.config,
-                                            lanes=lambda: self._lanes, runtime=self.runtime)
+        self._gates: LaneGates | None = None
+        self.status_provider = DaemonStatus(
+            config=lambda: self.config, lanes=lambda: self._lanes, runtime=self.runtime,
+            gates=lambda: self._gates.status() if self._gates is not None else {})
 
     # --- what the lanes use ----------------------------------------------------------------
 
@@ -158,6 +161,8 @@ class Daemon:
         runtime = self._holder.current
         if runtime is not None and event.get("journaled"):
             runtime.presented()
+        if self._gates is not None:
+            self._gates.present(lane, event)      # accepts only; on the gate's own thread
         try:
             self.events.publish_presentation(lane, event)
         except Exception:
@@ -171,6 +176,11 @@ class Daemon:
         if entered is LaneState.LOST:
             event["fault"] = why        # a fixed phrase or an error class name
         self.events.publish(event, "lane")
+
+    def _gate_fault(self, lane: str) -> None:
+        for each in self._lanes:
+            if each.name == lane:
+                each.machine.count("gate.faults")
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -204,6 +214,8 @@ class Daemon:
                     source.stop()
             for scanner in self._scanner_lanes:
                 await loop.run_in_executor(self._executor, scanner.stop_reading)
+            if self._gates is not None:
+                await loop.run_in_executor(self._executor, self._gates.shutdown)
             runtime = self._holder.current
             if runtime is not None:
                 self._holder.set(None)
@@ -213,6 +225,8 @@ class Daemon:
         return 0
 
     async def _start_lanes(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._gates = LaneGates(self.config, on_fault=self._gate_fault,
+                                publish=lambda event: self.events.publish(event, "gate"))
         for config in self.config.lanes:
             if config.input is LaneInput.CAMERA:
                 raise ConfigError(f"{self.config.source}: key 'lanes.{config.name}.camera': "
@@ -338,6 +352,8 @@ class Daemon:
             self._notifier.ready(self._status_line())
             return False
         self.config = config
+        if self._gates is not None:
+            self._gates.set_open_time(config)
         self._after_swap(before)
         self.reloads["done"] += 1
         log.info("reloaded %s: profile %s", self._config_path, config.profile.name)

@@ -17,7 +17,8 @@ Layout (``systemd/examples/*.toml`` has one complete file per shipped profile)::
     [security_module] psam_reader | psam_reader_prefix, central_hsm
     [local_api]       socket, lane
     [lanes.<name>]    reader | reader_prefix | scanner | camera, baudrate, [gate]
-    [lanes.<name>.gate] kind = "sim" | "serial" | "gpio", device, baudrate, chip, line
+    [lanes.<name>.gate] kind = "sim" | "serial" | "gpio"; serial: device, open_frame,
+                        close_frame (hex), baudrate; gpio: chip, line, active_low
 
 Paths relative to systemd's directories: with no ``state_directory`` the daemon uses
 ``$STATE_DIRECTORY`` (set by ``StateDirectory=``); a relative ``local_api.socket`` lives in
@@ -44,6 +45,7 @@ from urllib.parse import urlsplit
 
 from ..central.client import TerminalConfig
 from ..central.signed import load_public_key
+from ..drivers.gate_serial import parse_frame
 from ..errors import ConfigError, JournalKeyError
 from ..offline_queue.crypto import load_credential, load_key_file
 from ..profiles import BUILTIN_PROFILES, Profile, load_profile
@@ -98,6 +100,21 @@ class GateOutput:
     baudrate: int | None = None     # serial
     chip: str | None = None         # gpio: /dev/gpiochipN
     line: int | None = None         # gpio: line offset
+    open_frame: bytes | None = None     # serial: the board's frame that energises the relay
+    close_frame: bytes | None = None    # serial: the frame that releases it
+    active_low: bool = False            # gpio: the line is active low
+
+    def driver_config(self) -> dict[str, object]:
+        """This output as :func:`~sscard_terminal.drivers.gate.gate_from_config` reads it."""
+        if self.kind is GateKind.SERIAL:
+            assert self.open_frame is not None and self.close_frame is not None
+            return {"driver": "serial", "port": self.device,
+                    "open_frame": self.open_frame.hex(), "close_frame": self.close_frame.hex(),
+                    "baudrate": self.baudrate or 9600}
+        if self.kind is GateKind.GPIO:
+            return {"driver": "gpio", "chip": self.chip, "line": self.line,
+                    "active_low": self.active_low}
+        return {"driver": "sim"}
 
 
 @dataclass(frozen=True)
@@ -214,8 +231,8 @@ class _Reader:
     _LANE_KEYS = frozenset({"reader", "reader_prefix", "scanner", "camera", "baudrate", "gate"})
     _GATE_KEYS: Mapping[GateKind, frozenset[str]] = {
         GateKind.SIM: frozenset({"kind"}),
-        GateKind.SERIAL: frozenset({"kind", "device", "baudrate"}),
-        GateKind.GPIO: frozenset({"kind", "chip", "line"}),
+        GateKind.SERIAL: frozenset({"kind", "device", "baudrate", "open_frame", "close_frame"}),
+        GateKind.GPIO: frozenset({"kind", "chip", "line", "active_low"}),
     }
 
     def __init__(self, source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> None:
@@ -564,7 +581,9 @@ class _Reader:
             rate = body.get("baudrate")
             return GateOutput(kind, device=device,
                               baudrate=None if rate is None else
-                              self.baudrate(f"{where}.baudrate", rate))
+                              self.baudrate(f"{where}.baudrate", rate),
+                              open_frame=self.frame(where, body, "open_frame"),
+                              close_frame=self.frame(where, body, "close_frame"))
         if kind is GateKind.GPIO:
             chip = self.text(body, where, "chip", required=True)
             assert chip is not None
@@ -575,8 +594,20 @@ class _Reader:
             line = self.typed(f"{where}.line", body["line"], int)
             if not 0 <= line <= 1023:
                 raise self.fail(f"{where}.line", f"{line} is outside 0..1023")
-            return GateOutput(kind, chip=chip, line=line)
+            active_low = self.typed(f"{where}.active_low", body.get("active_low", False), bool)
+            return GateOutput(kind, chip=chip, line=line, active_low=active_low)
         return GateOutput(kind)
+
+    def frame(self, where: str, body: Mapping[str, Any], key: str) -> bytes:
+        """A relay board's frame in hex (``"A0 01 01 A2"``): boards differ, so there is
+        no default that could open the wrong relay or none."""
+        if key not in body:
+            raise self.fail(f"{where}.{key}", "missing: the relay board's frame in hex, "
+                                              "such as \"A0 01 01 A2\"")
+        try:
+            return parse_frame(body[key], where=f"{where}.{key}")
+        except ConfigError as exc:
+            raise self.fail(f"{where}.{key}", str(exc).split(": ", 1)[-1]) from None
 
     def check_psam_apart(self, security: SecurityModuleConfig,
                          lanes: tuple[LaneConfig, ...]) -> None:

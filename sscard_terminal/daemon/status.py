@@ -32,6 +32,11 @@ class _Lane(Protocol):
     machine: LaneStateMachine
 
 
+def _faults(counters: Mapping[str, int]) -> int:
+    """A lane's faults: each time it was lost, each time its gate failed."""
+    return counters.get(f"entered.{LaneState.LOST.value}", 0) + counters.get("gate.faults", 0)
+
+
 class DaemonStatus:
     """The running daemon's status; every source is a callable, read at each ask."""
 
@@ -61,7 +66,7 @@ class DaemonStatus:
                 device=devices.get(lane.name, ""),
                 since_s=round(machine.seconds_in_state(), 3),
                 gate=gates.get(lane.name),
-                faults=machine.counters().get(f"entered.{LaneState.LOST.value}", 0)))
+                faults=_faults(machine.counters())))
         status = TerminalStatus(terminal_id=config.terminal_id, version=__version__,
                                 uptime_s=round(self._clock() - self._started, 3),
                                 profile=config.profile.name, lanes=tuple(lanes))
