@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import select
 import signal
+import socket as socket_module
 import subprocess
 import sys
 import threading
@@ -20,7 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from selenium import webdriver
 from sscard_hardware_sim.central_harness import CentralSim
 
 from sscard_terminal.local_api.client import LocalApiClient, LocalApiUnavailable
@@ -33,6 +39,9 @@ from .daemon_helpers import (
     tap,
     wait_for,
 )
+from .test_display import SCREENSHOTS, browser  # noqa: F401 - the fixture
+from .test_display import text as display_text
+from .test_display import wait_for as display_wait
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -236,3 +245,108 @@ def test_the_sim_gate_opens_and_closes_in_the_event_stream(
         assert {e["lane"] for e in follower.of("gate")} == {"front"}
         (lane,) = client.data("status")["lanes"]
         assert lane["gate"] == {"driver": "sim", "state": "closed", "fault": None}
+
+
+def free_port() -> int:
+    with socket_module.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def bridged(tmp_path: Path, central_sim: CentralSim) -> Iterator[
+        tuple[DaemonProcess, Path, str, str, Path]]:
+    """The daemon with its loopback bridge (display and /metrics) and a metrics textfile:
+    the daemon, its state directory, the bridge's base URL, its token, the textfile."""
+    token = secrets.token_urlsafe(24)
+    token_file = tmp_path / "api.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    port = free_port()
+    prom = tmp_path / "textfile" / "sscard.prom"
+    prom.parent.mkdir()
+    extra = (f'\n[local_api]\nsocket = "{tmp_path / "api.sock"}"\n'
+             f'\n[http]\nport = {port}\ntoken_file = "{token_file}"\ndisplay = true\n'
+             f'metrics = true\n\n[metrics]\ntextfile = "{prom}"\n')
+    with daemon_terminal(tmp_path, central_sim, more_lanes=extra) as (daemon, state, _key):
+        daemon.start()
+        daemon.wait_notice("READY=1")
+        yield daemon, state, f"http://127.0.0.1:{port}", token, prom
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_metrics_move_on_a_tap_and_no_label_holds_personal_data(
+        bridged: tuple[DaemonProcess, Path, str, str, Path]) -> None:
+    daemon, state, base, token, prom = bridged
+    assert httpx.get(f"{base}/metrics").status_code == 401        # the bearer token
+    auth = {"Authorization": f"Bearer {token}"}
+    before = samples(httpx.get(f"{base}/metrics", headers=auth).text)
+
+    tap(state, "front", "gen2-adult")
+    (shown,) = daemon.wait_events(1)
+    take_away(state, "front")
+    tap(state, "front", "expired")
+    daemon.wait_events(2)
+    answer = httpx.get(f"{base}/metrics", headers=auth)
+    assert answer.status_code == 200
+    after = samples(answer.text)
+
+    accepted = ("sscard_presentations_total", frozenset({
+        ("channel", shown["channel"]), ("outcome", "accept"), ("reason", shown["reason"]),
+        ("mode", "online")}))
+    assert before.get(accepted, 0) == 0 and after[accepted] == 1
+    refused = [value for (name, labels), value in after.items()
+               if name == "sscard_presentations_total" and ("outcome", "refuse") in labels]
+    assert refused == [1]
+    assert after[("sscard_tap_to_decision_seconds_count",
+                  frozenset({("channel", shown["channel"]), ("mode", "online")}))] == 2
+    lanes = {dict(labels)["sscard_lane_state"] for (name, labels), value in after.items()
+             if name == "sscard_lane_state" and value == 1}
+    assert lanes                                        # the lane's state is exported
+    assert any(name.startswith("sscard_journal") for name, _ in after)
+
+    labels = {value for _, label_set in after for _, value in label_set}
+    clear = clear_personal_data("gen2-adult") + clear_personal_data("expired")
+    for value in labels:
+        assert not any(part in value for part in clear), value
+        assert not re.search(r"\d{8,}|[A-Z]\d{7,}", value), value   # no card reference
+    assert shown["transaction_id"] not in answer.text
+
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(10) == 0
+    assert samples(prom.read_text())[accepted] == 1      # the textfile's last counts
+
+
+def test_the_display_page_served_by_the_daemon_shows_a_tap(
+        bridged: tuple[DaemonProcess, Path, str, str, Path],
+        browser: webdriver.Chrome) -> None:  # noqa: F811 - the fixture of test_display
+    daemon, state, base, _token, _prom = bridged
+    page = httpx.get(f"{base}/display/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    browser.get(f"{base}/display/")
+    display_wait(browser, "return document.body.dataset.connected === 'yes'")
+    assert browser.execute_script("return document.body.dataset.outcome") == "idle"
+    time.sleep(0.3)                 # the page's subscription reaches the hub
+
+    tap(state, "front", "expired")
+    daemon.wait_events(1)
+    display_wait(browser, "return document.body.dataset.outcome === 'refuse'")
+    assert display_text(browser, "headline") == "未通过\nNot accepted"
+    take_away(state, "front")
+    tap(state, "front", "gen2-adult")
+    daemon.wait_events(2)
+    display_wait(browser, "return document.body.dataset.outcome === 'accept'")
+    assert display_text(browser, "headline") == "请通行\nGo ahead"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOTS / "daemon-display-accept.png"))
+    source = browser.page_source
+    for part in clear_personal_data("gen2-adult") + clear_personal_data("expired"):
+        assert part not in source

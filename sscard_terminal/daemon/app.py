@@ -48,6 +48,7 @@ from typing import Protocol
 
 from ..errors import ConfigError
 from ..local_api.events import EventHub
+from ..local_api.metrics import TerminalMetrics, run_textfile
 from .card_lane import CardLane
 from .config import DaemonConfig, LaneInput, load_config
 from .gates import LaneGates
@@ -133,6 +134,7 @@ class Daemon:
         self._local_api: LocalApiMount | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._textfile_stop = asyncio.Event()
         self._reloading: asyncio.Task[bool] | None = None
         self._executor = ThreadPoolExecutor(max_workers=max(2, len(config.lanes) + 1),
                                             thread_name_prefix="sscard-worker")
@@ -144,6 +146,10 @@ class Daemon:
         self.status_provider = DaemonStatus(
             config=lambda: self.config, lanes=lambda: self._lanes, runtime=self.runtime,
             gates=lambda: self._gates.status() if self._gates is not None else {})
+        self.metrics: TerminalMetrics | None = None
+        if (config.http is not None and config.http.metrics) or config.metrics_textfile:
+            self.metrics = TerminalMetrics(status=self.status_provider)
+            self.metrics.attach(self.events)
 
     # --- what the lanes use ----------------------------------------------------------------
 
@@ -198,12 +204,17 @@ class Daemon:
             await self._start_local_api()
             self._install_signals(loop)
             health = asyncio.create_task(self._health_loop(), name="sscard-health")
+            textfile = self._start_textfile()
             self._notifier.ready(self._status_line())
             log.info("ready in %.2f s: terminal %s, profile %s, %d lane(s)",
                      time.monotonic() - started, self.config.terminal_id,
                      self.config.profile.name, len(self._lanes))
             await self._stop.wait()
             health.cancel()
+            if textfile is not None:
+                self._textfile_stop.set()
+                await textfile
+                await self._write_textfile()        # the last counts, for the collector
             await self._shutdown()
         finally:
             self._remove_signals(loop)
@@ -265,12 +276,33 @@ class Daemon:
         mount = LocalApiMount(self.config, runtime=self.runtime,
                               reader=lambda: lane.current_card,
                               reader_lock=self.reader_lock(lane.config.target),
-                              status=self.status_provider, events=self.events)
+                              status=self.status_provider, events=self.events,
+                              metrics=self.metrics)
         try:
             await mount.start(runtime)
         except ConfigError as exc:
-            raise ConfigError(f"{self.config.source}: key 'local_api.socket': {exc}") from exc
+            await mount.stop()
+            key = "http.port" if "cannot listen on" in str(exc) else "local_api.socket"
+            raise ConfigError(f"{self.config.source}: key '{key}': {exc}") from exc
         self._local_api = mount
+
+    def _start_textfile(self) -> asyncio.Task[None] | None:
+        """The node exporter's textfile, rewritten every 15 s (and once more at stop)."""
+        path = self.config.metrics_textfile
+        if path is None or self.metrics is None:
+            return None
+        return asyncio.create_task(run_textfile(self.metrics, path, stop=self._textfile_stop),
+                                   name="sscard-metrics-textfile")
+
+    async def _write_textfile(self) -> None:
+        path = self.config.metrics_textfile
+        if path is None or self.metrics is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.metrics.write_textfile, path)
+        except OSError as exc:
+            log.warning("metrics: cannot write %s: %s", path, exc)
 
     async def _check_readers(self) -> None:
         """A reader that is not there at start-up is a lane that starts lost (and says so
