@@ -7,6 +7,7 @@ The daemon is started from its console script with a configuration file, as in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from sscard_hardware_sim.central_harness import CentralSim
 from sscard_terminal.local_api.client import LocalApiClient, LocalApiUnavailable
 
 from .daemon_helpers import (
+    DAEMON,
     DaemonProcess,
     daemon_terminal,
     journaled,
@@ -42,6 +44,7 @@ from .daemon_helpers import (
 from .test_display import SCREENSHOTS, browser  # noqa: F401 - the fixture
 from .test_display import text as display_text
 from .test_display import wait_for as display_wait
+from .test_log_setup import parse as parse_journal
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -350,3 +353,56 @@ def test_the_display_page_served_by_the_daemon_shows_a_tap(
     source = browser.page_source
     for part in clear_personal_data("gen2-adult") + clear_personal_data("expired"):
         assert part not in source
+
+
+def test_under_systemd_the_daemon_logs_to_journald_with_structured_fields(
+        tmp_path: Path, central_sim: CentralSim) -> None:
+    journal_path = tmp_path / "journal.socket"
+    journal = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_DGRAM)
+    journal.bind(str(journal_path))
+    journal.settimeout(0.2)
+    try:
+        with daemon_terminal(tmp_path, central_sim) as (daemon, state, _key):
+            daemon.log.touch()
+            info = os.stat(daemon.log)              # the daemon's stderr: systemd's stream
+            env = {**os.environ, "NOTIFY_SOCKET": daemon.notify_path,
+                   "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+            env.pop("CREDENTIALS_DIRECTORY", None)
+            with daemon.log.open("ab") as err:
+                daemon.process = subprocess.Popen(
+                    [str(DAEMON), "--config", str(daemon.config),
+                     "--journal-socket", str(journal_path)],
+                    stdout=subprocess.DEVNULL, stderr=err, env=env)
+            daemon.wait_notice("READY=1")
+            tap(state, "front", "gen2-adult")
+            records: list[dict[str, str]] = []
+
+            def event_logged() -> bool:
+                with contextlib.suppress(TimeoutError):
+                    records.append(parse_journal(journal.recv(65536)))
+                return any(r.get("LOGGER") == "sscard_terminal.daemon.events"
+                           for r in records)
+
+            wait_for(event_logged)
+            (event,) = [r for r in records if r["LOGGER"] == "sscard_terminal.daemon.events"]
+            shown = json.loads(event["MESSAGE"])
+            assert event["SSCARD_LANE"] == "front"
+            assert event["SSCARD_REASON"] == shown["reason"]
+            assert event["SSCARD_TRANSACTION_ID"] == shown["transaction_id"]
+            assert event["SYSLOG_IDENTIFIER"] == "sscard-terminald"
+            assert any(r.get("SSCARD_LANE") == "front" and "card_present" in r["MESSAGE"]
+                       for r in records)                        # lane moves too
+            assert daemon.process is not None
+            daemon.process.send_signal(signal.SIGTERM)
+            assert daemon.process.wait(10) == 0
+            while True:
+                try:
+                    records.append(parse_journal(journal.recv(65536)))
+                except TimeoutError:
+                    break
+            everything = json.dumps(records, ensure_ascii=False)
+            for part in clear_personal_data("gen2-adult"):
+                assert part not in everything
+            assert "sscard_terminal" not in daemon.log.read_text()   # nothing on stderr
+    finally:
+        journal.close()

@@ -163,7 +163,9 @@ class Daemon:
 
     def _publish(self, lane: str, event: Mapping[str, object]) -> None:
         events_log.info("%s", json.dumps({"lane": lane, **event}, ensure_ascii=False,
-                                         default=str, sort_keys=True))
+                                         default=str, sort_keys=True),
+                        extra={"lane": lane, "reason": event.get("reason"),
+                               "transaction_id": event.get("transaction_id")})
         runtime = self._holder.current
         if runtime is not None and event.get("journaled"):
             runtime.presented()

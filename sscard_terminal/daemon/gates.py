@@ -77,7 +77,8 @@ class LaneGates:
 
     def _listener(self, lane: str) -> Callable[[GateState, str | None], None]:
         def changed(state: GateState, fault: str | None) -> None:
-            log.info("lane %s: gate %s%s", lane, state.value, f" ({fault})" if fault else "")
+            log.log(logging.ERROR if fault else logging.INFO, "lane %s: gate %s%s", lane,
+                    state.value, f" ({fault})" if fault else "", extra={"lane": lane})
             event: dict[str, object] = {"lane": lane, "state": state.value}
             if fault is not None:
                 event["fault"] = fault

@@ -179,7 +179,7 @@ class LaneStateMachine:
                 self._count("recovered")
         level = logging.WARNING if target is LaneState.LOST else logging.INFO
         log.log(level, "lane %s: %s -> %s after %.3f s (%s)", self.name, source.value,
-                target.value, held, why)
+                target.value, held, why, extra={"lane": self.name})
         listener = self.listener
         if listener is not None:
             try:
