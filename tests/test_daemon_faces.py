@@ -113,6 +113,10 @@ def test_the_daemon_streams_taps_and_lane_moves_over_its_socket_and_reports_stat
     assert (shown["outcome"], shown["reason"]) == ("accept", logged["reason"])
     assert shown["transaction_id"] == logged["transaction_id"]
     assert shown["journaled"] is True
+    # The health check (every second) publishes the central link when it changes.
+    wait_for(lambda: any(e["link"] == "up" for e in follower.of("central")), timeout=5.0)
+    assert follower.of("central")[-1] == {**follower.of("central")[-1], "link": "up",
+                                          "circuit": "closed"}
     moves = [(e["previous"], e["state"]) for e in follower.of("lane")]
     assert ("idle", "card_present") in moves and ("deciding", "showing") in moves
     raw = json.dumps(follower.events, ensure_ascii=False)

@@ -143,6 +143,7 @@ class Daemon:
         self.events = events if events is not None else EventHub()
         """Every presentation and lane move, screened (issue 18's faces read it)."""
         self._gates: LaneGates | None = None
+        self._central_seen: tuple[str, str] | None = None
         self.status_provider = DaemonStatus(
             config=lambda: self.config, lanes=lambda: self._lanes, runtime=self.runtime,
             gates=lambda: self._gates.status() if self._gates is not None else {})
@@ -184,6 +185,22 @@ class Daemon:
         if entered is LaneState.LOST:
             event["fault"] = why        # a fixed phrase or an error class name
         self.events.publish(event, "lane")
+
+    def _publish_central_link(self) -> None:
+        """A ``central`` event when the link or the breaker changed (the passenger
+        display's offline indicator, ``sscard events``); no I/O, on the loop."""
+        runtime = self._holder.current
+        if runtime is None or runtime.central_link is None:
+            return
+        try:
+            central = runtime.central_link()
+        except Exception as exc:
+            log.warning("reading the central link state failed: %s", type(exc).__name__)
+            return
+        seen = (central.link, central.circuit)
+        if seen != self._central_seen:
+            self._central_seen = seen
+            self.events.publish({"link": central.link, "circuit": central.circuit}, "central")
 
     def _gate_fault(self, lane: str) -> None:
         for each in self._lanes:
@@ -454,6 +471,7 @@ class Daemon:
             else:
                 log.error("health check failed, withholding the watchdog ping: %s",
                           health.why)
+            self._publish_central_link()
             status = self._status_line()
             if status != last_status:
                 self._notifier.status(status)

@@ -83,6 +83,8 @@ class Runtime:
     facts: Callable[[], RuntimeFacts] | None = None
     """What the runtime knows for ``status`` (central link, journal, lists); None: nothing
     (a runtime without a journal, as in tests)."""
+    central_link: Callable[[], CentralStatus] | None = None
+    """The central link and breaker state alone, without I/O (published on change)."""
 
 
 RuntimeFactory = Callable[[DaemonConfig], Runtime]

@@ -108,10 +108,12 @@ def build_runtime(config: DaemonConfig) -> Runtime:
     central = root.central()
     authenticator = root.module_chain()
     facts = functools.partial(runtime_facts, root)
+    link = functools.partial(central_status, root)
     if central is None:
         return Runtime(presenter=presenter,
                        open_card=lambda reader, deadline: root.open_card(deadline, reader),
-                       close=root.close, authenticator=authenticator, facts=facts)
+                       close=root.close, authenticator=authenticator, facts=facts,
+                       central_link=link)
     background = Background(journal=root.journal(), denylist=root.denylist(), central=central)
     background.start()
 
@@ -122,22 +124,27 @@ def build_runtime(config: DaemonConfig) -> Runtime:
     return Runtime(presenter=presenter,
                    open_card=lambda reader, deadline: root.open_card(deadline, reader),
                    close=close, presented=background.presented, authenticator=authenticator,
-                   facts=facts)
+                   facts=facts, central_link=link)
+
+
+def central_status(root: TerminalRoot) -> CentralStatus:
+    """The central link as the presentations' circuit breaker sees it (no I/O: cheap
+    enough for the health check to ask every second)."""
+    guarded = root.guarded_central()
+    if guarded is None:
+        return CentralStatus(link="none", circuit="closed")
+    circuit = guarded.breaker.state.value
+    successes = guarded.breaker.counters().get("successes", 0)
+    link = {"open": "down", "half_open": "unknown"}.get(
+        circuit, "up" if successes else "unknown")
+    return CentralStatus(link=link, circuit=circuit)
 
 
 def runtime_facts(root: TerminalRoot) -> RuntimeFacts:
     """The runtime's part of ``status``: the breaker's view of the central link, the
     journal's queue, the denylist's version, size and age, the trust list's age (its
     cached file's age; the file holds no version the terminal reads back)."""
-    guarded = root.guarded_central()
-    if guarded is None:
-        central = CentralStatus(link="none", circuit="closed")
-    else:
-        circuit = guarded.breaker.state.value
-        successes = guarded.breaker.counters().get("successes", 0)
-        link = {"open": "down", "half_open": "unknown"}.get(
-            circuit, "up" if successes else "unknown")
-        central = CentralStatus(link=link, circuit=circuit)
+    central = central_status(root)
     journal = root.journal().status()
     queue = QueueStatus(depth=journal.queued,
                         oldest_age_s=(None if journal.oldest_queued_age_s is None
