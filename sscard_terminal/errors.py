@@ -34,7 +34,9 @@ them with :mod:`sscard_terminal.privacy`.
     │   │   ├── ReaderUnavailableError           pcscd not running / reader lost / busy
     │   │   └── NoCardError                      the reader is up but has no card
     │   ├── ScannerUnavailableError          serial scanner port missing, busy or not permitted
-    │   └── CameraUnavailableError           camera/video/RTSP source cannot be opened, no cv2
+    │   ├── CameraUnavailableError           camera/video/RTSP source cannot be opened, no cv2
+    │   ├── GateOutputError                  the gate output failed (port gone, relay silent)
+    │   └── DaemonUnavailableError           nothing answers on the daemon's local API socket
     ├── CardError                        the card in front of the terminal
     │   ├── CardCommunicationError           removed or garbled mid-transaction
     │   │   ├── CardRemovedError                 card pulled; partial data is never returned
@@ -90,12 +92,14 @@ __all__ = [
     "CentralUnreachableError",
     "CodeTable",
     "ConfigError",
+    "DaemonUnavailableError",
     "DeadlineExceededError",
     "DenylistError",
     "DeviceError",
     "ECodeError",
     "ECodeRefusedError",
     "ForgedCardError",
+    "GateOutputError",
     "IncompleteCardError",
     "InputError",
     "JournalCorruptError",
@@ -175,6 +179,16 @@ class ScannerUnavailableError(DeviceError):
 
 class CameraUnavailableError(DeviceError):
     """The camera, video file or RTSP stream cannot be opened, or cv2 is not installed."""
+
+
+class GateOutputError(DeviceError):
+    """The gate output failed (port gone, line refused, relay silent). A lane fault:
+    the transaction behind it is journaled all the same."""
+
+
+class DaemonUnavailableError(DeviceError):
+    """Nothing answers on the daemon's local API socket (the daemon is not running, or
+    not for this user); the message says which and what to do."""
 
 
 # --- the card -----------------------------------------------------------------------------

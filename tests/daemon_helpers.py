@@ -57,6 +57,13 @@ class DaemonProcess:
                 return self.notices
         raise AssertionError(f"no {line} within {timeout} s:\n{self.log.read_text()[-3000:]}")
 
+    def wait_log(self, text: str, timeout: float = 20.0) -> None:
+        end = time.monotonic() + timeout
+        while text not in self.log.read_text():
+            if time.monotonic() > end:
+                raise AssertionError(f"no {text!r} in the log:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
     def events(self) -> list[dict[str, Any]]:
         found = []
         for raw in self.log.read_text().splitlines():

@@ -225,3 +225,39 @@ def test_a_silent_central_is_remembered_so_offline_taps_stop_waiting(
                               deadline=Deadline.after(1.0))
         assert probe.online
         assert breaker.state is CircuitState.CLOSED
+
+
+def test_with_background_probes_no_call_ever_probes() -> None:
+    clock = HandClock()
+    breaker = CircuitBreaker(failure_threshold=1, cool_down_s=5.0, clock=clock)
+    breaker.probe_in_background()
+    with pytest.raises(CentralUnreachableError):
+        breaker.call(silent)
+    clock.t += 5.0
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.allow() is False                 # a tap never waits on a probe
+    assert breaker.probe(silent) is False           # the background probe: still silent
+    assert breaker.state is CircuitState.OPEN
+    clock.t += 4.0
+    asked: list[int] = []
+    assert breaker.probe(lambda: asked.append(1)) is False   # cool-down not over: not asked
+    assert asked == []
+    clock.t += 1.0
+    assert breaker.probe(answers) is True
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.allow() is True
+
+
+def test_a_background_probe_answered_with_a_refusal_closes_the_circuit() -> None:
+    clock = HandClock()
+    breaker = CircuitBreaker(failure_threshold=1, cool_down_s=1.0, clock=clock)
+    breaker.probe_in_background()
+    with pytest.raises(CentralUnreachableError):
+        breaker.call(silent)
+    clock.t += 1.0
+
+    def refused() -> None:
+        raise CentralRefusedError("no", "clock-skew")
+
+    assert breaker.probe(refused) is True
+    assert breaker.state is CircuitState.CLOSED

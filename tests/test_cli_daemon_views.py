@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from sscard_terminal.cli.exit_codes import ExitCode
 from sscard_terminal.cli.main import main
 from tests.test_local_api import Make, make_harness
 from tests.test_local_api_events import ID_NUMBER, DaemonLikeStatus, presentation
@@ -55,14 +56,15 @@ def test_not_running_is_one_clear_line(tmp_path: Path,
     missing = tmp_path / "api.sock"
     for command in ("status", "events"):
         code, out, err = run(capsys, command, "--socket", str(missing))
-        assert code == 1 and out == ""
+        assert code == ExitCode.DAEMON_NOT_RUNNING and out == ""
         assert err.strip() == (f"sscard: the daemon is not running: no socket at {missing} "
                                "(start it: systemctl start sscard-terminald; or give --socket)")
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(missing))
     stale.close()  # what a crashed daemon leaves
     code, _, err = run(capsys, "status", "--socket", str(missing))
-    assert code == 1 and "exists but nobody listens on it" in err and len(err.splitlines()) == 1
+    assert code == ExitCode.DAEMON_NOT_RUNNING
+    assert "exists but nobody listens on it" in err and len(err.splitlines()) == 1
 
 
 def test_events_follows_the_stream(make_harness: Make, tmp_path: Path) -> None:

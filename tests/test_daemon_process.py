@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +142,31 @@ def test_a_scanned_e_code_is_decided_and_its_replay_refused_after_kill_9(
                                                            second["transaction_id"]]
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.process.wait(10) == 0
+
+
+def test_a_silent_central_costs_three_taps_then_none_and_its_return_is_noticed(
+        terminal: tuple[DaemonProcess, Path, bytes], central_sim: CentralSim) -> None:
+    """The circuit breaker on the real daemon: once the central has been silent three
+    times, taps decide offline at once (no tap is the probe: a background ping is), and
+    when the central answers again the next tap is decided online."""
+    daemon, state, _key = terminal
+    daemon.start()
+    daemon.wait_notice("READY=1")
+    daemon.wait_log("denylist at version")
+    holders = ("gen2-adult", "gen1-adult")
+    tap(state, "front", holders[0])
+    assert daemon.wait_events(1)[0]["online"] is True
+    central_sim.set_faults(mode="timeout")             # down, and silent
+    for n in range(1, 10):
+        take_away(state, "front")
+        tap(state, "front", holders[n % 2])
+        event = daemon.wait_events(n + 1)[n]
+        assert event["online"] is False and event["journaled"] is True
+        if n > 3:                                       # the breaker is open
+            assert event["elapsed_ms"] < 100, event
+        time.sleep(0.7)                                 # past a cool-down (5 s) in all
+    central_sim.set_faults(mode="none")
+    wait_for(lambda: "central circuit closed" in daemon.log.read_text(), timeout=10.0)
+    take_away(state, "front")
+    tap(state, "front", holders[0])
+    assert daemon.wait_events(11)[10]["online"] is True

@@ -6,7 +6,9 @@ decides again."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ from sscard_terminal.decision.state_store import (
     LearntStanding,
     MemoryEngineState,
     SqliteEngineState,
+    _decision_json,
 )
 from sscard_terminal.errors import StorageError
 from sscard_terminal.profiles import Profile, load_profile, parse_profile
@@ -180,7 +183,8 @@ def exercise(state: EngineState, clock: ManualClock) -> list[object]:
 
 
 class _NoDenylist:
-    def lookup(self, card_ref: str, *, today: dt.date | None = None) -> None:
+    def lookup(self, card_ref: str, *, today: dt.date | None = None,
+               now: dt.datetime | None = None) -> None:
         return None
 
     def age_hours(self) -> float:
@@ -219,3 +223,13 @@ def test_a_newer_schema_is_refused_and_kept(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StorageError, match="newer version"):
         SqliteEngineState(path)
+
+
+def test_every_field_of_a_decision_is_stored() -> None:
+    """A field added to Decision must be added to the file too, or a replay after a
+    restart would come back without it."""
+    decision = DecisionEngine(load_profile("bus-validator"), central=None,
+                              denylist=_NoDenylist(), clock=ManualClock()).decide(
+        tap(1), deadline=Deadline.after(2.0))
+    stored = set(json.loads(_decision_json(decision)))
+    assert stored == {field.name for field in dataclasses.fields(Decision)}

@@ -51,7 +51,8 @@ def test_the_families_are_what_failed() -> None:
         "StorageError", "ECodeError", "DeadlineExceededError",
     }
     for device in (errors.ReaderError, errors.ScannerUnavailableError,
-                   errors.CameraUnavailableError):
+                   errors.CameraUnavailableError, errors.GateOutputError,
+                   errors.DaemonUnavailableError):
         assert issubclass(device, errors.DeviceError)
     for card in (errors.CardCommunicationError, errors.CardRefusedError,
                  errors.CardApplicationError, errors.CardAuthenticationError):
@@ -69,6 +70,8 @@ def test_the_families_are_what_failed() -> None:
 # answers garbage is -999 like a central that does not answer.
 _CODES: list[tuple[errors.SscardError, ExitCode, int, int]] = [
     (errors.CameraUnavailableError("x"), ExitCode.READER_UNAVAILABLE, -999, -999),
+    (errors.DaemonUnavailableError("x"), ExitCode.DAEMON_NOT_RUNNING, -999, -999),
+    (errors.GateOutputError("x"), ExitCode.READER_UNAVAILABLE, -999, -999),
     (errors.CardApplicationError("x"), ExitCode.ERROR, -999, -999),
     (errors.CardAuthenticationError("x"), ExitCode.ERROR, -999, -999),
     (errors.CardCommunicationError("x"), ExitCode.CARD_REMOVED, -999, -999),

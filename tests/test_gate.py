@@ -19,7 +19,7 @@ import pytest
 from sscard_terminal.decision.rules import Outcome
 from sscard_terminal.drivers.gate import (
     GateController,
-    GateFault,
+    GateOutputError,
     GateState,
     SimGate,
     gate_from_config,
@@ -164,7 +164,7 @@ def test_serial_relay_unplugged_is_a_fault_and_heals(tmp_path: Path) -> None:
         assert controller.present(presentation(Outcome.ACCEPT)) is True
         assert read_exactly(master, 4) == OPEN
         os.close(master)  # the board goes away while the gate is open
-        with pytest.raises(GateFault):
+        with pytest.raises(GateOutputError):
             gate.close()
         assert gate.state is GateState.FAULT
     gate.shutdown()

@@ -20,6 +20,10 @@ Only *silence* opens the breaker: :class:`CentralUnreachableError` and
 :class:`DeadlineExceededError`. A central that answers, even with a refusal or garbage,
 is reachable and answers fast; those errors pass through and count as "it answered".
 
+A daemon moves the probe off the tap path (:meth:`CircuitBreaker.probe_in_background`): a
+thread of its own pings the central after each cool-down, and taps are refused at once
+until that probe hears an answer.
+
 The clock is injected (a zero-argument callable returning seconds, monotonic by default)
 so tests move time by hand. Thread-safe: the daemon's lanes call it from worker threads.
 """
@@ -81,6 +85,7 @@ class CircuitBreaker:
         self._failures_in_row = 0
         self._opened_at = 0.0
         self._probe_started: float | None = None
+        self._taps_probe = True
         self._counters = {"calls": 0, "refused_open": 0, "failures": 0, "successes": 0,
                           "opened": 0, "closed": 0, "probes": 0}
 
@@ -106,7 +111,8 @@ class CircuitBreaker:
             if state is CircuitState.CLOSED:
                 self._counters["calls"] += 1
                 return True
-            if state is CircuitState.HALF_OPEN and self._probe_started is None:
+            if (state is CircuitState.HALF_OPEN and self._probe_started is None
+                    and self._taps_probe):
                 self._probe_started = self._clock()
                 self._counters["calls"] += 1
                 self._counters["probes"] += 1
@@ -142,6 +148,40 @@ class CircuitBreaker:
                                 self._failures_in_row, self._cool_down)
                 self._state = CircuitState.OPEN
                 self._opened_at = self._clock()
+
+    def probe_in_background(self) -> None:
+        """Calls never probe from now on: while the circuit is not closed every call is
+        refused at once, and only :meth:`probe` (a background thread's) may close it. A
+        daemon does this so that no tap ever waits out the online budget on a central that
+        may still be silent; a one-shot tool, with no such thread, keeps tap probes."""
+        with self._lock:
+            self._taps_probe = False
+
+    def probe(self, ask: Callable[[], object]) -> bool:
+        """If the cool-down is over, ``ask`` the central (a cheap signed round trip) and
+        close the circuit on an answer, or open it for another cool-down on silence. True
+        if the circuit is closed afterwards. For a background thread."""
+        with self._lock:
+            state = self._current_state()
+            if state is CircuitState.CLOSED:
+                return True
+            if state is CircuitState.OPEN or self._probe_started is not None:
+                return False
+            self._probe_started = self._clock()
+            self._counters["probes"] += 1
+        try:
+            ask()
+        except _SILENCE:
+            self.record_failure()
+            return False
+        except CentralError:
+            pass                           # refused or garbled: it answered
+        except BaseException:
+            with self._lock:
+                self._probe_started = None
+            raise
+        self.record_success()
+        return True
 
     def call(self, func: Callable[[], _T]) -> _T:
         """Run ``func`` (one central call) through the breaker.

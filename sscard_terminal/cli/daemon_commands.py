@@ -1,7 +1,8 @@
 """``sscard status`` and ``sscard events``: the running daemon, seen by a technician.
 
-Both talk to the daemon's local API socket (``--socket``, default /run/sscard/api.sock or
-``$SSCARD_SOCKET``); when the daemon is not running they say so in one line and exit 1.
+Both talk to the daemon's local API socket (``--socket``, default /run/sscard-terminald/api.sock or
+``$SSCARD_SOCKET``); when the daemon is not running they say so in one line and exit 22
+(DAEMON_NOT_RUNNING).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ class ExitCode(enum.IntEnum):
     SECURITY_MODULE = 19
     CENTRAL_PROTOCOL = 20
     CARD_NOT_USABLE = 21
+    DAEMON_NOT_RUNNING = 22
 
 
 # One table, by family (errors.py draws the tree); most specific first, which CodeTable
@@ -44,6 +45,7 @@ _TABLE: errors.CodeTable[ExitCode] = errors.CodeTable([
     # DeviceError: the reader or pcscd, the QR scanner, the camera
     (errors.NoReaderError, ExitCode.NO_READER),
     (errors.NoCardError, ExitCode.NO_CARD),
+    (errors.DaemonUnavailableError, ExitCode.DAEMON_NOT_RUNNING),
     (errors.DeviceError, ExitCode.READER_UNAVAILABLE),
     # CardError: went away or garbled, refused, not our application, not genuine
     (errors.CardRemovedError, ExitCode.CARD_REMOVED),

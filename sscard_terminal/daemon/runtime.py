@@ -114,7 +114,9 @@ def build_runtime(config: DaemonConfig) -> Runtime:
                        open_card=lambda reader, deadline: root.open_card(deadline, reader),
                        close=root.close, authenticator=authenticator, facts=facts,
                        central_link=link)
-    background = Background(journal=root.journal(), denylist=root.denylist(), central=central)
+    guarded = root.guarded_central()
+    background = Background(journal=root.journal(), denylist=root.denylist(), central=central,
+                            breaker=guarded.breaker if guarded is not None else None)
     background.start()
 
     def close() -> None:

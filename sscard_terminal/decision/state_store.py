@@ -231,6 +231,8 @@ def _decision_json(decision: Decision) -> str:
         "transaction_id": decision.transaction_id,
         "replayed": decision.replayed,
         "elapsed_ms": decision.elapsed_ms,
+        "authentication": decision.authentication,
+        "notices": list(decision.notices),
     }, separators=(",", ":"))
 
 
@@ -253,6 +255,8 @@ def _decision_from(text: str) -> Decision:
         transaction_id=str(data["transaction_id"]),
         replayed=bool(data["replayed"]),
         elapsed_ms=float(data["elapsed_ms"]),
+        authentication=str(data.get("authentication", "none")),
+        notices=tuple(str(n) for n in data.get("notices", ())),
     )
 
 

@@ -13,7 +13,7 @@ releases it at once, ``state`` says ``closed``, ``open`` or ``fault``. The drive
 :class:`GateController` is the only way a lane uses a gate: it opens for an accepted
 presentation only, for the profile's open time, and a gate that fails is reported to
 ``on_fault`` (a lane fault in status and metrics) and returns; the transaction, already
-journaled, is never lost to it. Drivers raise :class:`GateFault`; nothing else escapes.
+journaled, is never lost to it. Drivers raise :class:`GateOutputError`; nothing else escapes.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from ..errors import ConfigError, SscardError
+from ..errors import ConfigError, GateOutputError
 
 __all__ = [
     "MAX_OPEN_SECONDS",
     "Decided",
     "GateController",
-    "GateFault",
     "GateOutput",
+    "GateOutputError",
     "GateState",
     "SimGate",
     "TimedGate",
@@ -44,10 +44,6 @@ _log = logging.getLogger(__name__)
 MAX_OPEN_SECONDS = 60.0
 """No gate stays open longer on one presentation, whatever a profile says."""
 
-
-class GateFault(SscardError):
-    """The gate output failed (port gone, line refused, relay silent). Belongs under the
-    hardware family of errors.py once that tree is re-parented; defined here meanwhile."""
 
 
 class GateState(enum.StrEnum):
@@ -65,10 +61,10 @@ class GateOutput(Protocol):
     def state(self) -> GateState: ...
 
     def open(self, seconds: float) -> None:
-        """Energise now and release after ``seconds``; raises :class:`GateFault`."""
+        """Energise now and release after ``seconds``; raises :class:`GateOutputError`."""
 
     def close(self) -> None:
-        """Release now; raises :class:`GateFault`."""
+        """Release now; raises :class:`GateOutputError`."""
 
     def shutdown(self) -> None:
         """Release and free the device (the daemon stops); never raises."""
@@ -121,7 +117,7 @@ class TimedGate:
             self._cancel_timer()
             try:
                 self._energise()
-            except GateFault as exc:
+            except GateOutputError as exc:
                 self._set(GateState.FAULT, str(exc))
                 raise
             self._set(GateState.OPEN, None)
@@ -137,7 +133,7 @@ class TimedGate:
     def shutdown(self) -> None:
         try:
             self.close()
-        except GateFault as exc:
+        except GateOutputError as exc:
             _log.warning("gate %s: release at shutdown failed: %s", self.driver, exc)
         finally:
             self._free()
@@ -145,13 +141,13 @@ class TimedGate:
     def _timed_close(self) -> None:
         try:
             self.close()
-        except GateFault:
+        except GateOutputError:
             pass  # already reported by _close_locked through on_change
 
     def _close_locked(self) -> None:
         try:
             self._release()
-        except GateFault as exc:
+        except GateOutputError as exc:
             self._set(GateState.FAULT, str(exc))
             raise
         self._set(GateState.CLOSED, None)
@@ -186,12 +182,12 @@ class SimGate(TimedGate):
 
     def _energise(self) -> None:
         if self.broken:
-            raise GateFault(self.broken)
+            raise GateOutputError(self.broken)
         self.history.append((time.monotonic(), "open"))
 
     def _release(self) -> None:
         if self.broken:
-            raise GateFault(self.broken)
+            raise GateOutputError(self.broken)
         self.history.append((time.monotonic(), "close"))
 
 
@@ -233,7 +229,7 @@ class GateController:
 
     def _changed(self, state: GateState, fault: str | None) -> None:
         if state is GateState.FAULT and self._opening is False:
-            self._fault(GateFault(fault or "gate fault"), None)
+            self._fault(GateOutputError(fault or "gate fault"), None)
 
     def present(self, presentation: Decided) -> bool:
         """Open for an accepted presentation; True if the gate opened. Never raises for
@@ -243,14 +239,14 @@ class GateController:
         self._opening = True
         try:
             self.gate.open(self.open_seconds)
-        except GateFault as exc:
+        except GateOutputError as exc:
             self._fault(exc, presentation.transaction_id)
             return False
         finally:
             self._opening = False
         return True
 
-    def _fault(self, exc: GateFault, transaction_id: str | None) -> None:
+    def _fault(self, exc: GateOutputError, transaction_id: str | None) -> None:
         self.faults += 1
         lane = self.lane or getattr(self.gate, "driver", "gate")
         if transaction_id is None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from .gate import GateFault, StateCallback, TimedGate, _only
+from .gate import GateOutputError, StateCallback, TimedGate, _only
 
 __all__ = ["GpioGate"]
 
@@ -77,7 +77,7 @@ class GpioGate(TimedGate):
             import gpiod  # noqa: PLC0415 - libgpiod only where a GPIO gate is configured
             from gpiod.line import Direction, Value  # noqa: PLC0415
         except ImportError as exc:
-            raise GateFault("GPIO gate needs libgpiod's bindings: pip install "
+            raise GateOutputError("GPIO gate needs libgpiod's bindings: pip install "
                             "'sscard-terminal[gpio]'") from exc
         value = Value.ACTIVE if active else Value.INACTIVE
         try:
@@ -90,7 +90,7 @@ class GpioGate(TimedGate):
             self._request.set_value(self.line, value)
         except (OSError, ValueError, gpiod.RequestReleasedError) as exc:
             self._drop()
-            raise GateFault(f"GPIO {self.chip} line {self.line}: {exc}") from exc
+            raise GateOutputError(f"GPIO {self.chip} line {self.line}: {exc}") from exc
 
     def _drop(self) -> None:
         if self._request is not None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .gate import GateFault, StateCallback, TimedGate, _only
+from .gate import GateOutputError, StateCallback, TimedGate, _only
 
 if TYPE_CHECKING:
     import serial
@@ -101,10 +101,10 @@ class SerialRelayGate(TimedGate):
             self._serial.flush()
         except (serial.SerialException, OSError, ValueError) as exc:
             self._drop()
-            raise GateFault(f"relay on {self.port}: {exc}") from exc
+            raise GateOutputError(f"relay on {self.port}: {exc}") from exc
         if written != len(frame):
             self._drop()
-            raise GateFault(f"relay on {self.port}: wrote {written} of {len(frame)} bytes")
+            raise GateOutputError(f"relay on {self.port}: wrote {written} of {len(frame)} bytes")
 
     def _drop(self) -> None:
         if self._serial is not None:

@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the unified reader interface (iReadCardBas, the HSM two-step) "
                     "as JSON on a Unix socket and, opt-in, on a loopback HTTP/WebSocket "
                     "bridge for HIS front-ends. Protocol and security: docs/local-api.md.",
-        epilog="Example: python -m sscard_terminal.local_api --socket /run/sscard/api.sock "
-               "--reader 'Virtual PCD 00 00' --psam 'Virtual PCD 00 01'\n"
+        epilog="Example: python -m sscard_terminal.local_api "
+               "--socket /run/sscard-terminald/api.sock --reader 'Virtual PCD 00 00' "
+               "--psam 'Virtual PCD 00 01'\n"
                "         python -m sscard_terminal.local_api --socket /tmp/api.sock "
                "--reader sim:gen2-adult --http-port 8765 --token-file token "
                "--allow-origin http://his.example",

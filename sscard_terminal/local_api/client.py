@@ -15,17 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import SscardError
+from ..errors import DaemonUnavailableError, SscardError
 
-__all__ = ["DEFAULT_SOCKET", "LocalApiClient", "LocalApiUnavailable"]
+__all__ = ["DEFAULT_SOCKET", "DaemonUnavailableError", "LocalApiClient"]
 
-DEFAULT_SOCKET = Path("/run/sscard/api.sock")
+DEFAULT_SOCKET = Path("/run/sscard-terminald/api.sock")
 _MAX_LINE = 1024 * 1024
 
-
-class LocalApiUnavailable(SscardError):
-    """Nothing answers on the local API socket (the daemon is not running, or not for
-    this user); the message says which and what to do."""
 
 
 class LocalApiClient:
@@ -42,24 +38,24 @@ class LocalApiClient:
             sock.connect(str(self.path))
         except FileNotFoundError:
             sock.close()
-            raise LocalApiUnavailable(
+            raise DaemonUnavailableError(
                 f"the daemon is not running: no socket at {self.path} "
                 "(start it: systemctl start sscard-terminald; or give --socket)") from None
         except ConnectionRefusedError:
             sock.close()
-            raise LocalApiUnavailable(
+            raise DaemonUnavailableError(
                 f"the daemon is not running: {self.path} exists but nobody listens on it "
                 "(it stopped or crashed; see journalctl -u sscard-terminald)") from None
         except PermissionError:
             sock.close()
-            raise LocalApiUnavailable(
+            raise DaemonUnavailableError(
                 f"no permission to use {self.path}: run as a member of its group "
                 "(usually sscard), or as root") from None
         except OSError as exc:
             sock.close()
             if exc.errno == errno.ENOTSOCK:
-                raise LocalApiUnavailable(f"{self.path} is not a socket") from None
-            raise LocalApiUnavailable(f"cannot reach the daemon at {self.path}: "
+                raise DaemonUnavailableError(f"{self.path} is not a socket") from None
+            raise DaemonUnavailableError(f"cannot reach the daemon at {self.path}: "
                                       f"{exc.strerror or exc}") from None
         return sock
 
@@ -71,7 +67,7 @@ class LocalApiClient:
             try:
                 return _answer(reader.readline(_MAX_LINE), self.path)
             except TimeoutError:
-                raise LocalApiUnavailable(f"the daemon at {self.path} did not answer "
+                raise DaemonUnavailableError(f"the daemon at {self.path} did not answer "
                                           f"within {self.timeout:g} s") from None
             finally:
                 reader.close()
@@ -86,7 +82,7 @@ class LocalApiClient:
 
     def events(self) -> Iterator[dict[str, Any]]:
         """Follow the event stream until the daemon goes away (then raises
-        :class:`LocalApiUnavailable`) or the caller stops iterating."""
+        :class:`DaemonUnavailableError`) or the caller stops iterating."""
         sock = self._connect()
         sock.settimeout(None)
         reader = sock.makefile("rb")
@@ -98,7 +94,7 @@ class LocalApiClient:
             while True:
                 line = reader.readline(_MAX_LINE)
                 if not line:
-                    raise LocalApiUnavailable(f"the daemon at {self.path} closed the stream "
+                    raise DaemonUnavailableError(f"the daemon at {self.path} closed the stream "
                                               "(stopped or restarting)")
                 message = json.loads(line)
                 event = message.get("event") if isinstance(message, dict) else None
@@ -111,7 +107,7 @@ class LocalApiClient:
 
 def _answer(line: bytes, path: Path) -> dict[str, Any]:
     if not line:
-        raise LocalApiUnavailable(f"the daemon at {path} closed the connection without an "
+        raise DaemonUnavailableError(f"the daemon at {path} closed the connection without an "
                                   "answer")
     try:
         answer = json.loads(line)

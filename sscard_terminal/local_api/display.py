@@ -1,7 +1,7 @@
 """The passenger display: a page the bridge serves on loopback for the validator's or the
 gate's own screen (a kiosk browser on ``http://127.0.0.1:<port>/display/``), updated live.
 
-The page and its script and style ship in the package (``local_api/display/``); it loads
+The page and its script and style ship in the package (``local_api/display_assets/``); it loads
 nothing from anywhere else (a Content-Security-Policy of ``'self'`` holds it to that), so
 it works with no network beyond loopback. Its WebSocket (``/display/events``) carries only
 :func:`~.display_text.display_view` of each presentation (outcome, reason and notices in
@@ -40,7 +40,7 @@ _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 's
 
 
 def _asset(name: str) -> bytes:
-    return resources.files(__package__).joinpath("display", name).read_bytes()
+    return resources.files(__package__).joinpath("display_assets", name).read_bytes()
 
 
 class DisplayRoutes:

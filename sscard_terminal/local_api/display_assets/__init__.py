@@ -1,0 +1,1 @@
+"""The passenger display's static page, style and script (package data: no network)."""
