@@ -30,7 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from selenium import webdriver
 from sscard_hardware_sim.central_harness import CentralSim
 
-from sscard_terminal.local_api.client import LocalApiClient, LocalApiUnavailable
+from sscard_terminal.errors import DaemonUnavailableError
+from sscard_terminal.local_api.client import LocalApiClient
 
 from .daemon_helpers import (
     DAEMON,
@@ -66,7 +67,7 @@ class Follower:
             stream = self._client.events()
             for event in stream:
                 self.events.append(event)
-        except LocalApiUnavailable:
+        except DaemonUnavailableError:
             pass
 
     def of(self, kind: str) -> list[dict[str, Any]]:
