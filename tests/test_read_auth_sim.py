@@ -571,7 +571,7 @@ def test_hsm_key_strings_that_parse(text: str, internal: str, external: str) -> 
 
 @pytest.mark.parametrize("text", [
     "", "|", "00" * 16 + "|" + "ab" * 16 + "|x", "00" * 15 + "|",
-    "00" * 16 + "|" + "ab" * 15, "0g" * 16 + "|", "00" * 16 + "|" + "zz" * 16,
+    "00" * 16 + "|" + "ab" * 15, "0g" * 16 + "|", "00" * 16 + "|" + "zz" * 16, "0X" * 16,
     "|" + "00" * 16, "00" * 16 + "|" + "ab" * 16 + "||",
 ])
 def test_hsm_key_strings_that_do_not(text: str) -> None:
