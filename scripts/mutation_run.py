@@ -210,7 +210,9 @@ def run_module(name: str, jobs: int) -> dict[str, object]:
             "no_tests": sum(state == "no tests" for state in counted),
             "timeouts": sum(state == "timeout" for state in counted),
             "unchecked": len(status) - total,
-            "score": round(100.0 * killed / total, 1) if total else 100.0,
+            # an interrupted run leaves mutants unchecked: no score rather than a wrong one
+            "score": (round(100.0 * killed / total, 1)
+                      if total and len(status) == total else None),
             "minutes": round((time.monotonic() - started) / 60.0, 1),
             "date": dt.date.today().isoformat(),
             "survivors": str((where / "survivors.txt").relative_to(ROOT))}
@@ -246,10 +248,15 @@ def main() -> int:
         print("mutation: timeouts count as killed; run each one by hand "
               "(MUTANT_UNDER_TEST=<name> pytest <test> in .mutation/<module>/mutants) before "
               "believing it: a slow machine also times out")
-    below = [r["module"] for r in results if float(r["score"]) < 90.0]  # type: ignore[arg-type]
+    incomplete = [r["module"] for r in results if r["score"] is None]
+    if incomplete:
+        print(f"mutation: incomplete (interrupted, or nothing generated): "
+              f"{', '.join(map(str, incomplete))}")
+    below = [r["module"] for r in results
+             if r["score"] is not None and float(r["score"]) < 90.0]  # type: ignore[arg-type]
     if below:
-        print(f"mutation: below 90 % killed: {', '.join(below)} (survivors in .mutation/*/"
-              "survivors.txt)")
+        print(f"mutation: below 90 % killed: {', '.join(map(str, below))} "
+              "(survivors in .mutation/*/survivors.txt)")
     return 0
 
 
