@@ -210,7 +210,9 @@ def run_module(name: str, jobs: int) -> dict[str, object]:
             "no_tests": sum(state == "no tests" for state in counted),
             "timeouts": sum(state == "timeout" for state in counted),
             "unchecked": len(status) - total,
-            "score": round(100.0 * killed / total, 1) if total else 100.0,
+            # an interrupted run leaves mutants unchecked: no score rather than a wrong one
+            "score": (round(100.0 * killed / total, 1)
+                      if total and len(status) == total else None),
             "minutes": round((time.monotonic() - started) / 60.0, 1),
             "date": dt.date.today().isoformat(),
             "survivors": str((where / "survivors.txt").relative_to(ROOT))}
@@ -235,15 +237,26 @@ def main() -> int:
         result = run_module(name, max(1, args.jobs))
         results.append(result)
         print(json.dumps(result), flush=True)
-    print("| module | file | generated | killed | surviving (no test reached) | killed % |")
+    print("| module | file | generated | killed (timeouts) | surviving (no test reached) "
+          "| killed % |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['module']} | `{r['file']}` | {r['generated']} | {r['killed']} | "
-              f"{int(r['survived']) + int(r['no_tests'])} ({r['no_tests']}) | {r['score']} |")
-    below = [r["module"] for r in results if float(r["score"]) < 90.0]  # type: ignore[arg-type]
+        print(f"| {r['module']} | `{r['file']}` | {r['generated']} | {r['killed']} "
+              f"({r['timeouts']}) | {int(r['survived']) + int(r['no_tests'])} "
+              f"({r['no_tests']}) | {r['score']} |")
+    if any(r["timeouts"] for r in results):
+        print("mutation: timeouts count as killed; run each one by hand "
+              "(MUTANT_UNDER_TEST=<name> pytest <test> in .mutation/<module>/mutants) before "
+              "believing it: a slow machine also times out")
+    incomplete = [r["module"] for r in results if r["score"] is None]
+    if incomplete:
+        print(f"mutation: incomplete (interrupted, or nothing generated): "
+              f"{', '.join(map(str, incomplete))}")
+    below = [r["module"] for r in results
+             if r["score"] is not None and float(r["score"]) < 90.0]  # type: ignore[arg-type]
     if below:
-        print(f"mutation: below 90 % killed: {', '.join(below)} (survivors in .mutation/*/"
-              "survivors.txt)")
+        print(f"mutation: below 90 % killed: {', '.join(map(str, below))} "
+              "(survivors in .mutation/*/survivors.txt)")
     return 0
 
 

@@ -137,6 +137,7 @@ class Profile:
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
     renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
     age_concessions: AgeConcessions = field(default_factory=AgeConcessions)
+    gate_open_ms: int = 3000                      # how long a gate stays open on an accept
 
     def recognition(self) -> RecognitionProfile:
         """The code shapes this profile recognises (our prefix is always known)."""
@@ -212,9 +213,10 @@ class _Reader:
         "identity": frozenset({"release", "require_authenticated", "offline",
                                "withhold_unusable"}),
         "renewal": frozenset({"notice_months", "after_expiry"}),
+        "gate": frozenset({"open_ms"}),
         "age_concessions": frozenset({"from_age", "below_age"}),
     }
-    _OPTIONAL = frozenset({"regions", "authentication", "identity", "renewal",
+    _OPTIONAL = frozenset({"gate", "regions", "authentication", "identity", "renewal",
                            "age_concessions"})
 
     def __init__(self, source: str, data: Mapping[str, Any]) -> None:
@@ -424,4 +426,11 @@ class _Reader:
             identity=self.identity(),
             renewal=self.renewal(),
             age_concessions=AgeConcessions(self.ages("from_age"), self.ages("below_age")),
+            gate_open_ms=self.gate_open_ms(),
         )
+
+    def gate_open_ms(self) -> int:
+        value = self.table("gate").get("open_ms", 3000)
+        if isinstance(value, bool) or not isinstance(value, int) or not 200 <= value <= 60_000:
+            raise self.fail("gate.open_ms", "must be whole milliseconds in 200..60000")
+        return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from sscard_terminal.apdu import (
     parse_ber,
     parse_simple,
 )
+from sscard_terminal.apdu.processors import MAX_RESPONSE_BYTES
 from sscard_terminal.apdu.transport import CardInterface, CardTransport
 from sscard_terminal.errors import MalformedResponseError
 
@@ -186,3 +189,88 @@ def test_processor_stops_an_endless_61xx_loop() -> None:
 
     with pytest.raises(MalformedResponseError, match="GET RESPONSE loop"):
         ApduProcessor(Endless([])).send(CommandApdu(0, 0xB2, 8, 0, le=1))
+
+
+def test_processor_trace_shows_each_exchange_in_hex(caplog: pytest.LogCaptureFixture) -> None:
+    transport = ScriptedTransport([
+        (bytes.fromhex("00B2080014"), bytes.fromhex("6104")),
+        (bytes.fromhex("00C0000004"), bytes.fromhex("0A0B0C0D9000")),
+    ])
+    caplog.set_level(logging.DEBUG, logger="sscard_terminal.apdu.trace")
+    ApduProcessor(transport).send(CommandApdu(0, 0xB2, 8, 0, le=20))
+    trace = [r.getMessage() for r in caplog.records if r.name == "sscard_terminal.apdu.trace"]
+    assert trace == ["> 00 B2 08 00 14", "< 61 04", "> 00 C0 00 00 04", "< 0A 0B 0C 0D 90 00"]
+
+
+def test_processor_sends_raw_bytes_with_the_same_chaining() -> None:
+    transport = ScriptedTransport([
+        (bytes.fromhex("00B2080014"), bytes.fromhex("6102")),
+        (bytes.fromhex("00C0000002"), bytes.fromhex("ABCD9000")),
+    ])
+    response = ApduProcessor(transport).send_raw(bytes.fromhex("00B2080014"))
+    assert (response.data, response.sw) == (bytes.fromhex("ABCD"), 0x9000)
+
+
+def test_processor_6c00_means_le_256_and_a_6c_answer_may_then_chain() -> None:
+    transport = ScriptedTransport([
+        (bytes.fromhex("00B2080010"), bytes.fromhex("6C00")),
+        (bytes.fromhex("00B2080000"), bytes.fromhex("6102")),          # Le 256 is "00"
+        (bytes.fromhex("00C0000002"), bytes.fromhex("ABCD9000")),
+    ])
+    response = ApduProcessor(transport).send(CommandApdu(0, 0xB2, 8, 0, le=16))
+    assert (response.data, response.sw) == (bytes.fromhex("ABCD"), 0x9000)
+
+
+@pytest.mark.parametrize(("cla", "get_response_cla"), [(0x84, 0x00), (0x80, 0x00), (0x01, 0x01),
+                                                       (0x07, 0x03)])
+def test_get_response_keeps_only_the_logical_channel_of_the_class(
+        cla: int, get_response_cla: int) -> None:
+    transport = ScriptedTransport([
+        (bytes((cla, 0xB2, 8, 0, 0x14)), bytes.fromhex("6101")),
+        (bytes((get_response_cla, 0xC0, 0, 0, 1)), bytes.fromhex("AA9000")),
+    ])
+    assert ApduProcessor(transport).send(CommandApdu(cla, 0xB2, 8, 0, le=20)).data == b"\xaa"
+
+
+class _Rounds(ScriptedTransport):
+    """Answers 61 01 and one byte per GET RESPONSE until ``rounds`` are done."""
+
+    def __init__(self, rounds: int) -> None:
+        super().__init__([])
+        self.rounds = rounds
+
+    def transmit(self, apdu: bytes) -> bytes:
+        self.sent.append(apdu)
+        if apdu[1] != 0xC0:
+            return bytes.fromhex("6101")
+        self.rounds -= 1
+        return b"x" + (bytes.fromhex("9000") if self.rounds == 0 else bytes.fromhex("6101"))
+
+
+def test_processor_allows_exactly_64_get_response_rounds() -> None:
+    transport = _Rounds(64)
+    response = ApduProcessor(transport).send(CommandApdu(0, 0xB2, 8, 0, le=1))
+    assert response.data == b"x" * 64 and len(transport.sent) == 65
+    with pytest.raises(MalformedResponseError) as refused:
+        ApduProcessor(_Rounds(65)).send(CommandApdu(0, 0xB2, 8, 0, le=1))
+    assert str(refused.value) == "malformed data: card keeps answering 61 XX (GET RESPONSE loop)"
+
+
+def test_processor_size_limits_are_exact() -> None:
+    whole = b"d" * (MAX_RESPONSE_BYTES - 2) + bytes.fromhex("9000")   # the largest answer
+    transport = ScriptedTransport([(bytes.fromhex("00B2080000"), whole)])
+    assert len(ApduProcessor(transport).send(CommandApdu(0, 0xB2, 8, 0, le=256)).data) == \
+        MAX_RESPONSE_BYTES - 2
+    transport = ScriptedTransport([(bytes.fromhex("00B2080000"), b"d" + whole)])
+    with pytest.raises(MalformedResponseError) as refused:
+        ApduProcessor(transport).send(CommandApdu(0, 0xB2, 8, 0, le=256))
+    assert str(refused.value) == (f"malformed data: response of {MAX_RESPONSE_BYTES + 1} "
+                                  "bytes is too long")
+    # a chain may reach the limit exactly and go on once more; past it, it stops
+    transport = ScriptedTransport([
+        (bytes.fromhex("00B2080000"), b"a" * (MAX_RESPONSE_BYTES - 2) + bytes.fromhex("6102")),
+        (bytes.fromhex("00C0000002"), b"bb" + bytes.fromhex("6101")),
+        (bytes.fromhex("00C0000001"), b"c" + bytes.fromhex("9000")),
+    ])
+    response = ApduProcessor(transport).send(CommandApdu(0, 0xB2, 8, 0, le=256))
+    assert len(response.data) == MAX_RESPONSE_BYTES + 1

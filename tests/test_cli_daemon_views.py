@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -82,11 +83,12 @@ def test_events_follows_the_stream(make_harness: Make, tmp_path: Path) -> None:
         harness.api.events.publish({"lane": "gate-1", "state": "fault",
                                     "fault": "relay silent"}, "gate")
         assert follower.stdout is not None
-        lines = []
-        while len(lines) < 2:
-            ready, _, _ = select.select([follower.stdout], [], [], 10)
-            assert ready, "no event line within 10 s"
-            lines.append(follower.stdout.readline())
+        # A thread reads the lines: select() on the pipe misses a second line that the
+        # text wrapper already buffered with the first.
+        arrived: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [arrived.put(line) for line in follower.stdout],
+                         daemon=True).start()
+        lines = [arrived.get(timeout=10), arrived.get(timeout=10)]
         assert " gate-1 card ACCEPT accepted (offline 41 ms) senior tx abababab" in lines[0]
         assert lines[1].rstrip().endswith("gate-1 gate fault (relay silent)")
         follower.send_signal(signal.SIGINT)

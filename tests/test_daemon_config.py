@@ -121,7 +121,11 @@ gate = { kind = "gpio", chip = "/dev/gpiochip0", line = 4 }
 
 [lanes.cam]
 camera = "/dev/video0"
-gate = { kind = "serial", device = "/dev/ttyUSB3" }
+[lanes.cam.gate]
+kind = "serial"
+device = "/dev/ttyUSB3"
+open_frame = "A0 01 01 A2"
+close_frame = "a0:01:00:a1"
 
 [lanes.sim-gate]
 reader_prefix = "ACS"
@@ -133,6 +137,8 @@ gate = { kind = "sim" }
     assert by_name["qr"].gate is not None and by_name["qr"].gate.kind is GateKind.GPIO
     assert by_name["qr"].gate.line == 4
     assert by_name["cam"].gate is not None and by_name["cam"].gate.device == "/dev/ttyUSB3"
+    assert (by_name["cam"].gate.open_frame, by_name["cam"].gate.close_frame) == (
+        bytes.fromhex("A00101A2"), bytes.fromhex("A00100A1"))
     assert by_name["sim-gate"].input is LaneInput.READER_PREFIX
 
 
@@ -200,6 +206,13 @@ BAD = [
     (lambda t, s: t.replace('reader = "sim:front"', 'reader = "sim:a"\n'
                             'gate = { kind = "sim", device = "/dev/x" }'),
      "lanes.front.gate.device", "unknown key"),
+    (lambda t, s: t.replace('reader = "sim:front"', 'reader = "sim:a"\n'
+                            'gate = { kind = "serial", device = "/dev/ttyUSB0" }'),
+     "lanes.front.gate.open_frame", "missing"),
+    (lambda t, s: t.replace('reader = "sim:front"', 'reader = "sim:a"\n'
+                            'gate = { kind = "serial", device = "/dev/ttyUSB0", '
+                            'open_frame = "A0 01", close_frame = "zz" }'),
+     "lanes.front.gate.close_frame", "not hex bytes"),
     (lambda t, s: t + '\n[lanes.back]\nreader = "sim:front"\n', "lanes.back.reader",
      "already lane 'front'"),
     (lambda t, s: t.replace("[lanes.front]\nreader = \"sim:front\"\n", "[lanes]\n"), "lanes",
@@ -213,6 +226,12 @@ BAD = [
     (lambda t, s: t + '\n[central]\nurl = "http://x"\n', "central.secret_file", "missing"),
     (lambda t, s: t + '\n[local_api]\nsocket = "/no/such/dir/api.sock"\n', "local_api.socket",
      "not an existing directory"),
+    (lambda t, s: t + '\n[http]\nport = 8765\n', "http", "needs [local_api]"),
+    (lambda t, s: t + '\n[metrics]\ntextfile = "/tmp/sscard.txt"\n', "metrics.textfile",
+     "ending in .prom"),
+    (lambda t, s: t + '\n[metrics]\ntextfile = "/no/such/dir/sscard.prom"\n',
+     "metrics.textfile", "not an existing directory"),
+    (lambda t, s: t + '\n[metrics]\nport = 9100\n', "metrics.port", "unknown key"),
 ]
 
 
@@ -289,3 +308,25 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     result = run_daemon("--config", str(tmp_path / "none.toml"), "--check-config", env={})
     assert result.returncode == EXIT_CONFIG
     assert "no such configuration file" in result.stderr
+
+
+def test_the_http_bridge_needs_a_private_token_of_16_characters(
+        tmp_path: Path, systemd_dirs: dict[str, str]) -> None:
+    state = Path(systemd_dirs["STATE_DIRECTORY"])
+    token = tmp_path / "api.token"
+    bridge = (f'\n[local_api]\nsocket = "{tmp_path / "api.sock"}"\n'
+              f'\n[http]\nport = 8765\ntoken_file = "{token}"\ndisplay = true\nmetrics = true\n')
+    token.write_text("0123456789abcdef-long-enough\n")
+    token.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"key 'http.token_file': .* readable by every user"):
+        parse(minimal(state) + bridge, systemd_dirs)
+    token.chmod(0o600)
+    http = parse(minimal(state) + bridge, systemd_dirs).http
+    assert http is not None and (http.port, http.display, http.metrics) == (8765, True, True)
+    assert "0123456789abcdef" not in repr(http)          # the token stays out of logs
+    token.write_text("short\n")
+    with pytest.raises(ConfigError, match=r"key 'http.token_file': .* at least 16"):
+        parse(minimal(state) + bridge, systemd_dirs)
+    token.write_text("0123456789abcdef-long-enough\n")
+    with pytest.raises(ConfigError, match=r"key 'http.port': 70000 is outside"):
+        parse(minimal(state) + bridge.replace("8765", "70000"), systemd_dirs)

@@ -130,6 +130,33 @@ def test_temporary_loss_lapses_at_midnight_china_time_without_a_rewrite(tmp_path
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if ".base-" in p.name} == files
 
 
+def test_temporary_loss_reported_at_an_instant_lapses_at_that_second(tmp_path: Path) -> None:
+    """An end sent as an instant with its zone (the report's time plus 15 days) is kept to
+    the second, in the base file and in a delta's overlay alike, whatever its zone."""
+    end = "2026-12-19T09:30:00+08:00"                    # = 01:30:00 UTC
+    clock = ManualClock(wall=datetime(2026, 12, 19, 1, 29, 59, tzinfo=UTC))
+    in_base, in_overlay = tap(1).card_ref, tap(2).card_ref
+    with Denylist.open(tmp_path / "d.db", clock=clock) as denylist:
+        denylist.install(DenylistUpdate(
+            version=1, since_version=0, full=True, removed=(),
+            added=(DenylistEntry(in_base, CardStatus.TEMPORARY_LOSS, end),)))
+        denylist.install(DenylistUpdate(
+            version=2, since_version=1, full=False, removed=(),
+            added=(DenylistEntry(in_overlay, CardStatus.TEMPORARY_LOSS,
+                                 "2026-12-19T01:30:00+00:00"),)))
+        for ref in (in_base, in_overlay):
+            entry = denylist.lookup(ref)
+            assert entry is not None
+            assert datetime.fromisoformat(entry.until or "") == datetime.fromisoformat(end)
+        clock.advance(1)                                        # 09:30:00 CST exactly
+        assert denylist.lookup(in_base) is None
+        assert denylist.lookup(in_overlay) is None
+        assert denylist.compact()
+        assert denylist.lookup(in_overlay) is None               # merged into the base
+        before = datetime(2026, 12, 19, 1, 29, 59, tzinfo=UTC)
+        assert denylist.lookup(in_overlay, now=before) is not None
+
+
 def test_an_unreadable_end_date_keeps_refusing(tmp_path: Path) -> None:
     ref = tap(1).card_ref
     with Denylist.open(tmp_path / "d.db") as denylist:

@@ -7,6 +7,7 @@ The pcscd+vpcd variants are in test_read_auth_pcsc.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -571,7 +572,7 @@ def test_hsm_key_strings_that_parse(text: str, internal: str, external: str) -> 
 
 @pytest.mark.parametrize("text", [
     "", "|", "00" * 16 + "|" + "ab" * 16 + "|x", "00" * 15 + "|",
-    "00" * 16 + "|" + "ab" * 15, "0g" * 16 + "|", "00" * 16 + "|" + "zz" * 16,
+    "00" * 16 + "|" + "ab" * 15, "0g" * 16 + "|", "00" * 16 + "|" + "zz" * 16, "0X" * 16,
     "|" + "00" * 16, "00" * 16 + "|" + "ab" * 16 + "||",
 ])
 def test_hsm_key_strings_that_do_not(text: str) -> None:
@@ -659,3 +660,43 @@ def test_the_psam_terminal_number_read_is_exactly_read_binary_by_sfi() -> None:
     assert read_terminal_number(RecordingTransport(_psam(full_psam()), log, "psam")) == \
         "410100813475"
     assert log[-1] == ("psam", bytes.fromhex("00B0960006"))
+
+
+class _CountedTransactions(RecordingTransport):
+    def __init__(self, inner: SimTransport) -> None:
+        super().__init__(inner, [], "psam")
+        self.transactions = 0
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        self.transactions += 1
+        return contextlib.nullcontext()
+
+
+def test_a_psam_read_takes_the_psam_in_one_transaction_and_logs_a_forgery_plainly(
+        caplog: pytest.LogCaptureFixture) -> None:
+    psam_transport = _CountedTransactions(_psam(full_psam()))
+    psam = PsamAuthenticator(psam_transport)
+    assert read_card_info(_card("gen3-adult"), authenticator=psam).complete
+    assert psam_transport.transactions == 1        # derive and encrypt never split
+    with pytest.raises(ForgedCardError):
+        read_card_info(SimTransport(VirtualCard.from_holder("gen3-cloned")), authenticator=psam)
+    assert psam_transport.transactions == 2
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "sscard_terminal.cards.authentication.psam"]
+    assert warnings == ["forged or cloned card refused: region 330300, internal "
+                        "authentication by psam:sim:psam mismatched"]
+
+
+def test_a_device_that_is_no_psam_is_refused_with_the_status_word_it_gave() -> None:
+    stranger = SimTransport(_SelectsAnything(), reader_name="sim:bank")
+    with pytest.raises(SecurityModuleUnavailableError) as refused:
+        read_terminal_number(stranger)
+    assert (refused.value.code, str(refused.value)) == (
+        -2201, "sim:bank: no terminal number (SW 6A82)")
+    card = read_card_info(_card("gen3-adult"))
+    context = CardAuthContext(bytes.fromhex(card.card_identification_code), 0x03, card.atr,
+                              card.region)
+    with pytest.raises(SecurityModuleUnavailableError) as refused:
+        PsamAuthenticator(stranger).check(context)
+    assert (refused.value.code, str(refused.value)) == (
+        -2201, "psam:sim:bank: derive key 02 refused (SW 6A82)")

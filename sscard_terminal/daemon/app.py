@@ -48,8 +48,10 @@ from typing import Protocol
 
 from ..errors import ConfigError
 from ..local_api.events import EventHub
+from ..local_api.metrics import TerminalMetrics, run_textfile
 from .card_lane import CardLane
 from .config import DaemonConfig, LaneInput, load_config
+from .gates import LaneGates
 from .lane import LaneState, LaneStateMachine
 from .local_api_mount import LocalApiMount
 from .notify import Notifier
@@ -90,9 +92,6 @@ class Lane(Protocol):
     machine: LaneStateMachine
 
     @property
-    def device(self) -> str: ...
-
-    @property
     def busy_for(self) -> float: ...
 
     async def run(self) -> None: ...
@@ -119,6 +118,7 @@ class Daemon:
         notifier: Notifier | None = None,
         publish: Callable[[str, Mapping[str, object]], None] | None = None,
         config_loader: Callable[[Path], DaemonConfig] = load_config,
+        events: EventHub | None = None,
     ) -> None:
         self.config = config
         self._config_path = config_path
@@ -132,19 +132,25 @@ class Daemon:
         self._card_lanes: list[CardLane] = []
         self._scanner_lanes: list[ScannerLane] = []
         self._local_api: LocalApiMount | None = None
-        self.events = EventHub()
-        """Presentations and lane changes, for the local API's event stream."""
-        self.status = DaemonStatus(terminal_id=config.terminal_id,
-                                   profile=lambda: self.config.profile.name,
-                                   lanes=lambda: self._lanes,
-                                   runtime=lambda: self._holder.current)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._textfile_stop = asyncio.Event()
         self._reloading: asyncio.Task[bool] | None = None
         self._executor = ThreadPoolExecutor(max_workers=max(2, len(config.lanes) + 1),
                                             thread_name_prefix="sscard-worker")
         self._reader_locks: dict[str, threading.Lock] = {}
         self.reloads = {"done": 0, "refused": 0}
+        self.events = events if events is not None else EventHub()
+        """Every presentation and lane move, screened (issue 18's faces read it)."""
+        self._gates: LaneGates | None = None
+        self._central_seen: tuple[str, str] | None = None
+        self.status_provider = DaemonStatus(
+            config=lambda: self.config, lanes=lambda: self._lanes, runtime=self.runtime,
+            gates=lambda: self._gates.status() if self._gates is not None else {})
+        self.metrics: TerminalMetrics | None = None
+        if (config.http is not None and config.http.metrics) or config.metrics_textfile:
+            self.metrics = TerminalMetrics(status=self.status_provider)
+            self.metrics.attach(self.events)
 
     # --- what the lanes use ----------------------------------------------------------------
 
@@ -156,21 +162,50 @@ class Daemon:
         """One lock per reader, shared by its lane and (later) the local API."""
         return self._reader_locks.setdefault(reader, threading.Lock())
 
-    def _lane_changed(self, lane: str) -> Callable[[LaneState, LaneState, str], None]:
-        def changed(previous: LaneState, state: LaneState, _why: str) -> None:
-            self.events.publish({"lane": lane, "state": state.value,
-                                 "previous": previous.value}, "lane")
-        return changed
-
     def _publish(self, lane: str, event: Mapping[str, object]) -> None:
         events_log.info("%s", json.dumps({"lane": lane, **event}, ensure_ascii=False,
-                                         default=str, sort_keys=True))
+                                         default=str, sort_keys=True),
+                        extra={"lane": lane, "reason": event.get("reason"),
+                               "transaction_id": event.get("transaction_id")})
         runtime = self._holder.current
         if runtime is not None and event.get("journaled"):
             runtime.presented()
-        self.events.publish_presentation(lane, event)
+        if self._gates is not None:
+            self._gates.present(lane, event)      # accepts only; on the gate's own thread
+        try:
+            self.events.publish_presentation(lane, event)
+        except Exception:
+            log.exception("lane %s: publishing the presentation event failed", lane)
         if self._publish_hook is not None:
             self._publish_hook(lane, event)
+
+    def _lane_moved(self, lane: str, left: LaneState, entered: LaneState, why: str) -> None:
+        event: dict[str, object] = {"lane": lane, "state": entered.value,
+                                    "previous": left.value}
+        if entered is LaneState.LOST:
+            event["fault"] = why        # a fixed phrase or an error class name
+        self.events.publish(event, "lane")
+
+    def _publish_central_link(self) -> None:
+        """A ``central`` event when the link or the breaker changed (the passenger
+        display's offline indicator, ``sscard events``); no I/O, on the loop."""
+        runtime = self._holder.current
+        if runtime is None or runtime.central_link is None:
+            return
+        try:
+            central = runtime.central_link()
+        except Exception as exc:
+            log.warning("reading the central link state failed: %s", type(exc).__name__)
+            return
+        seen = (central.link, central.circuit)
+        if seen != self._central_seen:
+            self._central_seen = seen
+            self.events.publish({"link": central.link, "circuit": central.circuit}, "central")
+
+    def _gate_fault(self, lane: str) -> None:
+        for each in self._lanes:
+            if each.name == lane:
+                each.machine.count("gate.faults")
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -188,12 +223,17 @@ class Daemon:
             await self._start_local_api()
             self._install_signals(loop)
             health = asyncio.create_task(self._health_loop(), name="sscard-health")
+            textfile = self._start_textfile()
             self._notifier.ready(self._status_line())
             log.info("ready in %.2f s: terminal %s, profile %s, %d lane(s)",
                      time.monotonic() - started, self.config.terminal_id,
                      self.config.profile.name, len(self._lanes))
             await self._stop.wait()
             health.cancel()
+            if textfile is not None:
+                self._textfile_stop.set()
+                await textfile
+                await self._write_textfile()        # the last counts, for the collector
             await self._shutdown()
         finally:
             self._remove_signals(loop)
@@ -204,6 +244,8 @@ class Daemon:
                     source.stop()
             for scanner in self._scanner_lanes:
                 await loop.run_in_executor(self._executor, scanner.stop_reading)
+            if self._gates is not None:
+                await loop.run_in_executor(self._executor, self._gates.shutdown)
             runtime = self._holder.current
             if runtime is not None:
                 self._holder.set(None)
@@ -213,6 +255,8 @@ class Daemon:
         return 0
 
     async def _start_lanes(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._gates = LaneGates(self.config, on_fault=self._gate_fault,
+                                publish=lambda event: self.events.publish(event, "gate"))
         for config in self.config.lanes:
             if config.input is LaneInput.CAMERA:
                 raise ConfigError(f"{self.config.source}: key 'lanes.{config.name}.camera': "
@@ -233,11 +277,12 @@ class Daemon:
                                  publish=self._publish, probe=source.probe)
             self._card_lanes.append(card_lane)
             self._lanes.append(card_lane)
+        for each in self._lanes:
+            each.machine.listener = self._lane_moved
         router = _Router(self._card_lanes)
         for source in self._sources:
             source.start(loop, router)
         for each in self._lanes:
-            each.machine.listener = self._lane_changed(each.name)
             self._tasks.append(asyncio.create_task(each.run(), name=f"lane-{each.name}"))
 
     async def _start_local_api(self) -> None:
@@ -250,12 +295,33 @@ class Daemon:
         mount = LocalApiMount(self.config, runtime=self.runtime,
                               reader=lambda: lane.current_card,
                               reader_lock=self.reader_lock(lane.config.target),
-                              status=self.status, events=self.events)
+                              status=self.status_provider, events=self.events,
+                              metrics=self.metrics)
         try:
             await mount.start(runtime)
         except ConfigError as exc:
-            raise ConfigError(f"{self.config.source}: key 'local_api.socket': {exc}") from exc
+            await mount.stop()
+            key = "http.port" if "cannot listen on" in str(exc) else "local_api.socket"
+            raise ConfigError(f"{self.config.source}: key '{key}': {exc}") from exc
         self._local_api = mount
+
+    def _start_textfile(self) -> asyncio.Task[None] | None:
+        """The node exporter's textfile, rewritten every 15 s (and once more at stop)."""
+        path = self.config.metrics_textfile
+        if path is None or self.metrics is None:
+            return None
+        return asyncio.create_task(run_textfile(self.metrics, path, stop=self._textfile_stop),
+                                   name="sscard-metrics-textfile")
+
+    async def _write_textfile(self) -> None:
+        path = self.config.metrics_textfile
+        if path is None or self.metrics is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.metrics.write_textfile, path)
+        except OSError as exc:
+            log.warning("metrics: cannot write %s: %s", path, exc)
 
     async def _check_readers(self) -> None:
         """A reader that is not there at start-up is a lane that starts lost (and says so
@@ -337,6 +403,8 @@ class Daemon:
             self._notifier.ready(self._status_line())
             return False
         self.config = config
+        if self._gates is not None:
+            self._gates.set_open_time(config)
         self._after_swap(before)
         self.reloads["done"] += 1
         log.info("reloaded %s: profile %s", self._config_path, config.profile.name)
@@ -403,6 +471,7 @@ class Daemon:
             else:
                 log.error("health check failed, withholding the watchdog ping: %s",
                           health.why)
+            self._publish_central_link()
             status = self._status_line()
             if status != last_status:
                 self._notifier.status(status)

@@ -129,11 +129,6 @@ class CardLane:
     # --- state for the health check and status ------------------------------------------
 
     @property
-    def device(self) -> str:
-        """The reader, for the status (a prefix lane's once an event named it)."""
-        return self._reader or self.config.target
-
-    @property
     def current_card(self) -> str:
         """What to open for the card on this lane's reader now (the reader's name, or a
         ``sim:`` reader's holder); the local API reads through it."""

@@ -16,8 +16,11 @@ Layout (``systemd/examples/*.toml`` has one complete file per shipped profile)::
     [journal]         key_file | key_credential
     [security_module] psam_reader | psam_reader_prefix, central_hsm
     [local_api]       socket, lane
+    [http]            port, token_file, display, metrics, allow_origins  (127.0.0.1 only)
+    [metrics]         textfile                 (node exporter's textfile collector)
     [lanes.<name>]    reader | reader_prefix | scanner | camera, baudrate, [gate]
-    [lanes.<name>.gate] kind = "sim" | "serial" | "gpio", device, baudrate, chip, line
+    [lanes.<name>.gate] kind = "sim" | "serial" | "gpio"; serial: device, open_frame,
+                        close_frame (hex), baudrate; gpio: chip, line, active_low
 
 Paths relative to systemd's directories: with no ``state_directory`` the daemon uses
 ``$STATE_DIRECTORY`` (set by ``StateDirectory=``); a relative ``local_api.socket`` lives in
@@ -35,6 +38,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +48,7 @@ from urllib.parse import urlsplit
 
 from ..central.client import TerminalConfig
 from ..central.signed import load_public_key
+from ..drivers.gate_serial import parse_frame
 from ..errors import ConfigError, JournalKeyError
 from ..offline_queue.crypto import load_credential, load_key_file
 from ..profiles import BUILTIN_PROFILES, Profile, load_profile
@@ -56,6 +61,7 @@ __all__ = [
     "DaemonConfig",
     "GateKind",
     "GateOutput",
+    "HttpConfig",
     "LaneConfig",
     "LaneInput",
     "LocalApiConfig",
@@ -98,6 +104,21 @@ class GateOutput:
     baudrate: int | None = None     # serial
     chip: str | None = None         # gpio: /dev/gpiochipN
     line: int | None = None         # gpio: line offset
+    open_frame: bytes | None = None     # serial: the board's frame that energises the relay
+    close_frame: bytes | None = None    # serial: the frame that releases it
+    active_low: bool = False            # gpio: the line is active low
+
+    def driver_config(self) -> dict[str, object]:
+        """This output as :func:`~sscard_terminal.drivers.gate.gate_from_config` reads it."""
+        if self.kind is GateKind.SERIAL:
+            assert self.open_frame is not None and self.close_frame is not None
+            return {"driver": "serial", "port": self.device,
+                    "open_frame": self.open_frame.hex(), "close_frame": self.close_frame.hex(),
+                    "baudrate": self.baudrate or 9600}
+        if self.kind is GateKind.GPIO:
+            return {"driver": "gpio", "chip": self.chip, "line": self.line,
+                    "active_low": self.active_low}
+        return {"driver": "sim"}
 
 
 @dataclass(frozen=True)
@@ -142,6 +163,18 @@ class LocalApiConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The loopback HTTP/WebSocket bridge (127.0.0.1 only): the local API behind its
+    bearer token, and, opt-in, the passenger display and ``/metrics``."""
+
+    port: int
+    token: str = field(repr=False)
+    display: bool = False
+    metrics: bool = False
+    allow_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     """One validated configuration. Built only by :func:`load_config` / :func:`parse_config`."""
 
@@ -157,6 +190,8 @@ class DaemonConfig:
     security_module: SecurityModuleConfig
     local_api: LocalApiConfig | None
     lanes: tuple[LaneConfig, ...]
+    http: HttpConfig | None = None
+    metrics_textfile: Path | None = None     # node exporter's textfile collector (*.prom)
 
     def terminal_config(self) -> TerminalConfig | None:
         """The central client's configuration, or None for an offline-only terminal."""
@@ -206,6 +241,8 @@ class _Reader:
         "central": frozenset({"url", "secret_file", "secret_credential", "public_key",
                               "public_key_file", "ca_file", "client_cert", "client_key"}),
         "journal": frozenset({"key_file", "key_credential"}),
+        "http": frozenset({"port", "token_file", "display", "metrics", "allow_origins"}),
+        "metrics": frozenset({"textfile"}),
         "security_module": frozenset({"psam_reader", "psam_reader_prefix", "central_hsm"}),
         "local_api": frozenset({"socket", "lane"}),
         "lanes": frozenset(),          # any lane name
@@ -214,8 +251,8 @@ class _Reader:
     _LANE_KEYS = frozenset({"reader", "reader_prefix", "scanner", "camera", "baudrate", "gate"})
     _GATE_KEYS: Mapping[GateKind, frozenset[str]] = {
         GateKind.SIM: frozenset({"kind"}),
-        GateKind.SERIAL: frozenset({"kind", "device", "baudrate"}),
-        GateKind.GPIO: frozenset({"kind", "chip", "line"}),
+        GateKind.SERIAL: frozenset({"kind", "device", "baudrate", "open_frame", "close_frame"}),
+        GateKind.GPIO: frozenset({"kind", "chip", "line", "active_low"}),
     }
 
     def __init__(self, source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> None:
@@ -325,6 +362,7 @@ class _Reader:
         security = self.security_module()
         lanes = self.lanes()
         self.check_psam_apart(security, lanes)
+        local_api = self.local_api(lanes)
         return DaemonConfig(
             source=self.source,
             terminal_id=terminal_id,
@@ -338,9 +376,56 @@ class _Reader:
             journal_key_credential=(key_source[len("credential "):]
                                     if key_source.startswith("credential ") else None),
             security_module=security,
-            local_api=self.local_api(lanes),
+            local_api=local_api,
             lanes=lanes,
+            http=self.http(local_api),
+            metrics_textfile=self.metrics_textfile(),
         )
+
+    def http(self, local_api: LocalApiConfig | None) -> HttpConfig | None:
+        table = self.table("http", required=False)
+        if table is None:
+            return None
+        if local_api is None:
+            raise self.fail("http", "needs [local_api]: the bridge serves the same API "
+                                    "(and its card lane) over HTTP and WebSocket")
+        if "port" not in table:
+            raise self.fail("http.port", "missing")
+        port = self.typed("http.port", table["port"], int)
+        if not 1 <= port <= 65535:
+            raise self.fail("http.port", f"{port} is outside 1..65535")
+        raw = self.text(table, "http", "token_file", required=True)
+        assert raw is not None
+        path = self.existing_file("http.token_file", raw)
+        if path.stat().st_mode & stat.S_IROTH:
+            raise self.fail("http.token_file", f"{path} is readable by every user: chmod o-r")
+        token = path.read_text(encoding="utf-8").strip()
+        if len(token) < 16:
+            raise self.fail("http.token_file", "the token must be at least 16 characters")
+        origins = table.get("allow_origins", [])
+        if not isinstance(origins, list) or not all(
+                isinstance(o, str) and o.startswith(("http://", "https://")) and
+                o.count("/") == 2 for o in origins):
+            raise self.fail("http.allow_origins", "a list of exact origins "
+                                                  "(scheme://host[:port])")
+        return HttpConfig(port=port, token=token,
+                          display=self.typed("http.display", table.get("display", False), bool),
+                          metrics=self.typed("http.metrics", table.get("metrics", False), bool),
+                          allow_origins=tuple(origins))
+
+    def metrics_textfile(self) -> Path | None:
+        table = self.table("metrics", required=False)
+        if table is None:
+            return None
+        raw = self.text(table, "metrics", "textfile", required=True)
+        assert raw is not None
+        path = Path(raw)
+        if not path.is_absolute() or path.suffix != ".prom":
+            raise self.fail("metrics.textfile", f"{raw!r} must be an absolute path ending "
+                                                f"in .prom (the collector reads only those)")
+        if not path.parent.is_dir():
+            raise self.fail("metrics.textfile", f"{path.parent} is not an existing directory")
+        return path
 
     def profile(self, terminal: Mapping[str, Any]) -> Profile:
         name = self.text(terminal, "terminal", "profile", required=True)
@@ -564,7 +649,9 @@ class _Reader:
             rate = body.get("baudrate")
             return GateOutput(kind, device=device,
                               baudrate=None if rate is None else
-                              self.baudrate(f"{where}.baudrate", rate))
+                              self.baudrate(f"{where}.baudrate", rate),
+                              open_frame=self.frame(where, body, "open_frame"),
+                              close_frame=self.frame(where, body, "close_frame"))
         if kind is GateKind.GPIO:
             chip = self.text(body, where, "chip", required=True)
             assert chip is not None
@@ -575,8 +662,20 @@ class _Reader:
             line = self.typed(f"{where}.line", body["line"], int)
             if not 0 <= line <= 1023:
                 raise self.fail(f"{where}.line", f"{line} is outside 0..1023")
-            return GateOutput(kind, chip=chip, line=line)
+            active_low = self.typed(f"{where}.active_low", body.get("active_low", False), bool)
+            return GateOutput(kind, chip=chip, line=line, active_low=active_low)
         return GateOutput(kind)
+
+    def frame(self, where: str, body: Mapping[str, Any], key: str) -> bytes:
+        """A relay board's frame in hex (``"A0 01 01 A2"``): boards differ, so there is
+        no default that could open the wrong relay or none."""
+        if key not in body:
+            raise self.fail(f"{where}.{key}", "missing: the relay board's frame in hex, "
+                                              "such as \"A0 01 01 A2\"")
+        try:
+            return parse_frame(body[key], where=f"{where}.{key}")
+        except ConfigError as exc:
+            raise self.fail(f"{where}.{key}", str(exc).split(": ", 1)[-1]) from None
 
     def check_psam_apart(self, security: SecurityModuleConfig,
                          lanes: tuple[LaneConfig, ...]) -> None:

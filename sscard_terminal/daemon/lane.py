@@ -142,9 +142,9 @@ class LaneStateMachine:
         self._state = LaneState.IDLE
         self._since = clock()
         self._counters: dict[str, int] = {}
-        self.listener: Callable[[LaneState, LaneState, str], None] | None = None
-        """Told ``(previous, state, why)`` after each move, in the mover's thread; quick,
-        never blocking (the daemon publishes lane events with it)."""
+        self.listener: Callable[[str, LaneState, LaneState, str], None] | None = None
+        """Told ``(lane, left, entered, why)`` after every move, in the mover's thread
+        (the daemon publishes it as a ``lane`` event); it must not block."""
 
     @property
     def state(self) -> LaneState:
@@ -179,12 +179,12 @@ class LaneStateMachine:
                 self._count("recovered")
         level = logging.WARNING if target is LaneState.LOST else logging.INFO
         log.log(level, "lane %s: %s -> %s after %.3f s (%s)", self.name, source.value,
-                target.value, held, why)
+                target.value, held, why, extra={"lane": self.name})
         listener = self.listener
         if listener is not None:
             try:
-                listener(source, target, why)
-            except Exception:           # a listener's bug must not stop the lane
+                listener(self.name, source, target, why)
+            except Exception:
                 log.exception("lane %s: state listener failed", self.name)
         return source
 

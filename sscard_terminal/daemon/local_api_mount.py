@@ -11,6 +11,9 @@ hardware, so the lane and the local API take the same lock (:meth:`Daemon.reader
 - a tap on that lane while the local API holds the card does not wait behind it: the lane
   counts ``presentations.reader_busy`` and leaves that card to the HIS.
 
+The socket also serves ``status``, ``health``, ``last_decision`` and ``events`` from the
+daemon's :class:`~.status.DaemonStatus` and event hub (issue 18).
+
 On a reload the API keeps its socket and gets a card service on the new runtime; the old
 service is closed (an open two-step session ends).
 """
@@ -27,8 +30,12 @@ from ..apdu.transport import CardInterface, CardTransport
 from ..deadline import Deadline
 from ..errors import ReaderUnavailableError
 from ..local_api.card_service import CardReaderService, CardSettings
+from ..local_api.display import DisplayRoutes
 from ..local_api.events import EventHub
 from ..local_api.handler import LocalApi
+from ..local_api.http_server import LoopbackHttpServer, RouteSet
+from ..local_api.metrics import MetricsRoutes, TerminalMetrics
+from ..local_api.security import HttpSecurity
 from ..local_api.status import StatusProvider
 from ..local_api.unix_server import UnixSocketServer
 from .config import DaemonConfig
@@ -81,7 +88,8 @@ class LocalApiMount:
     def __init__(self, config: DaemonConfig, *,
                  runtime: Callable[[], AbstractContextManager[Runtime]],
                  reader: Callable[[], str], reader_lock: threading.Lock,
-                 status: StatusProvider | None = None, events: EventHub | None = None) -> None:
+                 status: StatusProvider | None = None, events: EventHub | None = None,
+                 metrics: TerminalMetrics | None = None) -> None:
         assert config.local_api is not None
         self._path = config.local_api.socket
         self._runtime = runtime
@@ -90,6 +98,9 @@ class LocalApiMount:
         self._settings = CardSettings(terminal_number=config.terminal_id)
         self._status = status
         self._events = events
+        self._http = config.http
+        self._metrics = metrics
+        self._bridge: LoopbackHttpServer | None = None
         self._api: LocalApi | None = None
         self._server: UnixSocketServer | None = None
 
@@ -116,6 +127,26 @@ class LocalApiMount:
         self._server = UnixSocketServer(self._api, self._path)
         await self._server.start()
         log.info("local API on %s, reading %s", self._path, self._reader())
+        if self._http is not None:
+            await self._start_bridge(self._api)
+
+    async def _start_bridge(self, api: LocalApi) -> None:
+        """The loopback bridge: the API behind its token, the passenger display and
+        ``/metrics`` when configured. A port it cannot take is a ConfigError."""
+        http = self._http
+        assert http is not None
+        routes: list[RouteSet] = []
+        if http.display:
+            routes.append(DisplayRoutes(api.events))
+        if http.metrics and self._metrics is not None:
+            routes.append(MetricsRoutes(self._metrics))
+        self._bridge = LoopbackHttpServer(
+            api, port=http.port, security=HttpSecurity(http.token, frozenset(http.allow_origins)),
+            routes=routes)
+        await self._bridge.start()
+        log.info("loopback bridge on 127.0.0.1:%d%s%s", self._bridge.port,
+                 ", passenger display at /display/" if http.display else "",
+                 ", /metrics" if http.metrics else "")
 
     def swap(self, runtime: Runtime) -> None:
         """A reload: later requests use a card service on the new runtime."""
@@ -126,6 +157,9 @@ class LocalApiMount:
             old.close()
 
     async def stop(self) -> None:
+        if self._bridge is not None:
+            await self._bridge.stop()
+            self._bridge = None
         if self._server is not None:
             await self._server.stop()
             self._server = None

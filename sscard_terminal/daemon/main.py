@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, SscardError
+from ..log_setup import JOURNAL_SOCKET, configure_logging
 from .config import DEFAULT_CONFIG_PATH, load_config
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "build_parser", "main"]
@@ -41,14 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
                              f"and exit: 0 if it is usable, {EXIT_CONFIG} if not")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--journal-socket", default=JOURNAL_SOCKET, metavar="PATH",
+                        help="journald's native socket, used when stderr is the journal's "
+                             f"stream (JOURNAL_STREAM, set by systemd; default "
+                             f"{JOURNAL_SOCKET})")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # systemd's journal adds its own timestamp; level and logger are enough per line.
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # Under systemd: journald's native protocol with structured fields (lane, reason,
+    # transaction id); otherwise stderr. Personal data is masked on both.
+    configure_logging(args.log_level, identifier="sscard-terminald",
+                      journal_socket=args.journal_socket)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -20,12 +20,11 @@ from typing import Protocol
 
 from ..apdu.transport import CardTransport
 from ..cards.authentication.context import ReadAuthenticator
-from ..central.circuit_breaker import CircuitBreaker
 from ..deadline import Deadline
-from ..offline_queue.records import JournalStatus
+from ..local_api.status import CentralStatus, ListStatus, QueueStatus
 from .config import DaemonConfig
 
-__all__ = ["PresentationResult", "Presenter", "Runtime", "RuntimeFactory"]
+__all__ = ["PresentationResult", "Presenter", "Runtime", "RuntimeFactory", "RuntimeFacts"]
 
 
 class PresentationResult(Protocol):
@@ -56,6 +55,16 @@ class Presenter(Protocol):
                      lane: str = "") -> PresentationResult: ...
 
 
+@dataclass(frozen=True)
+class RuntimeFacts:
+    """The runtime's part of the daemon's status: counts, ages, versions, states only."""
+
+    central: CentralStatus
+    journal: QueueStatus
+    denylist: ListStatus
+    trust_list: ListStatus
+
+
 def _nothing() -> None:
     return None
 
@@ -71,10 +80,11 @@ class Runtime:
     """Told after each journaled presentation (wakes the forwarder)."""
     authenticator: ReadAuthenticator | None = None
     """The security-module chain, for the local API's reads."""
-    breaker: CircuitBreaker | None = None
-    """The central's circuit breaker (None: no central), for the status."""
-    journal_status: Callable[[], JournalStatus] | None = None
-    """The journal's queue, for the status."""
+    facts: Callable[[], RuntimeFacts] | None = None
+    """What the runtime knows for ``status`` (central link, journal, lists); None: nothing
+    (a runtime without a journal, as in tests)."""
+    central_link: Callable[[], CentralStatus] | None = None
+    """The central link and breaker state alone, without I/O (published on change)."""
 
 
 RuntimeFactory = Callable[[DaemonConfig], Runtime]

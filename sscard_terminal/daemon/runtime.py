@@ -20,8 +20,10 @@ the new one is in place. Two roots never write one journal at the same time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 from ..drivers.pcsc import list_readers
@@ -32,11 +34,12 @@ from ..errors import (
     SecurityModuleUnavailableError,
     StorageError,
 )
+from ..local_api.status import CentralStatus, ListStatus, QueueStatus
 from ..terminal.root import TerminalRoot
 from ..terminal.settings import KeySource, TerminalSettings
 from .background import Background
 from .config import SIM_PREFIX, DaemonConfig
-from .presenter import Runtime
+from .presenter import Runtime, RuntimeFacts
 
 __all__ = ["RuntimeHolder", "build_runtime", "terminal_settings"]
 
@@ -104,14 +107,15 @@ def build_runtime(config: DaemonConfig) -> Runtime:
 
     central = root.central()
     authenticator = root.module_chain()
-    journal = root.journal()
+    facts = functools.partial(runtime_facts, root)
+    link = functools.partial(central_status, root)
     if central is None:
         return Runtime(presenter=presenter,
                        open_card=lambda reader, deadline: root.open_card(deadline, reader),
-                       close=root.close, authenticator=authenticator,
-                       journal_status=journal.status)
+                       close=root.close, authenticator=authenticator, facts=facts,
+                       central_link=link)
     guarded = root.guarded_central()
-    background = Background(journal=journal, denylist=root.denylist(), central=central,
+    background = Background(journal=root.journal(), denylist=root.denylist(), central=central,
                             breaker=guarded.breaker if guarded is not None else None)
     background.start()
 
@@ -122,8 +126,45 @@ def build_runtime(config: DaemonConfig) -> Runtime:
     return Runtime(presenter=presenter,
                    open_card=lambda reader, deadline: root.open_card(deadline, reader),
                    close=close, presented=background.presented, authenticator=authenticator,
-                   breaker=guarded.breaker if guarded is not None else None,
-                   journal_status=journal.status)
+                   facts=facts, central_link=link)
+
+
+def central_status(root: TerminalRoot) -> CentralStatus:
+    """The central link as the presentations' circuit breaker sees it (no I/O: cheap
+    enough for the health check to ask every second)."""
+    guarded = root.guarded_central()
+    if guarded is None:
+        return CentralStatus(link="none", circuit="closed")
+    circuit = guarded.breaker.state.value
+    successes = guarded.breaker.counters().get("successes", 0)
+    link = {"open": "down", "half_open": "unknown"}.get(
+        circuit, "up" if successes else "unknown")
+    return CentralStatus(link=link, circuit=circuit)
+
+
+def runtime_facts(root: TerminalRoot) -> RuntimeFacts:
+    """The runtime's part of ``status``: the breaker's view of the central link, the
+    journal's queue, the denylist's version, size and age, the trust list's age (its
+    cached file's age; the file holds no version the terminal reads back)."""
+    central = central_status(root)
+    journal = root.journal().status()
+    queue = QueueStatus(depth=journal.queued,
+                        oldest_age_s=(None if journal.oldest_queued_age_s is None
+                                      else round(journal.oldest_queued_age_s, 3)),
+                        full=bool(journal.alarms))
+    denylist = root.denylist()
+    state = denylist.state()
+    hours = denylist.age_hours()
+    deny = ListStatus(version=str(state.version) if state.version else None,
+                      age_s=None if hours is None else round(hours * 3600.0, 3),
+                      size=state.entries)
+    trust = ListStatus(version=None, age_s=None)
+    paths = root.settings.state
+    if paths is not None:
+        with contextlib.suppress(OSError):
+            trust = ListStatus(version=None,
+                               age_s=round(time.time() - paths.trust_list.stat().st_mtime, 3))
+    return RuntimeFacts(central=central, journal=queue, denylist=deny, trust_list=trust)
 
 
 class RuntimeHolder:

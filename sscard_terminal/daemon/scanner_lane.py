@@ -139,10 +139,6 @@ class ScannerLane:
         self._wake.set()
 
     @property
-    def device(self) -> str:
-        return self.config.target
-
-    @property
     def busy_for(self) -> float:
         if self.machine.state in (_S.READING, _S.DECIDING):
             return self.machine.seconds_in_state()

@@ -1,20 +1,27 @@
-"""The daemon's answer to the local API's ``status`` and ``health`` functions.
+"""The daemon's ``status``: what its technicians ask the local API (issue 18).
 
-The local API defines what a status is (:class:`~sscard_terminal.local_api.status.
-TerminalStatus`); the daemon fills it from what it runs: its lanes (state, device, time in
-state, how often each recovered), the central's circuit breaker and the journal's queue.
-Called in a worker thread (the journal's status reads SQLite).
+:class:`DaemonStatus` is the :class:`~sscard_terminal.local_api.status.StatusProvider`
+the daemon mounts: its lanes and their states (from the lane state machines), each lane's
+gate, and the runtime's facts (central link and circuit breaker, journal depth and oldest
+record, denylist version/size/age, trust list age), with the version and the uptime. It
+is asked in a worker thread (the journal's count is a SQLite query) and holds the runtime
+like a presentation does, so a reload never closes the journal under it.
+
+Counts, ages, versions and states only: no holder data, no card reference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from .. import __version__
-from ..local_api.status import CentralStatus, LaneStatus, QueueStatus, TerminalStatus
-from .lane import LaneKind, LaneStateMachine
+from ..local_api.status import GateStatus, LaneStatus, TerminalStatus
+from .config import DaemonConfig
+from .lane import LaneKind, LaneState, LaneStateMachine
 from .presenter import Runtime
 
 __all__ = ["DaemonStatus"]
@@ -24,42 +31,51 @@ class _Lane(Protocol):
     name: str
     machine: LaneStateMachine
 
-    @property
-    def device(self) -> str: ...
+
+def _faults(counters: Mapping[str, int]) -> int:
+    """A lane's faults: each time it was lost, each time its gate failed."""
+    return counters.get(f"entered.{LaneState.LOST.value}", 0) + counters.get("gate.faults", 0)
 
 
 class DaemonStatus:
-    """A :class:`~sscard_terminal.local_api.status.StatusProvider` over the daemon."""
+    """The running daemon's status; every source is a callable, read at each ask."""
 
-    def __init__(self, *, terminal_id: str, profile: Callable[[], str],
+    def __init__(self, *, config: Callable[[], DaemonConfig],
                  lanes: Callable[[], Sequence[_Lane]],
-                 runtime: Callable[[], Runtime | None]) -> None:
-        self._terminal_id = terminal_id
-        self._profile = profile
+                 runtime: Callable[[], AbstractContextManager[Runtime]],
+                 gates: Callable[[], Mapping[str, GateStatus]] = dict,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._config = config
         self._lanes = lanes
         self._runtime = runtime
-        self._started = time.monotonic()
+        self._gates = gates
+        self._clock = clock
+        self._started = clock()
 
     def status(self) -> TerminalStatus:
-        lanes = [LaneStatus(name=lane.name,
-                            kind="card" if lane.machine.kind is LaneKind.CARD else "code",
-                            state=lane.machine.state.value, device=lane.device,
-                            since_s=round(lane.machine.seconds_in_state(), 3),
-                            faults=lane.machine.counters().get("entered.lost", 0))
-                 for lane in self._lanes()]
-        runtime = self._runtime()
-        central = CentralStatus(link="none", circuit="closed")
-        journal = QueueStatus(depth=0, oldest_age_s=None)
-        if runtime is not None:
-            if runtime.breaker is not None:
-                circuit = runtime.breaker.state.value
-                central = CentralStatus(link="up" if circuit == "closed" else "down",
-                                        circuit=circuit)
-            if runtime.journal_status is not None:
-                queue = runtime.journal_status()
-                journal = QueueStatus(depth=queue.queued, oldest_age_s=queue.oldest_queued_age_s,
-                                      full=bool(queue.alarms))
-        return TerminalStatus(terminal_id=self._terminal_id, version=__version__,
-                              uptime_s=round(time.monotonic() - self._started, 3),
-                              profile=self._profile(), lanes=lanes, central=central,
-                              journal=journal)
+        config = self._config()
+        devices = {lane.name: lane.target for lane in config.lanes}
+        gates = self._gates()
+        lanes = []
+        for lane in self._lanes():
+            machine = lane.machine
+            lanes.append(LaneStatus(
+                name=lane.name,
+                kind="card" if machine.kind is LaneKind.CARD else "code",
+                state=machine.state.value,
+                device=devices.get(lane.name, ""),
+                since_s=round(machine.seconds_in_state(), 3),
+                gate=gates.get(lane.name),
+                faults=_faults(machine.counters())))
+        status = TerminalStatus(terminal_id=config.terminal_id, version=__version__,
+                                uptime_s=round(self._clock() - self._started, 3),
+                                profile=config.profile.name, lanes=tuple(lanes))
+        try:
+            with self._runtime() as runtime:
+                facts = runtime.facts() if runtime.facts is not None else None
+        except RuntimeError:        # no runtime (starting or stopping): the lanes only
+            facts = None
+        if facts is None:
+            return status
+        return dataclasses.replace(status, central=facts.central, journal=facts.journal,
+                                   denylist=facts.denylist, trust_list=facts.trust_list)
